@@ -1,0 +1,242 @@
+import type { KeyObject } from 'node:crypto';
+import {
+  decodeJwt,
+  decodeProtectedHeader,
+  importJWK,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+  errors as joseErrors,
+  jwtVerify,
+} from 'jose';
+import type { JwtAuthority, JwtBundleSource } from './bundle.js';
+import { BundleError, JwtSvidError } from './errors.js';
+import { SpiffeId } from './spiffeid.js';
+
+/** The only algorithms a JWT-SVID may use (JWT-SVID standard): no `none`, no HMAC. */
+export const JWT_SVID_ALGORITHMS = [
+  'RS256',
+  'RS384',
+  'RS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'PS256',
+  'PS384',
+  'PS512',
+] as const;
+export type JwtSvidAlgorithm = (typeof JWT_SVID_ALGORITHMS)[number];
+const ALLOWED = new Set<string>(JWT_SVID_ALGORITHMS);
+type ImportedKey = Awaited<ReturnType<typeof importJWK>>;
+
+/** Default clock skew tolerance in seconds for `exp`/`nbf` (go-spiffe allows one minute). */
+export const DEFAULT_JWT_CLOCK_TOLERANCE_SECONDS = 30;
+
+/** A JWT-SVID: its SPIFFE ID (`sub`), audience, expiry and all claims. */
+export class JwtSvid {
+  readonly id: SpiffeId;
+  readonly audience: readonly string[];
+  readonly expiresAt: Date;
+  readonly claims: Readonly<JWTPayload>;
+  /** The compact JWS serialization. */
+  readonly token: string;
+  /** Operator-supplied hint (Workload API `hint`). */
+  readonly hint: string;
+
+  constructor(init: {
+    id: SpiffeId;
+    audience: readonly string[];
+    expiresAt: Date;
+    claims: JWTPayload;
+    token: string;
+    hint?: string;
+  }) {
+    this.id = init.id;
+    this.audience = Object.freeze([...init.audience]);
+    this.expiresAt = init.expiresAt;
+    this.claims = Object.freeze({ ...init.claims });
+    this.token = init.token;
+    this.hint = init.hint ?? '';
+    Object.freeze(this);
+  }
+
+  /** Marshals to the compact token, so `String(svid)` is what goes into an Authorization header. */
+  toString(): string {
+    return this.token;
+  }
+}
+
+interface Unverified {
+  header: { alg?: unknown; kid?: unknown; typ?: unknown };
+  claims: JWTPayload;
+  id: SpiffeId;
+  exp: number;
+}
+
+function decodeUnverified(token: unknown): Unverified {
+  if (typeof token !== 'string' || token.length === 0) {
+    throw new JwtSvidError('JWTSVID_MALFORMED', 'token must be a non-empty string');
+  }
+  let header: Unverified['header'];
+  let claims: JWTPayload;
+  try {
+    header = decodeProtectedHeader(token) as Unverified['header'];
+    claims = decodeJwt(token);
+  } catch (err) {
+    throw new JwtSvidError('JWTSVID_MALFORMED', 'unable to parse JWT token', { cause: err });
+  }
+  if (header.typ !== undefined && header.typ !== 'JWT' && header.typ !== 'JOSE') {
+    throw new JwtSvidError('JWTSVID_BAD_TYP', 'token header type not equal to either JWT or JOSE');
+  }
+  if (typeof header.alg !== 'string' || !ALLOWED.has(header.alg)) {
+    throw new JwtSvidError('JWTSVID_UNSUPPORTED_ALG', `unsupported token signature algorithm "${String(header.alg)}"`);
+  }
+  if (typeof claims.sub !== 'string' || claims.sub === '') {
+    throw new JwtSvidError('JWTSVID_BAD_SUBJECT', 'token missing subject claim');
+  }
+  if (claims.exp === undefined) throw new JwtSvidError('JWTSVID_MISSING_EXP', 'token missing exp claim');
+  if (typeof claims.exp !== 'number' || !Number.isFinite(claims.exp)) {
+    throw new JwtSvidError('JWTSVID_MALFORMED', 'token exp claim is not a number');
+  }
+  let id: SpiffeId;
+  try {
+    id = SpiffeId.parse(claims.sub);
+  } catch (err) {
+    throw new JwtSvidError('JWTSVID_BAD_SUBJECT', `token has an invalid subject claim: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  return { header, claims, id, exp: claims.exp };
+}
+
+function audienceList(claims: JWTPayload): string[] {
+  const aud = claims.aud;
+  if (typeof aud === 'string') return [aud];
+  if (Array.isArray(aud)) return aud.filter((a): a is string => typeof a === 'string');
+  return [];
+}
+
+// Imported CryptoKeys per authority and algorithm, so hot-path validation does no key import.
+const keyCache = new WeakMap<KeyObject, Map<string, Promise<ImportedKey>>>();
+function cryptoKeyFor(authority: JwtAuthority, alg: string): Promise<ImportedKey> {
+  let perAlg = keyCache.get(authority.publicKey);
+  if (!perAlg) {
+    perAlg = new Map();
+    keyCache.set(authority.publicKey, perAlg);
+  }
+  let key = perAlg.get(alg);
+  if (!key) {
+    key = importJWK({ ...authority.jwk, alg }, alg);
+    key.catch(() => perAlg?.delete(alg));
+    perAlg.set(alg, key);
+  }
+  return key;
+}
+
+export interface ValidateJwtSvidOptions {
+  /** Verification time (default: now). */
+  now?: Date;
+  /** Clock skew tolerance in seconds for exp/nbf (default DEFAULT_JWT_CLOCK_TOLERANCE_SECONDS). */
+  clockTolerance?: number;
+}
+
+/**
+ * Parses and validates a JWT-SVID: the key is chosen by the trust domain of `sub` and the `kid` header from
+ * the bundle source; the algorithm must be RS/ES/PS 256/384/512; `exp` is required; the token's `aud` must
+ * contain at least one of the expected audiences. Throws JwtSvidError with a stable code.
+ */
+export async function parseAndValidateJwtSvid(
+  token: string,
+  bundles: JwtBundleSource,
+  audience: string | readonly string[],
+  options: ValidateJwtSvidOptions = {},
+): Promise<JwtSvid> {
+  const expected = typeof audience === 'string' ? [audience] : [...audience];
+  if (expected.length === 0 || expected.some((a) => typeof a !== 'string' || a === '')) {
+    throw new JwtSvidError('JWTSVID_AUDIENCE_MISMATCH', 'an expected audience is required');
+  }
+  const { header, claims, id, exp } = decodeUnverified(token);
+  if (typeof header.kid !== 'string' || header.kid === '') {
+    throw new JwtSvidError('JWTSVID_MISSING_KID', 'token header missing key id');
+  }
+  let authority: JwtAuthority | undefined;
+  try {
+    authority = bundles.getJwtBundleForTrustDomain(id.trustDomain).findAuthority(header.kid);
+  } catch (err) {
+    if (err instanceof BundleError) {
+      throw new JwtSvidError('JWTSVID_UNKNOWN_KID', `no JWT bundle for trust domain "${id.trustDomain.name}"`, {
+        cause: err,
+      });
+    }
+    throw err;
+  }
+  if (!authority) {
+    throw new JwtSvidError(
+      'JWTSVID_UNKNOWN_KID',
+      `no JWT authority "${header.kid}" found for trust domain "${id.trustDomain.name}"`,
+    );
+  }
+  const alg = header.alg as string;
+  const found = authority;
+  const getKey: JWTVerifyGetKey = () => cryptoKeyFor(found, alg);
+  const tolerance = options.clockTolerance ?? DEFAULT_JWT_CLOCK_TOLERANCE_SECONDS;
+  try {
+    await jwtVerify(token, getKey, {
+      algorithms: [...JWT_SVID_ALGORITHMS],
+      audience: expected,
+      clockTolerance: tolerance,
+      currentDate: options.now,
+      requiredClaims: ['exp', 'sub'],
+    });
+  } catch (err) {
+    throw mapJoseError(err, expected, audienceList(claims));
+  }
+  return new JwtSvid({ id, audience: audienceList(claims), expiresAt: new Date(exp * 1000), claims, token });
+}
+
+function mapJoseError(err: unknown, expected: string[], actual: string[]): JwtSvidError {
+  if (err instanceof JwtSvidError) return err;
+  if (err instanceof joseErrors.JWTExpired) {
+    return new JwtSvidError('JWTSVID_EXPIRED', 'token has expired', { cause: err });
+  }
+  if (err instanceof joseErrors.JWTClaimValidationFailed) {
+    if (err.claim === 'aud') {
+      return new JwtSvidError(
+        'JWTSVID_AUDIENCE_MISMATCH',
+        `expected audience in ${JSON.stringify(expected)} (audience=${JSON.stringify(actual)})`,
+        { cause: err },
+      );
+    }
+    if (err.claim === 'nbf') {
+      return new JwtSvidError('JWTSVID_NOT_YET_VALID', 'token is not valid yet', { cause: err });
+    }
+    if (err.claim === 'exp')
+      return new JwtSvidError('JWTSVID_MISSING_EXP', 'token exp claim is invalid', { cause: err });
+    return new JwtSvidError('JWTSVID_INVALID', `token claim "${err.claim}" is invalid: ${err.reason}`, { cause: err });
+  }
+  if (err instanceof joseErrors.JWSSignatureVerificationFailed) {
+    return new JwtSvidError('JWTSVID_BAD_SIGNATURE', 'token signature verification failed', { cause: err });
+  }
+  if (err instanceof joseErrors.JOSEAlgNotAllowed) {
+    return new JwtSvidError('JWTSVID_UNSUPPORTED_ALG', 'token signature algorithm not allowed', { cause: err });
+  }
+  if (err instanceof joseErrors.JWSInvalid || err instanceof joseErrors.JWTInvalid) {
+    return new JwtSvidError('JWTSVID_MALFORMED', `malformed token: ${(err as Error).message}`, { cause: err });
+  }
+  // Key/alg mismatches (e.g. an RSA key for an ES256 header) surface as TypeError or JOSENotSupported.
+  return new JwtSvidError(
+    'JWTSVID_BAD_SIGNATURE',
+    `token cannot be verified: ${(err as Error)?.message ?? String(err)}`,
+    {
+      cause: err,
+    },
+  );
+}
+
+/**
+ * INSECURE: decodes a JWT-SVID **without checking its signature, audience or expiry**. For tooling that
+ * displays tokens only; never use the result to make an access decision.
+ */
+export function insecureParseJwtSvid(token: string): JwtSvid {
+  const { claims, id, exp } = decodeUnverified(token);
+  return new JwtSvid({ id, audience: audienceList(claims), expiresAt: new Date(exp * 1000), claims, token });
+}

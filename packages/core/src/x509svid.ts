@@ -1,0 +1,265 @@
+import { createPublicKey, type KeyObject, type X509Certificate } from 'node:crypto';
+import type { X509BundleSource } from './bundle.js';
+import { BundleError, SpiffeError, SpiffeIdError, X509SvidError } from './errors.js';
+import { SpiffeId } from './spiffeid.js';
+import {
+  type CertificatesInput,
+  certificateFacts,
+  certificatesToPem,
+  KEY_USAGE,
+  parseCertificates,
+  parsePrivateKey,
+  privateKeyToPem,
+} from './x509util.js';
+
+/** Longest certificate path we will try to build (leaf + intermediates + root). */
+const MAX_PATH_LENGTH = 10;
+
+/** The SPIFFE ID in a certificate's single URI SAN. Throws X509SvidError otherwise. */
+export function idFromCertificate(cert: X509Certificate): SpiffeId {
+  const { uris } = certificateFacts(cert);
+  if (uris.length === 0) throw new X509SvidError('X509SVID_NO_URI_SAN', 'certificate contains no URI SAN');
+  if (uris.length > 1) {
+    throw new X509SvidError('X509SVID_MULTIPLE_URI_SANS', 'certificate contains more than one URI SAN');
+  }
+  try {
+    return SpiffeId.parse(uris[0] as string);
+  } catch (err) {
+    throw new X509SvidError(
+      'X509SVID_INVALID',
+      `certificate URI SAN is not a valid SPIFFE ID: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
+  }
+}
+
+/** X.509-SVID leaf rules: not a CA, digitalSignature set, keyCertSign and cRLSign not set. */
+export function checkLeafCertificate(cert: X509Certificate): void {
+  const f = certificateFacts(cert);
+  if (f.isCa) throw new X509SvidError('X509SVID_LEAF_IS_CA', 'leaf certificate must not have CA flag set to true');
+  if (f.keyUsage === undefined || (f.keyUsage & KEY_USAGE.digitalSignature) === 0) {
+    throw new X509SvidError('X509SVID_LEAF_KEY_USAGE', 'leaf certificate must have digitalSignature as key usage');
+  }
+  if (f.keyUsage & KEY_USAGE.keyCertSign) {
+    throw new X509SvidError('X509SVID_LEAF_KEY_USAGE', 'leaf certificate must not have keyCertSign as key usage');
+  }
+  if (f.keyUsage & KEY_USAGE.cRLSign) {
+    throw new X509SvidError('X509SVID_LEAF_KEY_USAGE', 'leaf certificate must not have cRLSign as key usage');
+  }
+}
+
+/** X.509-SVID signing certificate rules: CA flag set and keyCertSign set. */
+export function checkSigningCertificate(cert: X509Certificate): void {
+  const f = certificateFacts(cert);
+  if (!f.isCa)
+    throw new X509SvidError('X509SVID_SIGNING_CERT_NOT_CA', 'signing certificate must have CA flag set to true');
+  if (f.keyUsage === undefined || (f.keyUsage & KEY_USAGE.keyCertSign) === 0) {
+    throw new X509SvidError(
+      'X509SVID_SIGNING_CERT_KEY_USAGE',
+      'signing certificate must have keyCertSign as key usage',
+    );
+  }
+}
+
+function sameKey(a: KeyObject, b: KeyObject): boolean {
+  const ea = a.export({ format: 'der', type: 'spki' });
+  const eb = b.export({ format: 'der', type: 'spki' });
+  return ea.equals(eb);
+}
+
+/** An X.509-SVID: a SPIFFE ID, its certificate chain (leaf first) and the private key of the leaf. */
+export class X509Svid {
+  readonly id: SpiffeId;
+  readonly certificates: readonly X509Certificate[];
+  readonly privateKey: KeyObject;
+  /** Operator-supplied hint to tell several SVIDs apart (Workload API `hint`). */
+  readonly hint: string;
+
+  private constructor(id: SpiffeId, certificates: X509Certificate[], privateKey: KeyObject, hint: string) {
+    this.id = id;
+    this.certificates = Object.freeze(certificates);
+    this.privateKey = privateKey;
+    this.hint = hint;
+    Object.freeze(this);
+  }
+
+  /**
+   * Parses a certificate chain (PEM or DER, leaf first) and private key (PEM, or PKCS#8 DER), enforcing the
+   * X.509-SVID rules for the leaf and the signing certificates, and that the key belongs to the leaf.
+   * This does not check the chain against a bundle: see verifyX509Svid for peers.
+   */
+  static parse(
+    certificates: CertificatesInput,
+    privateKey: string | Uint8Array | KeyObject,
+    options: { hint?: string } = {},
+  ): X509Svid {
+    const certs = wrapCertErrors(() => parseCertificates(certificates));
+    const key = wrapCertErrors(() => parsePrivateKey(privateKey));
+    const leaf = certs[0] as X509Certificate;
+    const id = idFromCertificate(leaf);
+    checkLeafCertificate(leaf);
+    for (const c of certs.slice(1)) checkSigningCertificate(c);
+    if (!sameKey(leaf.publicKey, createPublicKey(key))) {
+      throw new X509SvidError('X509SVID_KEY_MISMATCH', 'private key does not match the leaf certificate public key');
+    }
+    return new X509Svid(id, certs, key, options.hint ?? '');
+  }
+
+  get leaf(): X509Certificate {
+    return this.certificates[0] as X509Certificate;
+  }
+
+  get expiresAt(): Date {
+    return new Date(this.leaf.validTo);
+  }
+
+  get notBefore(): Date {
+    return new Date(this.leaf.validFrom);
+  }
+
+  /** PEM-encoded chain (leaf first) and PKCS#8 private key. */
+  toPem(): { certificates: string; privateKey: string } {
+    return { certificates: certificatesToPem(this.certificates), privateKey: privateKeyToPem(this.privateKey) };
+  }
+}
+
+function wrapCertErrors<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof X509SvidError) throw err;
+    if (err instanceof SpiffeError) throw new X509SvidError('X509SVID_INVALID', err.message, { cause: err });
+    throw err;
+  }
+}
+
+export interface VerifyX509SvidOptions {
+  /** Verification time (default: now). */
+  now?: Date;
+}
+
+export interface VerifiedX509Svid {
+  /** The verified SPIFFE ID of the leaf. */
+  id: SpiffeId;
+  /** leaf, intermediates..., root (the root is one of the trust domain's bundle authorities). */
+  verifiedChain: X509Certificate[];
+}
+
+function checkTime(cert: X509Certificate, now: Date, role: string): void {
+  if (now < new Date(cert.validFrom)) {
+    throw new X509SvidError('X509SVID_NOT_YET_VALID', `${role} certificate is not valid before ${cert.validFrom}`);
+  }
+  if (now > new Date(cert.validTo)) {
+    throw new X509SvidError('X509SVID_EXPIRED', `${role} certificate expired at ${cert.validTo}`);
+  }
+}
+
+function issued(child: X509Certificate, issuer: X509Certificate): boolean {
+  try {
+    return child.checkIssued(issuer) && child.verify(issuer.publicKey);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Verifies a peer's X.509-SVID chain (leaf first, then any intermediates) against the bundle of the
+ * **leaf's own trust domain** only, and enforces the X.509-SVID rules. A certificate for trust domain A that
+ * chains to B's CA is rejected even when B is trusted for B. Signatures, names and validity use node:crypto.
+ */
+export function verifyX509Svid(
+  chain: CertificatesInput,
+  bundles: X509BundleSource,
+  options: VerifyX509SvidOptions = {},
+): VerifiedX509Svid {
+  const now = options.now ?? new Date();
+  const certs = wrapCertErrors(() => parseCertificates(chain));
+  const leaf = certs[0] as X509Certificate;
+  const id = idFromCertificate(leaf);
+  checkLeafCertificate(leaf);
+  checkTime(leaf, now, 'leaf');
+
+  let roots: readonly X509Certificate[];
+  try {
+    roots = bundles.getX509BundleForTrustDomain(id.trustDomain).authorities;
+  } catch (err) {
+    if (err instanceof BundleError) {
+      throw new X509SvidError('X509SVID_UNTRUSTED', `no X.509 bundle for trust domain "${id.trustDomain.name}"`, {
+        cause: err,
+      });
+    }
+    throw err;
+  }
+  const intermediates = certs.slice(1);
+  // Remember the most specific reason a candidate path failed, to report something better than "untrusted".
+  let reason: X509SvidError | undefined;
+
+  const extend = (path: X509Certificate[]): X509Certificate[] | undefined => {
+    const child = path[path.length - 1] as X509Certificate;
+    // intermediates below the next certificate (for pathLenConstraint): path minus the leaf
+    const below = path.length - 1;
+    for (const root of roots) {
+      if (!issued(child, root)) continue;
+      try {
+        checkTime(root, now, 'root');
+        const f = certificateFacts(root);
+        if (!f.isCa) throw new X509SvidError('X509SVID_SIGNING_CERT_NOT_CA', 'root certificate is not a CA');
+        if (f.keyUsage !== undefined && (f.keyUsage & KEY_USAGE.keyCertSign) === 0) {
+          throw new X509SvidError('X509SVID_SIGNING_CERT_KEY_USAGE', 'root certificate lacks keyCertSign');
+        }
+        if (f.pathLen !== undefined && below > f.pathLen) {
+          throw new X509SvidError('X509SVID_PATH_LEN_EXCEEDED', 'root certificate path length constraint exceeded');
+        }
+        return [...path, root];
+      } catch (err) {
+        if (err instanceof X509SvidError) reason = err;
+        else throw err;
+      }
+    }
+    if (path.length >= MAX_PATH_LENGTH - 1) return undefined;
+    for (const inter of intermediates) {
+      if (path.includes(inter) || !issued(child, inter)) continue;
+      try {
+        checkSigningCertificate(inter);
+        checkTime(inter, now, 'intermediate');
+        const f = certificateFacts(inter);
+        if (f.pathLen !== undefined && below > f.pathLen) {
+          throw new X509SvidError('X509SVID_PATH_LEN_EXCEEDED', 'intermediate path length constraint exceeded');
+        }
+      } catch (err) {
+        if (err instanceof X509SvidError) {
+          reason = err;
+          continue;
+        }
+        throw err;
+      }
+      const found = extend([...path, inter]);
+      if (found) return found;
+    }
+    return undefined;
+  };
+
+  const verifiedChain = extend([leaf]);
+  if (!verifiedChain) {
+    throw (
+      reason ??
+      new X509SvidError(
+        'X509SVID_UNTRUSTED',
+        `certificate is not signed by an authority of trust domain "${id.trustDomain.name}"`,
+      )
+    );
+  }
+  return { id, verifiedChain };
+}
+
+/** Like idFromCertificate, but returns undefined instead of throwing. */
+export function tryIdFromCertificate(cert: X509Certificate): SpiffeId | undefined {
+  try {
+    return idFromCertificate(cert);
+  } catch (err) {
+    if (err instanceof X509SvidError || err instanceof SpiffeIdError) return undefined;
+    throw err;
+  }
+}

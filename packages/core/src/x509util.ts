@@ -1,0 +1,173 @@
+import { createPrivateKey, KeyObject, X509Certificate } from 'node:crypto';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import {
+  BasicConstraints,
+  Certificate,
+  id_ce_basicConstraints,
+  id_ce_keyUsage,
+  id_ce_subjectAltName,
+  KeyUsage,
+  SubjectAlternativeName,
+} from '@peculiar/asn1-x509';
+import { fromBER } from 'asn1js';
+import { CertificateError } from './errors.js';
+
+const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/g;
+
+/** Input accepted wherever certificates are read: PEM text, DER bytes (one or concatenated), or parsed certs. */
+export type CertificatesInput = string | Uint8Array | ReadonlyArray<X509Certificate | Uint8Array | string>;
+
+/** Returns the decoded bodies of the PEM blocks of the given type, in order. */
+export function pemBlocks(pem: string, type: string): Buffer[] {
+  const out: Buffer[] = [];
+  for (const m of pem.matchAll(PEM_BLOCK)) {
+    if (m[1] === type) out.push(Buffer.from((m[2] ?? '').replace(/\s+/g, ''), 'base64'));
+  }
+  return out;
+}
+
+/** Splits concatenated DER elements (as the Workload API sends certificate chains). */
+export function splitDer(der: Uint8Array): Buffer[] {
+  const buf = Buffer.from(der.buffer, der.byteOffset, der.byteLength);
+  const out: Buffer[] = [];
+  let offset = 0;
+  while (offset < buf.length) {
+    const view = buf.subarray(offset);
+    const parsed = fromBER(view);
+    if (parsed.offset === -1 || parsed.offset === 0) {
+      throw new CertificateError('CERTIFICATE_INVALID', `malformed DER at byte ${offset}: ${parsed.result.error}`);
+    }
+    out.push(Buffer.from(view.subarray(0, parsed.offset)));
+    offset += parsed.offset;
+  }
+  return out;
+}
+
+function certFromDer(der: Uint8Array): X509Certificate {
+  try {
+    return new X509Certificate(der);
+  } catch (err) {
+    throw new CertificateError('CERTIFICATE_INVALID', `invalid certificate: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** Parses one or more certificates from PEM or DER (concatenated DER allowed). Never returns an empty list. */
+export function parseCertificates(input: CertificatesInput): X509Certificate[] {
+  let certs: X509Certificate[];
+  if (typeof input === 'string') {
+    const ders = pemBlocks(input, 'CERTIFICATE');
+    certs = ders.map(certFromDer);
+  } else if (input instanceof Uint8Array) {
+    if (input.byteLength === 0) certs = [];
+    else if (looksLikePem(input)) return parseCertificates(Buffer.from(input).toString('utf8'));
+    else certs = splitDer(input).map(certFromDer);
+  } else if (Array.isArray(input)) {
+    certs = (input as ReadonlyArray<X509Certificate | Uint8Array | string>).flatMap((c) =>
+      c instanceof X509Certificate ? [c] : parseCertificates(c),
+    );
+  } else {
+    throw new CertificateError('CERTIFICATE_INVALID', 'certificates must be PEM text, DER bytes or an array');
+  }
+  if (certs.length === 0) throw new CertificateError('CERTIFICATE_INVALID', 'no certificates found in input');
+  return certs;
+}
+
+function looksLikePem(bytes: Uint8Array): boolean {
+  // DER certificates start with a SEQUENCE tag (0x30); PEM with text.
+  return bytes[0] !== 0x30 && Buffer.from(bytes.subarray(0, 64)).toString('latin1').includes('-----BEGIN');
+}
+
+/** Parses a private key from PEM (PKCS#8, SEC1 or PKCS#1) or DER (PKCS#8). */
+export function parsePrivateKey(input: string | Uint8Array | KeyObject): KeyObject {
+  if (input instanceof KeyObject) {
+    if (input.type !== 'private') throw new CertificateError('PRIVATE_KEY_INVALID', 'key object is not a private key');
+    return input;
+  }
+  try {
+    if (typeof input === 'string') return createPrivateKey({ key: input, format: 'pem' });
+    if (looksLikePem(input)) return createPrivateKey({ key: Buffer.from(input).toString('utf8'), format: 'pem' });
+    return createPrivateKey({ key: Buffer.from(input), format: 'der', type: 'pkcs8' });
+  } catch (err) {
+    throw new CertificateError('PRIVATE_KEY_INVALID', `invalid private key: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+}
+
+export function toPem(der: Uint8Array, type: string): string {
+  const b64 = Buffer.from(der).toString('base64');
+  const lines = b64.match(/.{1,64}/g) ?? [];
+  return `-----BEGIN ${type}-----\n${lines.join('\n')}\n-----END ${type}-----\n`;
+}
+
+export function certificatesToPem(certs: readonly X509Certificate[]): string {
+  return certs.map((c) => toPem(c.raw, 'CERTIFICATE')).join('');
+}
+
+export function privateKeyToPem(key: KeyObject): string {
+  return key.export({ format: 'pem', type: 'pkcs8' }).toString();
+}
+
+/** The extension facts X.509-SVID rules need, read with a schema-driven ASN.1 library. */
+export interface CertificateFacts {
+  /** URI subject alternative names, in order. */
+  readonly uris: readonly string[];
+  /** basicConstraints cA (false when the extension is absent). */
+  readonly isCa: boolean;
+  /** basicConstraints pathLenConstraint, when present. */
+  readonly pathLen: number | undefined;
+  /** Key usage flags bitmask (see KEY_USAGE), or undefined when the extension is absent. */
+  readonly keyUsage: number | undefined;
+}
+
+export const KEY_USAGE = {
+  digitalSignature: 1,
+  nonRepudiation: 2,
+  keyEncipherment: 4,
+  dataEncipherment: 8,
+  keyAgreement: 16,
+  keyCertSign: 32,
+  cRLSign: 64,
+} as const;
+
+const factsCache = new WeakMap<X509Certificate, CertificateFacts>();
+
+export function certificateFacts(cert: X509Certificate): CertificateFacts {
+  const cached = factsCache.get(cert);
+  if (cached) return cached;
+  let parsed: Certificate;
+  try {
+    parsed = AsnConvert.parse(cert.raw, Certificate);
+  } catch (err) {
+    throw new CertificateError('CERTIFICATE_INVALID', `cannot parse certificate: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  const uris: string[] = [];
+  let isCa = false;
+  let pathLen: number | undefined;
+  let keyUsage: number | undefined;
+  for (const ext of parsed.tbsCertificate.extensions ?? []) {
+    try {
+      if (ext.extnID === id_ce_subjectAltName) {
+        const san = AsnConvert.parse(ext.extnValue, SubjectAlternativeName);
+        for (const name of san) {
+          if (name.uniformResourceIdentifier !== undefined) uris.push(name.uniformResourceIdentifier);
+        }
+      } else if (ext.extnID === id_ce_basicConstraints) {
+        const bc = AsnConvert.parse(ext.extnValue, BasicConstraints);
+        isCa = bc.cA === true;
+        pathLen = bc.pathLenConstraint;
+      } else if (ext.extnID === id_ce_keyUsage) {
+        keyUsage = AsnConvert.parse(ext.extnValue, KeyUsage).toNumber();
+      }
+    } catch (err) {
+      throw new CertificateError('CERTIFICATE_INVALID', `malformed certificate extension ${ext.extnID}`, {
+        cause: err,
+      });
+    }
+  }
+  const facts: CertificateFacts = Object.freeze({ uris: Object.freeze(uris), isCa, pathLen, keyUsage });
+  factsCache.set(cert, facts);
+  return facts;
+}
