@@ -1,0 +1,200 @@
+import { type FSWatcher, readFileSync, statSync, watch } from 'node:fs';
+import { dirname } from 'node:path';
+import { debuglog } from 'node:util';
+import { X509Bundle as Bundle, type X509Bundle, X509BundleSet } from './bundle.js';
+import { SourceError, SpiffeError } from './errors.js';
+import { type UpdatableSource, UpdateListeners } from './source.js';
+import type { TrustDomain } from './spiffeid.js';
+import { X509Svid } from './x509svid.js';
+
+const debug = debuglog('spiffe');
+
+function checkNotExpired(svid: X509Svid): X509Svid {
+  if (svid.expiresAt.getTime() <= Date.now()) {
+    throw new SourceError(
+      'SOURCE_SVID_EXPIRED',
+      `the X.509-SVID for ${svid.id} expired at ${svid.expiresAt.toISOString()}`,
+    );
+  }
+  return svid;
+}
+
+/** Fixed SVID and bundles (tests, or material managed elsewhere). Still refuses an expired SVID. */
+export class StaticX509Source implements UpdatableSource {
+  #svid: X509Svid;
+  #bundles: X509BundleSet;
+  readonly #listeners = new UpdateListeners();
+
+  constructor(svid: X509Svid, bundles: X509BundleSet | X509Bundle | readonly X509Bundle[]) {
+    this.#svid = svid;
+    this.#bundles = toSet(bundles);
+  }
+
+  getX509Svid(): X509Svid {
+    return checkNotExpired(this.#svid);
+  }
+
+  get bundles(): X509BundleSet {
+    return this.#bundles;
+  }
+
+  getX509BundleForTrustDomain(trustDomain: TrustDomain): X509Bundle {
+    return this.#bundles.getX509BundleForTrustDomain(trustDomain);
+  }
+
+  /** Swaps the material and notifies listeners (handy in tests that rotate by hand). */
+  update(svid: X509Svid, bundles?: X509BundleSet | X509Bundle | readonly X509Bundle[]): void {
+    this.#svid = svid;
+    if (bundles) this.#bundles = toSet(bundles);
+    this.#listeners.emit();
+  }
+
+  onUpdate(listener: () => void): () => void {
+    return this.#listeners.add(listener);
+  }
+}
+
+function toSet(b: X509BundleSet | X509Bundle | readonly X509Bundle[]): X509BundleSet {
+  if (b instanceof X509BundleSet) return b;
+  return new X509BundleSet(Array.isArray(b) ? b : [b as X509Bundle]);
+}
+
+export interface FileX509SourceOptions {
+  /** PEM chain, leaf first (SPIFFE Helper: svid.pem; `spire-agent api fetch -write`: svid.0.pem). */
+  certFile: string;
+  /** PEM private key (svid_key.pem / svid.0.key). */
+  keyFile: string;
+  /** PEM bundle of the SVID's own trust domain (svid_bundle.pem / bundle.0.pem). */
+  bundleFile: string;
+  /** Federated bundles: trust domain → PEM file. */
+  federatedBundleFiles?: Record<string, string>;
+  /** Poll interval in ms as a safety net behind fs.watch (default 2000; 0 disables polling). */
+  pollIntervalMs?: number;
+  /** Called when a reload fails (the previous material stays in use). */
+  onError?: (error: SpiffeError) => void;
+}
+
+/**
+ * X.509 material from PEM files on disk, re-read when the files change (fs.watch on their directories,
+ * plus polling). A half-written update is ignored until the files parse again.
+ */
+export class FileX509Source implements UpdatableSource {
+  readonly #options: FileX509SourceOptions;
+  #svid!: X509Svid;
+  #bundles!: X509BundleSet;
+  #stamp = '';
+  readonly #listeners = new UpdateListeners();
+  readonly #watchers: FSWatcher[] = [];
+  #poll: NodeJS.Timeout | undefined;
+  #debounce: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(options: FileX509SourceOptions) {
+    this.#options = options;
+    this.#load(); // throws on bad initial material: fail fast at startup
+    for (const dir of new Set(this.#files().map((f) => dirname(f)))) {
+      try {
+        const w = watch(dir, () => this.#schedule());
+        w.on('error', (err) => debug('fs.watch error: %o', err));
+        this.#watchers.push(w);
+      } catch (err) {
+        debug('fs.watch unavailable for %s: %o', dir, err);
+      }
+    }
+    const interval = options.pollIntervalMs ?? 2000;
+    if (interval > 0) {
+      this.#poll = setInterval(() => this.#reloadIfChanged(), interval);
+      this.#poll.unref();
+    }
+  }
+
+  #files(): string[] {
+    return [
+      this.#options.certFile,
+      this.#options.keyFile,
+      this.#options.bundleFile,
+      ...Object.values(this.#options.federatedBundleFiles ?? {}),
+    ];
+  }
+
+  #currentStamp(): string {
+    return this.#files()
+      .map((f) => {
+        try {
+          const st = statSync(f);
+          return `${st.mtimeMs}:${st.size}:${st.ino}`;
+        } catch {
+          return 'missing';
+        }
+      })
+      .join('|');
+  }
+
+  #schedule(): void {
+    if (this.#closed) return;
+    clearTimeout(this.#debounce);
+    this.#debounce = setTimeout(() => this.#reloadIfChanged(), 50);
+    this.#debounce.unref();
+  }
+
+  #reloadIfChanged(): void {
+    if (this.#closed || this.#currentStamp() === this.#stamp) return;
+    try {
+      this.#load();
+      this.#listeners.emit();
+    } catch (err) {
+      const e =
+        err instanceof SpiffeError
+          ? err
+          : new SourceError('FILE_SOURCE_ERROR', `reloading SVID files failed: ${(err as Error).message}`, {
+              cause: err,
+            });
+      debug('FileX509Source reload failed: %s', e.message);
+      this.#options.onError?.(e);
+    }
+  }
+
+  #load(): void {
+    const stamp = this.#currentStamp();
+    const read = (f: string) => {
+      try {
+        return readFileSync(f, 'utf8');
+      } catch (err) {
+        throw new SourceError('FILE_SOURCE_ERROR', `cannot read ${f}: ${(err as Error).message}`, { cause: err });
+      }
+    };
+    const svid = X509Svid.parse(read(this.#options.certFile), read(this.#options.keyFile));
+    const bundles = [Bundle.parse(svid.id.trustDomain, read(this.#options.bundleFile))];
+    for (const [td, file] of Object.entries(this.#options.federatedBundleFiles ?? {})) {
+      bundles.push(Bundle.parse(td, read(file)));
+    }
+    this.#svid = svid;
+    this.#bundles = new X509BundleSet(bundles);
+    this.#stamp = stamp;
+  }
+
+  getX509Svid(): X509Svid {
+    if (this.#closed) throw new SourceError('SOURCE_CLOSED', 'FileX509Source is closed');
+    return checkNotExpired(this.#svid);
+  }
+
+  get bundles(): X509BundleSet {
+    return this.#bundles;
+  }
+
+  getX509BundleForTrustDomain(trustDomain: TrustDomain): X509Bundle {
+    return this.#bundles.getX509BundleForTrustDomain(trustDomain);
+  }
+
+  onUpdate(listener: () => void): () => void {
+    return this.#listeners.add(listener);
+  }
+
+  close(): void {
+    this.#closed = true;
+    for (const w of this.#watchers) w.close();
+    clearInterval(this.#poll);
+    clearTimeout(this.#debounce);
+    this.#listeners.clear();
+  }
+}

@@ -1,0 +1,326 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import {
+  BundleSource,
+  JwtSource,
+  parseAndValidateJwtSvid,
+  SourceError,
+  targetFromAddress,
+  verifyX509Svid,
+  WorkloadApiClient,
+  WorkloadApiError,
+  type X509Context,
+  X509Source,
+} from '@spiffe-ts/core';
+import { DevCa, DevWorkloadApiServer } from '@spiffe-ts/dev-server';
+
+const ORDERS = 'spiffe://example.org/service/orders';
+const PAYMENTS = 'spiffe://example.org/service/payment-processor';
+
+function nextUpdate<T>(subscribe: (cb: (v: T) => void) => void, predicate: (v: T) => boolean, ms = 5000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('timed out waiting for update')), ms);
+    subscribe((v) => {
+      if (predicate(v)) {
+        clearTimeout(t);
+        resolve(v);
+      }
+    });
+  });
+}
+
+describe('Workload API client against the dev server on a real unix socket', () => {
+  let server: DevWorkloadApiServer;
+  let foreign: DevCa;
+
+  before(async () => {
+    foreign = await DevCa.create({ trustDomain: 'partner.test' });
+    server = await DevWorkloadApiServer.start({
+      workloads: { orders: ORDERS, payments: PAYMENTS, nobody: null, multi: [ORDERS, PAYMENTS] },
+      federatedWith: [foreign],
+    });
+  });
+  after(() => server.stop());
+
+  test('fetches the X.509 context: SVID, own bundle and federated bundle', async () => {
+    const client = new WorkloadApiClient({ address: server.address('orders') });
+    try {
+      const ctx = await client.fetchX509Context();
+      assert.equal(ctx.svids.length, 1);
+      assert.equal(ctx.svids[0]?.id.toString(), ORDERS);
+      assert.deepEqual(
+        ctx.bundles.trustDomains().map((t) => t.name),
+        ['example.org', 'partner.test'],
+      );
+      const v = verifyX509Svid(ctx.svids[0]!.certificates, ctx.bundles);
+      assert.equal(v.id.toString(), ORDERS);
+      const bundles = await client.fetchX509Bundles();
+      assert.equal(bundles.size, 2);
+    } finally {
+      await client.close();
+    }
+  });
+
+  test('fetches, validates (locally and via the API) JWT-SVIDs and JWT bundles', async () => {
+    const client = new WorkloadApiClient({ address: server.address('payments') });
+    try {
+      const jwt = await client.fetchJwtSvid({ audience: 'orders' });
+      assert.equal(jwt.id.toString(), PAYMENTS);
+      assert.deepEqual(jwt.audience, ['orders']);
+      const bundles = await client.fetchJwtBundles();
+      const local = await parseAndValidateJwtSvid(jwt.token, bundles, 'orders');
+      assert.equal(local.id.toString(), PAYMENTS);
+      const remote = await client.validateJwtSvid(jwt.token, 'orders');
+      assert.equal(remote.id.toString(), PAYMENTS);
+      assert.equal(remote.claims.sub, PAYMENTS);
+      await assert.rejects(client.validateJwtSvid(jwt.token, 'someone-else'), (e: WorkloadApiError) => {
+        assert.equal(e.code, 'WORKLOADAPI_INVALID_ARGUMENT');
+        return true;
+      });
+      await assert.rejects(client.fetchJwtSvid({ audience: [] }), { code: 'WORKLOADAPI_INVALID_ARGUMENT' });
+    } finally {
+      await client.close();
+    }
+  });
+
+  test('several identities on one socket: picked by SPIFFE ID or hint', async () => {
+    const src = await X509Source.create({
+      address: server.address('multi'),
+      pick: { spiffeId: PAYMENTS },
+      timeoutMs: 5000,
+    });
+    try {
+      assert.equal(src.getX509Svid().id.toString(), PAYMENTS);
+      assert.equal(src.getX509Svids().length, 2);
+    } finally {
+      await src.close();
+    }
+    const byHint = await X509Source.create({
+      address: server.address('multi'),
+      pick: { hint: 'orders' },
+      timeoutMs: 5000,
+    });
+    try {
+      assert.equal(byHint.getX509Svid().id.toString(), ORDERS);
+    } finally {
+      await byHint.close();
+    }
+    const client = new WorkloadApiClient({ address: server.address('multi') });
+    try {
+      const jwt = await client.fetchJwtSvid({ audience: 'x', subject: PAYMENTS });
+      assert.equal(jwt.id.toString(), PAYMENTS);
+    } finally {
+      await client.close();
+    }
+  });
+
+  test('no identity for the caller: a clear PermissionDenied error', async () => {
+    const client = new WorkloadApiClient({ address: server.address('nobody') });
+    try {
+      await assert.rejects(client.fetchX509Svid(), (e: WorkloadApiError) => {
+        assert.ok(e instanceof WorkloadApiError);
+        assert.equal(e.code, 'WORKLOADAPI_PERMISSION_DENIED');
+        assert.match(e.message, /no identity/);
+        return true;
+      });
+      const src = new X509Source({ client });
+      await assert.rejects(src.ready({ timeoutMs: 1500 }), (e: SourceError) => {
+        assert.equal(e.code, 'SOURCE_TIMEOUT');
+        assert.match(e.message, /PermissionDenied/);
+        return true;
+      });
+      assert.throws(() => src.getX509Svid(), { code: 'SOURCE_NOT_READY' });
+      await src.close();
+    } finally {
+      await client.close();
+    }
+  });
+
+  test('streams an SVID rotation and a CA rotation to a live X509Source', async () => {
+    const src = await X509Source.create({ address: server.address('orders'), timeoutMs: 5000 });
+    try {
+      const first = src.getX509Svid();
+      let updates = 0;
+      src.onUpdate(() => updates++);
+      const rotated = nextUpdate<void>(
+        (cb) => src.onUpdate(() => cb()),
+        () => src.getX509Svid() !== first,
+      );
+      await server.rotateSvids(['orders']);
+      await rotated;
+      const second = src.getX509Svid();
+      assert.notEqual(second.leaf.serialNumber, first.leaf.serialNumber);
+      assert.equal(second.id.toString(), ORDERS);
+
+      const oldRoot = server.ca.currentAuthority.certificate;
+      const caRotated = nextUpdate<void>(
+        (cb) => src.onUpdate(() => cb()),
+        () => src.getX509BundleForTrustDomain(server.trustDomain).authorities.length === 2,
+      );
+      await server.rotateX509Authority();
+      await caRotated;
+      const third = src.getX509Svid();
+      const bundle = src.getX509BundleForTrustDomain(server.trustDomain);
+      assert.ok(bundle.hasAuthority(oldRoot), 'old root kept during overlap');
+      assert.ok(bundle.hasAuthority(server.ca.currentAuthority.certificate));
+      assert.ok(third.leaf.verify(server.ca.currentAuthority.certificate.publicKey), 'new SVID signed by new CA');
+      assert.ok(updates >= 2);
+    } finally {
+      await src.close();
+    }
+  });
+
+  test('JwtSource caches JWT-SVIDs until near expiry and serves JWT bundles', async () => {
+    const src = await JwtSource.create({ address: server.address('payments'), timeoutMs: 5000 });
+    try {
+      const a = await src.fetchJwtSvid({ audience: 'orders' });
+      const b = await src.fetchJwtSvid({ audience: 'orders' });
+      assert.equal(a, b, 'cached');
+      const c = await src.fetchJwtSvid({ audience: 'other' });
+      assert.notEqual(a.token, c.token);
+      const v = await parseAndValidateJwtSvid(a.token, src, 'orders');
+      assert.equal(v.id.toString(), PAYMENTS);
+    } finally {
+      await src.close();
+    }
+  });
+
+  test('BundleSource serves X.509 and JWT bundles', async () => {
+    const src = await BundleSource.create({ address: server.address('orders'), timeoutMs: 5000 });
+    try {
+      assert.equal(src.x509Bundles.size, 2);
+      assert.equal(src.jwtBundles.size, 2);
+      assert.ok(src.getJwtBundleForTrustDomain(foreign.trustDomain).authorities.size >= 1);
+    } finally {
+      await src.close();
+    }
+  });
+});
+
+describe('Workload API resilience', () => {
+  test('server absent at start, then started: the source waits and becomes ready', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'spiffe-late-'));
+    const address = `unix://${join(dir, 'late.sock')}`;
+    const src = new X509Source({ address });
+    let server: DevWorkloadApiServer | undefined;
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(src.isReady, false);
+      server = await DevWorkloadApiServer.start({ socketDir: dir, workloads: { late: ORDERS } });
+      await src.ready({ timeoutMs: 10_000 });
+      assert.equal(src.getX509Svid().id.toString(), ORDERS);
+    } finally {
+      await src.close();
+      await server?.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('one-shot fetch against an absent server fails with UNAVAILABLE after its time limit', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'spiffe-none-'));
+    const client = new WorkloadApiClient({ address: `unix://${join(dir, 'none.sock')}`, timeoutMs: 600 });
+    try {
+      const t0 = Date.now();
+      await assert.rejects(client.fetchX509Svid(), { code: 'WORKLOADAPI_UNAVAILABLE' });
+      assert.ok(Date.now() - t0 >= 300, 'waited for the agent instead of failing at once');
+      const ac = new AbortController();
+      setTimeout(() => ac.abort(new Error('caller gave up')), 100);
+      await assert.rejects(client.fetchX509Svid({ signal: ac.signal, timeoutMs: 0 }), /caller gave up/);
+    } finally {
+      await client.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('server killed and restarted mid-stream: the watch recovers with the new SVID', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'spiffe-restart-'));
+    const ca = await DevCa.create({ trustDomain: 'example.org' });
+    let server = await DevWorkloadApiServer.start({ ca, socketDir: dir, workloads: { w: ORDERS } });
+    const client = new WorkloadApiClient({ address: server.address('w'), backoff: { initialMs: 50, maxMs: 500 } });
+    const contexts: X509Context[] = [];
+    const errors: WorkloadApiError[] = [];
+    let notify: (() => void) | undefined;
+    const watch = client.watchX509Context({
+      onUpdate: (c) => {
+        contexts.push(c);
+        notify?.();
+      },
+      onError: (e) => errors.push(e),
+    });
+    const waitFor = (n: number) =>
+      new Promise<void>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`only ${contexts.length} updates`)), 10_000);
+        const check = () => {
+          if (contexts.length >= n) {
+            clearTimeout(t);
+            resolve();
+          }
+        };
+        notify = check;
+        check();
+      });
+    try {
+      await waitFor(1);
+      await server.stop();
+      await new Promise((r) => setTimeout(r, 300));
+      server = await DevWorkloadApiServer.start({ ca, socketDir: dir, workloads: { w: ORDERS } });
+      await waitFor(2);
+      assert.ok(
+        errors.some((e) => e.code === 'WORKLOADAPI_UNAVAILABLE'),
+        'the outage was reported',
+      );
+      assert.notEqual(contexts[1]?.svids[0]?.leaf.serialNumber, contexts[0]?.svids[0]?.leaf.serialNumber);
+    } finally {
+      watch.stop();
+      await watch.done;
+      await client.close();
+      await server.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('Workload API address (SPIFFE Workload Endpoint standard)', () => {
+  const valid: Array<[string, string]> = [
+    ['unix:///tmp/agent.sock', 'unix:///tmp/agent.sock'],
+    ['unix:/tmp/agent.sock', 'unix:///tmp/agent.sock'],
+    ['tcp://127.0.0.1:8000', 'ipv4:127.0.0.1:8000'],
+    ['tcp://[::1]:8000', 'ipv6:[::1]:8000'],
+  ];
+  for (const [input, target] of valid) {
+    test(`accepts ${input}`, () => assert.equal(targetFromAddress(input), target));
+  }
+  const invalid = [
+    '',
+    'agent.sock',
+    '/tmp/agent.sock',
+    'http://127.0.0.1:80',
+    'unix://host/tmp/agent.sock',
+    'unix:relative.sock',
+    'unix:///tmp/agent.sock?x=1',
+    'unix:///tmp/agent.sock#frag',
+    'unix://user@/tmp/a.sock',
+    'tcp://localhost:8000',
+    'tcp://127.0.0.1',
+    'tcp://127.0.0.1:8000/path',
+    'tcp://127.0.0.1:8000/',
+    'tcp://127.0.0.1:8000?q',
+    'tcp://user:pw@127.0.0.1:8000',
+  ];
+  for (const input of invalid) {
+    test(`rejects ${JSON.stringify(input)}`, () =>
+      assert.throws(() => targetFromAddress(input), { code: 'WORKLOADAPI_BAD_ADDRESS' }));
+  }
+  test('no address and no SPIFFE_ENDPOINT_SOCKET: WORKLOADAPI_NO_ADDRESS', () => {
+    const saved = process.env.SPIFFE_ENDPOINT_SOCKET;
+    delete process.env.SPIFFE_ENDPOINT_SOCKET;
+    try {
+      assert.throws(() => new WorkloadApiClient(), { code: 'WORKLOADAPI_NO_ADDRESS' });
+    } finally {
+      if (saved !== undefined) process.env.SPIFFE_ENDPOINT_SOCKET = saved;
+    }
+  });
+});
