@@ -5,6 +5,8 @@ export * from './match.js';
 export * from './source.js';
 export * from './spiffeid.js';
 export * from './static-source.js';
+export * from './tls.js';
+export * from './undici.js';
 export * from './workloadapi/address.js';
 export * from './workloadapi/backoff.js';
 export * from './workloadapi/client.js';

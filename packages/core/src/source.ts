@@ -1,4 +1,4 @@
-import type { JwtBundleSource, X509BundleSource } from './bundle.js';
+import type { JwtBundleSource, X509BundleSet, X509BundleSource } from './bundle.js';
 import type { JwtSvid } from './jwtsvid.js';
 import type { X509Svid } from './x509svid.js';
 
@@ -19,8 +19,13 @@ export interface UpdatableSource {
   onUpdate(listener: () => void): () => void;
 }
 
-/** What mTLS needs: our SVID, the bundles to verify peers with, and (optionally) change notifications. */
-export type X509MaterialSource = X509SvidSource & X509BundleSource & Partial<UpdatableSource>;
+/**
+ * What mTLS needs: our SVID, every bundle we trust (the TLS stack needs the full list of authorities),
+ * lookup by trust domain for peer verification, and (optionally) change notifications for live rotation.
+ * X509Source, StaticX509Source and FileX509Source all fit.
+ */
+export type X509MaterialSource = X509SvidSource &
+  X509BundleSource & { readonly bundles: X509BundleSet } & Partial<UpdatableSource>;
 
 export type { JwtBundleSource, X509BundleSource };
 

@@ -1,0 +1,276 @@
+import { constants as cryptoConstants } from 'node:crypto';
+import type { AgentOptions as HttpsAgentOptions, Agent as HttpsAgentType } from 'node:https';
+import { Agent as HttpsAgent } from 'node:https';
+import { isIP, type Socket } from 'node:net';
+import * as tls from 'node:tls';
+import { debuglog } from 'node:util';
+import type { X509BundleSet, X509BundleSource } from './bundle.js';
+import { AuthorizationError, type SpiffeError, TlsVerificationError } from './errors.js';
+import { type SpiffeIdAllowlist, type SpiffeIdMatcher, toMatcher } from './match.js';
+import type { X509MaterialSource, X509SvidSource } from './source.js';
+import type { SpiffeId } from './spiffeid.js';
+import { verifyX509Svid, type X509Svid } from './x509svid.js';
+import { certificatesToPem, privateKeyToPem } from './x509util.js';
+
+const debug = debuglog('spiffe');
+
+// IDs of peers that passed SPIFFE verification on this socket. Nothing else ever populates it.
+const verifiedPeers = new WeakMap<tls.TLSSocket, SpiffeId>();
+
+/**
+ * The SPIFFE ID of a TLS peer that passed SPIFFE verification (chain against the bundle of the peer's own
+ * trust domain, plus the authorizer). Undefined for any other socket: a certificate that was merely
+ * presented is never turned into an identity.
+ */
+export function peerSpiffeId(socket: Socket | tls.TLSSocket | null | undefined): SpiffeId | undefined {
+  if (!socket || !(socket instanceof tls.TLSSocket)) return undefined;
+  const id = verifiedPeers.get(socket);
+  if (!id || socket.authorized !== true) return undefined;
+  return id;
+}
+
+/** The DER chain (leaf first) the peer presented, as node:tls exposes it. */
+export function peerCertificateChain(socket: tls.TLSSocket): Buffer[] {
+  const first = socket.getPeerCertificate(true) as tls.DetailedPeerCertificate | Record<string, never>;
+  const out: Buffer[] = [];
+  let cur: tls.DetailedPeerCertificate | undefined =
+    first && 'raw' in first && first.raw ? (first as tls.DetailedPeerCertificate) : undefined;
+  while (cur?.raw && out.length < 16) {
+    out.push(cur.raw);
+    if (!cur.issuerCertificate || cur.issuerCertificate === cur || cur.issuerCertificate.raw?.equals(cur.raw)) break;
+    cur = cur.issuerCertificate;
+  }
+  return out;
+}
+
+/**
+ * The one verification path every adapter uses: the peer's chain must chain to an authority of the bundle
+ * of the **leaf's own trust domain** (X.509-SVID rules enforced) and the authorizer must accept its ID.
+ * Throws X509SvidError, AuthorizationError or TlsVerificationError.
+ */
+export function verifyPeer(chain: readonly Buffer[], bundles: X509BundleSource, authorizer: SpiffeIdMatcher): SpiffeId {
+  if (chain.length === 0) throw new TlsVerificationError('TLS_NO_PEER_CERTIFICATE', 'peer presented no certificate');
+  const { id } = verifyX509Svid(chain, bundles);
+  let allowed = false;
+  try {
+    allowed = authorizer(id) === true;
+  } catch {
+    allowed = false; // a throwing authorizer denies
+  }
+  if (!allowed) throw new AuthorizationError(id.toString(), `peer SPIFFE ID "${id}" is not authorized`);
+  return id;
+}
+
+interface Material {
+  key: string;
+  cert: string;
+  ca: string[];
+}
+
+// Rebuilding PEM on every handshake is wasteful; cache by the identity of the immutable svid/bundle objects.
+const materialCache = new WeakMap<X509Svid, WeakMap<X509BundleSet, Material>>();
+function material(svid: X509Svid, bundles: X509BundleSet): Material {
+  let byBundles = materialCache.get(svid);
+  if (!byBundles) {
+    byBundles = new WeakMap();
+    materialCache.set(svid, byBundles);
+  }
+  let m = byBundles.get(bundles);
+  if (!m) {
+    m = {
+      key: privateKeyToPem(svid.privateKey),
+      cert: certificatesToPem(svid.certificates),
+      ca: bundles.allAuthorities().map((c) => c.toString()),
+    };
+    byBundles.set(bundles, m);
+  }
+  return m;
+}
+
+/** node:tls options that present our SVID and trust every bundle authority (SPIFFE checks come on top). */
+export function tlsMaterial(source: X509SvidSource & { readonly bundles: X509BundleSet }): Material {
+  return material(source.getX509Svid(), source.bundles);
+}
+
+export interface SpiffeTlsServerOptions {
+  /** Our SVID and the bundles we trust. */
+  source: X509MaterialSource;
+  /**
+   * Which peers may connect at all (checked on every connection, before any request is read). Use
+   * `matchAny()` to admit every verified peer and authorize per route instead.
+   */
+  authorize: SpiffeIdAllowlist;
+  /** Extra node:tls options (ciphers, ALPNProtocols, ...). Certificate options are managed here. */
+  tlsOptions?: tls.TlsOptions;
+  /** Told about every rejected peer (the connection is already being destroyed). */
+  onReject?: (event: { error: SpiffeError | Error; remoteAddress: string | undefined }) => void;
+}
+
+export interface SpiffeTlsServer {
+  /** Options for tls.createServer / https.createServer / http2.createSecureServer. */
+  readonly options: tls.TlsOptions;
+  /**
+   * Wires a created server: verifies every connection before the server's own handlers see it, and
+   * swaps certificates and bundles live (setSecureContext) when the source changes. Returns a detach function.
+   */
+  attach(server: tls.Server): () => void;
+}
+
+// Every connection gets a full handshake and a fresh SPIFFE verification against the current bundles and
+// authorizer: no session tickets (and node keeps no server-side session cache without 'resumeSession').
+const NO_RESUMPTION = cryptoConstants.SSL_OP_NO_TICKET;
+
+/** Builds node:tls server options for SPIFFE mTLS from a live source. */
+export function createSpiffeTlsServer(options: SpiffeTlsServerOptions): SpiffeTlsServer {
+  const { source } = options;
+  const authorizer = toMatcher(options.authorize);
+  const base: tls.TlsOptions = {
+    minVersion: 'TLSv1.2',
+    ...options.tlsOptions,
+    requestCert: true,
+    rejectUnauthorized: true,
+    secureOptions: (options.tlsOptions?.secureOptions ?? 0) | NO_RESUMPTION,
+  };
+  const current = (): tls.TlsOptions => ({ ...base, ...tlsMaterial(source) });
+  const serverOptions = current();
+
+  const onSecureConnection = (socket: tls.TLSSocket): void => {
+    try {
+      const id = verifyPeer(peerCertificateChain(socket), source, authorizer);
+      verifiedPeers.set(socket, id);
+    } catch (err) {
+      debug('rejecting TLS peer %s: %s', socket.remoteAddress, (err as Error).message);
+      socket.destroy();
+      try {
+        options.onReject?.({ error: err as Error, remoteAddress: socket.remoteAddress });
+      } catch {
+        // ignore
+      }
+    }
+  };
+
+  return {
+    options: serverOptions,
+    attach(server: tls.Server): () => void {
+      // Prepended so that the rejection happens before http/https/http2 set up request parsing.
+      server.prependListener('secureConnection', onSecureConnection);
+      let lastKey: string | undefined = serverOptions.key as string;
+      let lastCa: string[] | undefined = serverOptions.ca as string[];
+      const unsubscribe = source.onUpdate?.(() => {
+        let next: tls.TlsOptions;
+        try {
+          next = current();
+        } catch (err) {
+          debug('keeping previous TLS material: %s', (err as Error).message);
+          return;
+        }
+        if (next.key === lastKey && next.ca === lastCa) return;
+        lastKey = next.key as string;
+        lastCa = next.ca as string[];
+        server.setSecureContext(next);
+      });
+      return () => {
+        server.removeListener('secureConnection', onSecureConnection);
+        unsubscribe?.();
+      };
+    },
+  };
+}
+
+export interface SpiffeTlsClientOptions {
+  /** Our SVID (presented to the server) and the bundles we trust. */
+  source: X509MaterialSource;
+  /** Which server SPIFFE IDs we accept (hostnames are not checked). Required: deny by default. */
+  authorize: SpiffeIdAllowlist;
+  /** Extra node:tls options. */
+  tlsOptions?: tls.ConnectionOptions;
+}
+
+/**
+ * node:tls connect options for a SPIFFE mTLS client, built fresh from the source (so rotations apply to
+ * new connections). The server's chain is verified against the bundle of the server's trust domain and its
+ * ID checked with the authorizer inside the handshake, instead of a hostname check.
+ */
+export function spiffeTlsConnectOptions(
+  options: SpiffeTlsClientOptions,
+  onVerified?: (id: SpiffeId) => void,
+): tls.ConnectionOptions {
+  const authorizer = toMatcher(options.authorize);
+  return {
+    minVersion: 'TLSv1.2',
+    ...options.tlsOptions,
+    ...tlsMaterial(options.source),
+    rejectUnauthorized: true,
+    checkServerIdentity: (_host, cert) => {
+      try {
+        const chain: Buffer[] = [];
+        let cur: tls.DetailedPeerCertificate | undefined = cert as tls.DetailedPeerCertificate;
+        while (cur?.raw && chain.length < 16) {
+          chain.push(cur.raw);
+          if (!cur.issuerCertificate || cur.issuerCertificate === cur || cur.issuerCertificate.raw?.equals(cur.raw)) {
+            break;
+          }
+          cur = cur.issuerCertificate;
+        }
+        const id = verifyPeer(chain, options.source, authorizer);
+        onVerified?.(id);
+        return undefined;
+      } catch (err) {
+        return err instanceof Error ? err : new TlsVerificationError('TLS_PEER_UNVERIFIED', String(err));
+      }
+    },
+  };
+}
+
+/** Opens a SPIFFE mTLS connection; resolves once the server is verified and authorized. */
+export function connectSpiffeTls(
+  options: SpiffeTlsClientOptions & { host: string; port: number; servername?: string },
+): Promise<tls.TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const socket = createSpiffeTlsSocket(options);
+    socket.once('secureConnect', () => resolve(socket));
+    socket.once('error', reject);
+  });
+}
+
+/** Like tls.connect, with SPIFFE verification; `peerSpiffeId(socket)` works once connected. */
+export function createSpiffeTlsSocket(
+  options: SpiffeTlsClientOptions & { host: string; port: number; servername?: string },
+): tls.TLSSocket {
+  let verified: SpiffeId | undefined;
+  const connectOptions = spiffeTlsConnectOptions(options, (id) => {
+    verified = id;
+  });
+  const servername = options.servername ?? (isIP(options.host) ? undefined : options.host);
+  const socket = tls.connect({ ...connectOptions, host: options.host, port: options.port, servername });
+  socket.once('secureConnect', () => {
+    if (verified && socket.authorized) verifiedPeers.set(socket, verified);
+  });
+  return socket;
+}
+
+/** An https.Agent for node:https requests that presents our SVID and requires an authorized server ID. */
+export function createSpiffeHttpsAgent(
+  options: SpiffeTlsClientOptions & { agentOptions?: HttpsAgentOptions },
+): HttpsAgentType {
+  class SpiffeHttpsAgent extends HttpsAgent {
+    override createConnection(opts: tls.ConnectionOptions & { host?: string; port?: number }): Socket {
+      return createSpiffeTlsSocket({
+        ...options,
+        tlsOptions: { ...options.tlsOptions, ...pickSocketOptions(opts) },
+        host: opts.host ?? 'localhost',
+        port: Number(opts.port ?? 443),
+        servername: opts.servername || undefined,
+      });
+    }
+  }
+  // Sessions are not reused: every connection is verified against the current bundles.
+  return new SpiffeHttpsAgent({ keepAlive: true, maxCachedSessions: 0, ...options.agentOptions });
+}
+
+function pickSocketOptions(opts: tls.ConnectionOptions): tls.ConnectionOptions {
+  const out: tls.ConnectionOptions = {};
+  if (opts.ALPNProtocols) out.ALPNProtocols = opts.ALPNProtocols;
+  if (opts.timeout !== undefined) out.timeout = opts.timeout;
+  return out;
+}

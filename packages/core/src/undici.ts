@@ -1,0 +1,38 @@
+import type * as tls from 'node:tls';
+import { Agent, type Dispatcher } from 'undici';
+import { createSpiffeTlsSocket, type SpiffeTlsClientOptions } from './tls.js';
+
+/**
+ * An undici dispatcher (for `fetch(url, { dispatcher })` and undici's request API) that presents our SVID
+ * and accepts only servers whose SPIFFE ID the authorizer allows. Material is read from the source for
+ * every new connection, so rotations apply without rebuilding the agent.
+ */
+export function createSpiffeDispatcher(
+  options: SpiffeTlsClientOptions & { agentOptions?: Omit<Agent.Options, 'connect'> },
+): Dispatcher {
+  return new Agent({
+    ...options.agentOptions,
+    connect: (opts, callback) => {
+      const socket = createSpiffeTlsSocket({
+        ...options,
+        tlsOptions: { ...options.tlsOptions, ALPNProtocols: ['http/1.1'] } as tls.ConnectionOptions,
+        host: opts.hostname,
+        port: Number(opts.port) || 443,
+        servername: opts.servername || undefined,
+      });
+      socket.setNoDelay(true);
+      let done = false;
+      socket.once('secureConnect', () => {
+        if (done) return;
+        done = true;
+        callback(null, socket);
+      });
+      socket.once('error', (err) => {
+        if (done) return;
+        done = true;
+        callback(err, null);
+      });
+      return socket;
+    },
+  });
+}
