@@ -1,5 +1,6 @@
 export * from './bundle.js';
 export * from './errors.js';
+export * from './http.js';
 export * from './jwtsvid.js';
 export * from './match.js';
 export * from './source.js';

@@ -158,7 +158,10 @@ describe('Workload API client against the dev server on a real unix socket', () 
       const oldRoot = server.ca.currentAuthority.certificate;
       const caRotated = nextUpdate<void>(
         (cb) => src.onUpdate(() => cb()),
-        () => src.getX509BundleForTrustDomain(server.trustDomain).authorities.length === 2,
+        () => {
+          const active = server.ca.currentAuthority.certificate;
+          return active !== oldRoot && src.getX509Svid().leaf.verify(active.publicKey);
+        },
       );
       await server.rotateX509Authority();
       await caRotated;

@@ -282,22 +282,46 @@ export class DevCa {
     return this.#sequence;
   }
 
-  /** Creates a new signing CA; the old one stays trusted until dropRetired(). */
+  /** Creates a new signing CA and makes it current; the old one stays trusted until dropRetired(). */
   async rotateX509Authority(): Promise<Authority> {
+    const authority = await this.prepareX509Authority();
+    this.activateX509Authority(authority);
+    return authority;
+  }
+
+  /**
+   * Phase one of a CA rotation (as SPIRE does it): the new authority joins the bundle but signs nothing yet,
+   * so every peer can learn it before the first SVID it signed shows up.
+   */
+  async prepareX509Authority(): Promise<Authority> {
     const authority = await createAuthority({
       keyType: this.keyType,
       ttlSeconds: this.caTtlSeconds,
       uri: this.trustDomain.idString(),
       subject: `CN=${this.trustDomain.name} dev CA ${serial().slice(0, 8)}, O=spiffe-ts`,
     });
-    this.#current = authority;
     this.#authorities.push(authority);
+    if (!this.#current) this.#current = authority;
     this.#sequence++;
     return authority;
   }
 
-  /** Creates a new JWT signing key; the old one stays in the bundle until dropRetired(). */
+  /** Phase two: a prepared authority starts signing new SVIDs. */
+  activateX509Authority(authority: Authority): void {
+    if (!this.#authorities.includes(authority)) throw new Error('authority was not prepared by this CA');
+    this.#current = authority;
+    this.#sequence++;
+  }
+
+  /** Creates a new JWT signing key and makes it current; the old one stays in the bundle until dropRetired(). */
   async rotateJwtAuthority(): Promise<string> {
+    const kid = await this.prepareJwtAuthority();
+    this.activateJwtAuthority(kid);
+    return kid;
+  }
+
+  /** Publishes a new JWT key in the bundle without signing with it yet; returns its key ID. */
+  async prepareJwtAuthority(): Promise<string> {
     const { privateKey, publicKey } = await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, [
       'sign',
       'verify',
@@ -307,10 +331,18 @@ export class DevCa {
       privateKey: KeyObject.from(privateKey),
       publicKey: KeyObject.from(publicKey),
     };
-    this.#jwtKey = key;
     this.#jwtKeys.push(key);
+    if (!this.#jwtKey) this.#jwtKey = key;
     this.#sequence++;
     return key.kid;
+  }
+
+  /** Starts signing JWT-SVIDs with a prepared key. */
+  activateJwtAuthority(kid: string): void {
+    const key = this.#jwtKeys.find((k) => k.kid === kid);
+    if (!key) throw new Error(`JWT key ${kid} was not prepared by this CA`);
+    this.#jwtKey = key;
+    this.#sequence++;
   }
 
   /** Removes every X.509 and JWT authority except the current ones. */

@@ -230,19 +230,33 @@ export class DevWorkloadApiServer {
     }
   }
 
-  /** Rotates the X.509 CA, re-issues every SVID from it and pushes SVIDs and bundles. */
-  async rotateX509Authority(options: { dropRetired?: boolean } = {}): Promise<void> {
-    await this.ca.rotateX509Authority();
-    if (options.dropRetired) this.ca.dropRetired();
+  /**
+   * Rotates the X.509 CA like SPIRE: the new authority is first published in the bundles (pushed to every
+   * watcher), then after `propagationMs` it becomes active and every SVID is re-issued from it. The old
+   * authority stays in the bundle until `dropRetired` (here, or later with dropRetiredAuthorities()).
+   */
+  async rotateX509Authority(options: { dropRetired?: boolean; propagationMs?: number } = {}): Promise<void> {
+    const next = await this.ca.prepareX509Authority();
+    this.#pushAll();
+    const wait = options.propagationMs ?? 200;
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    this.ca.activateX509Authority(next);
     for (const w of this.#workloads.values()) await this.#issue(w);
     this.#pushAll();
+    if (options.dropRetired) {
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      this.dropRetiredAuthorities();
+    }
   }
 
-  /** Rotates the JWT signing key and pushes the new JWT bundle. */
-  async rotateJwtAuthority(options: { dropRetired?: boolean } = {}): Promise<void> {
-    await this.ca.rotateJwtAuthority();
-    if (options.dropRetired) this.ca.dropRetired();
+  /** Rotates the JWT signing key: published first, used for signing after `propagationMs`. */
+  async rotateJwtAuthority(options: { dropRetired?: boolean; propagationMs?: number } = {}): Promise<void> {
+    const kid = await this.ca.prepareJwtAuthority();
     this.#pushAll();
+    const wait = options.propagationMs ?? 200;
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    this.ca.activateJwtAuthority(kid);
+    if (options.dropRetired) this.dropRetiredAuthorities();
   }
 
   /** Removes retired authorities from the bundles and pushes the change. */

@@ -1,0 +1,157 @@
+import type * as tls from 'node:tls';
+import {
+  authenticateBearer,
+  authorizeSocketPeer,
+  createSpiffeTlsServer,
+  type JwtBundleSource,
+  type JwtSvid,
+  matchAny,
+  type SpiffeId,
+  type SpiffeIdAllowlist,
+  type SpiffeIdMatcher,
+  type SpiffeTlsServer,
+  type SpiffeTlsServerOptions,
+  toMatcher,
+  type X509MaterialSource,
+} from '@spiffe-ts/core';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+
+/** Per-route SPIFFE settings, under `config.spiffe`. */
+export interface SpiffeRouteConfig {
+  /** Which mTLS peer IDs may call this route (overrides the plugin's `allow`; `[]` denies everyone). */
+  allow?: SpiffeIdAllowlist;
+  /** Require (true, default when the plugin has `jwt`) or skip (false) JWT-SVID bearer validation. */
+  jwt?: boolean;
+  /** Which JWT-SVID subjects may call this route (overrides the plugin's `jwt.allow`). */
+  jwtAllow?: SpiffeIdAllowlist;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The verified mTLS peer SPIFFE ID, or null when the connection has none. */
+    spiffeId: SpiffeId | null;
+    /** The validated JWT-SVID from `Authorization: Bearer`, or null. */
+    jwtSvid: JwtSvid | null;
+  }
+  interface FastifyContextConfig {
+    spiffe?: SpiffeRouteConfig;
+  }
+}
+
+export interface FastifySpiffeOptions {
+  /**
+   * The SPIFFE TLS wiring created with `spiffeHttpsOptions` and passed to `Fastify({ https })`: the plugin
+   * attaches it to the server (connection verification and live rotation).
+   */
+  tls?: SpiffeTlsServer;
+  /** Default allowlist of mTLS peer IDs for every route; when set, routes deny by default. */
+  allow?: SpiffeIdAllowlist;
+  /** JWT-SVID bearer validation for every route (routes may opt out with `config.spiffe.jwt: false`). */
+  jwt?: {
+    /** JWT bundles to validate with (JwtSource, BundleSource, JwtBundleSet). */
+    bundles: JwtBundleSource;
+    /** Audience this service expects. */
+    audience: string | readonly string[];
+    /** Default allowlist of token subjects. */
+    allow?: SpiffeIdAllowlist;
+    /** Clock skew tolerance in seconds. */
+    clockTolerance?: number;
+    /** Validate only on routes with `config.spiffe.jwt: true` (default false: every route). */
+    optIn?: boolean;
+  };
+}
+
+/**
+ * Builds the `https` options for `Fastify({ https })` from a live X.509 source: client certificates required,
+ * peers verified by SPIFFE ID against their own trust domain's bundle (not by hostname), no session
+ * resumption. Pass the result to the plugin's `tls` option so rotation and verification are wired.
+ */
+export function spiffeHttpsOptions(
+  source: X509MaterialSource,
+  options: Omit<SpiffeTlsServerOptions, 'source' | 'authorize'> & { authorize?: SpiffeIdAllowlist } = {},
+): SpiffeTlsServer & { https: tls.TlsOptions } {
+  const server = createSpiffeTlsServer({ ...options, source, authorize: options.authorize ?? matchAny() });
+  return Object.assign(server, { https: server.options });
+}
+
+const kMatchers = Symbol('spiffeMatchers');
+
+interface CompiledRoute {
+  allow: SpiffeIdMatcher | undefined;
+  jwt: boolean;
+  jwtAllow: SpiffeIdMatcher | undefined;
+}
+
+const plugin: FastifyPluginAsync<FastifySpiffeOptions> = async (fastify, options) => {
+  const defaultAllow = options.allow === undefined ? undefined : toMatcher(options.allow);
+  const jwt = options.jwt;
+  const defaultJwtAllow = jwt?.allow === undefined ? undefined : toMatcher(jwt.allow);
+
+  if (options.tls) {
+    const server = fastify.server as unknown as tls.Server;
+    if (typeof (server as { setSecureContext?: unknown }).setSecureContext !== 'function') {
+      throw new Error(
+        '@spiffe-ts/fastify: `tls` was given but Fastify is not serving HTTPS; pass Fastify({ https: spiffe.https })',
+      );
+    }
+    const detach = options.tls.attach(server);
+    fastify.addHook('onClose', async () => detach());
+  }
+
+  fastify.decorateRequest('spiffeId', null);
+  fastify.decorateRequest('jwtSvid', null);
+
+  fastify.addHook('onRoute', (route) => {
+    const cfg = (route.config as { spiffe?: SpiffeRouteConfig } | undefined)?.spiffe;
+    const entry: CompiledRoute = {
+      allow: cfg?.allow !== undefined ? toMatcher(cfg.allow) : defaultAllow,
+      jwt: jwt !== undefined && (cfg?.jwt ?? !jwt.optIn),
+      jwtAllow: cfg?.jwtAllow !== undefined ? toMatcher(cfg.jwtAllow) : defaultJwtAllow,
+    };
+    if (cfg?.jwt === true && !jwt)
+      throw new Error(`route ${route.url}: config.spiffe.jwt needs the plugin's jwt option`);
+    // Allowlists are validated and compiled once, when the route is added: bad entries fail at startup.
+    route.config = { ...(route.config as object), [kMatchers]: entry } as typeof route.config;
+  });
+
+  const deny = (request: FastifyRequest, reply: FastifyReply, status: number, message: string, id?: SpiffeId) => {
+    request.log.warn(
+      { spiffeId: id?.toString() ?? null, route: request.routeOptions.url, method: request.method },
+      `SPIFFE authorization failed: ${message}`,
+    );
+    return reply
+      .code(status)
+      .send({ statusCode: status, error: status === 401 ? 'Unauthorized' : 'Forbidden', message });
+  };
+
+  fastify.addHook('onRequest', async (request, reply) => {
+    const decision = authorizeSocketPeer(request.raw.socket, () => true);
+    if (decision.ok) request.spiffeId = decision.id;
+    const entry = (request.routeOptions.config as { [kMatchers]?: CompiledRoute } | undefined)?.[kMatchers];
+    // Unknown routes (404 handler) get the plugin defaults: deny by default still applies.
+    const allow = entry ? entry.allow : defaultAllow;
+    if (allow) {
+      const d = authorizeSocketPeer(request.raw.socket, allow);
+      if (!d.ok) return deny(request, reply, 403, d.message, d.id);
+    }
+    const needJwt = entry ? entry.jwt : jwt !== undefined && !jwt.optIn;
+    if (needJwt && jwt) {
+      const b = await authenticateBearer(request.headers.authorization, {
+        bundles: jwt.bundles,
+        audience: jwt.audience,
+        allow: entry ? entry.jwtAllow : defaultJwtAllow,
+        clockTolerance: jwt.clockTolerance,
+      });
+      if (!b.ok) {
+        if (b.wwwAuthenticate) reply.header('www-authenticate', b.wwwAuthenticate);
+        return deny(request, reply, b.status, b.message, undefined);
+      }
+      request.jwtSvid = b.svid;
+    }
+  });
+};
+
+/** The SPIFFE plugin for Fastify (fastify-plugin: decorations are visible to the whole app). */
+export const fastifySpiffe = fp(plugin, { fastify: '5.x', name: '@spiffe-ts/fastify' });
+export default fastifySpiffe;
