@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # The test command: install, build (ESM + CJS + types), lint, typecheck, then every test with node's runner.
-set -euo pipefail
+# Lint and typecheck failures fail the run too, but the tests still run so their summary is the last thing printed.
+set -uo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/bootstrap.sh
-pnpm run build
-pnpm run lint
-pnpm run typecheck
+bash scripts/bootstrap.sh || exit 1
+pnpm run build || exit 1
+checks=0
+pnpm run lint || checks=1
+pnpm run typecheck || checks=1
 node scripts/run-tests.mjs "$@"
+tests=$?
+if [ "$checks" -ne 0 ]; then echo "lint or typecheck failed (see above)" >&2; fi
+[ "$tests" -eq 0 ] && [ "$checks" -eq 0 ]

@@ -6,7 +6,11 @@ import { DevWorkloadApiServer } from '@spiffe-ts/dev-server';
 
 const here = (f: string) => fileURLToPath(new URL(f, import.meta.url));
 
-function run(script: string, env: Record<string, string>, untilLine = false): Promise<{ line: string; kill: () => void }> {
+function run(
+  script: string,
+  env: Record<string, string>,
+  untilLine = false,
+): Promise<{ line: string; kill: () => void }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...process.execArgv, here(script)], {
       env: { ...process.env, ...env },
@@ -15,10 +19,14 @@ function run(script: string, env: Record<string, string>, untilLine = false): Pr
     let out = '';
     child.stdout.on('data', (d) => {
       out += d;
-      if (untilLine && out.includes('\n')) resolve({ line: out.split('\n')[0] as string, kill: () => child.kill('SIGTERM') });
+      if (untilLine && out.includes('\n'))
+        resolve({ line: out.split('\n')[0] as string, kill: () => child.kill('SIGTERM') });
     });
     child.on('exit', (code) => {
-      if (!untilLine) code === 0 ? resolve({ line: out.trim(), kill: () => undefined }) : reject(new Error(`${script} exited ${code}`));
+      if (!untilLine)
+        code === 0
+          ? resolve({ line: out.trim(), kill: () => undefined })
+          : reject(new Error(`${script} exited ${code}`));
       else reject(new Error(`${script} exited ${code} before it was ready`));
     });
   });
@@ -46,7 +54,10 @@ export async function demo(log: (s: string) => void = console.log): Promise<bool
       ['payment-processor', 200],
       ['inventory', 403],
     ] as const) {
-      const { line } = await run('./client.ts', { SPIFFE_ENDPOINT_SOCKET: dev.address(workload), ORDERS_URL: listening });
+      const { line } = await run('./client.ts', {
+        SPIFFE_ENDPOINT_SOCKET: dev.address(workload),
+        ORDERS_URL: listening,
+      });
       const r = JSON.parse(line) as { me: string; status: number; body: string };
       const verdict = r.status === 200 ? 'ALLOWED ' : 'REJECTED';
       log(`${verdict} ${r.me} -> GET /orders: ${r.status} ${r.body}`);
