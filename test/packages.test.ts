@@ -23,7 +23,10 @@ function node(cwd: string, args: string[]): string {
 describe('dual ESM/CommonJS packages', () => {
   test('at least the core packages are present', () => {
     for (const n of ['@spiffe-ts/core', '@spiffe-ts/dev-server', '@spiffe-ts/fastify', '@spiffe-ts/cli']) {
-      assert.ok(packages.some((p) => p.name === n), n);
+      assert.ok(
+        packages.some((p) => p.name === n),
+        n,
+      );
     }
   });
 
@@ -34,7 +37,10 @@ describe('dual ESM/CommonJS packages', () => {
       assert.ok(existsSync(join(dir, 'dist', 'index.d.ts')), 'ESM declarations');
       assert.ok(existsSync(join(dir, 'dist', 'index.d.cts')), 'CJS declarations');
       // Package self-reference: resolves `name` through this package's own "exports".
-      const cjs = node(dir, ['-e', `process.stdout.write(JSON.stringify(Object.keys(require(${JSON.stringify(name)})).sort()))`]);
+      const cjs = node(dir, [
+        '-e',
+        `process.stdout.write(JSON.stringify(Object.keys(require(${JSON.stringify(name)})).sort()))`,
+      ]);
       const esm = node(dir, [
         '--input-type=module',
         '-e',
@@ -66,7 +72,14 @@ describe('dual ESM/CommonJS packages', () => {
       writeFileSync(
         join(tmp, 'tsconfig.json'),
         JSON.stringify({
-          compilerOptions: { module: 'node16', moduleResolution: 'node16', strict: true, noEmit: true, skipLibCheck: true, types: ['node'] },
+          compilerOptions: {
+            module: 'node16',
+            moduleResolution: 'node16',
+            strict: true,
+            noEmit: true,
+            skipLibCheck: true,
+            types: ['node'],
+          },
           files: ['consumer.cts', 'consumer.mts'],
         }),
       );

@@ -28,7 +28,7 @@ export type JwtSvidAlgorithm = (typeof JWT_SVID_ALGORITHMS)[number];
 const ALLOWED = new Set<string>(JWT_SVID_ALGORITHMS);
 type ImportedKey = Awaited<ReturnType<typeof importJWK>>;
 
-/** Default clock skew tolerance in seconds for `exp`/`nbf` (go-spiffe allows one minute). */
+/** Default clock skew tolerance in seconds for `exp`/`nbf` (half of go-jose's one-minute default leeway). */
 export const DEFAULT_JWT_CLOCK_TOLERANCE_SECONDS = 30;
 
 /** A JWT-SVID: its SPIFFE ID (`sub`), audience, expiry and all claims. */

@@ -41,15 +41,24 @@ export function matchWhen(predicate: (id: SpiffeId) => boolean): SpiffeIdMatcher
   };
 }
 
+// A matcher that throws denies: authorization must never fail open.
+function safe(m: SpiffeIdMatcher, id: SpiffeId): boolean {
+  try {
+    return m(id) === true;
+  } catch {
+    return false;
+  }
+}
+
 /** Matches when every matcher matches. With no matchers, matches nothing. */
 export function matchAll(...matchers: SpiffeIdMatcher[]): SpiffeIdMatcher {
   if (matchers.length === 0) return () => false;
-  return (id) => matchers.every((m) => m(id));
+  return (id) => matchers.every((m) => safe(m, id));
 }
 
 /** Matches when at least one matcher matches. With no matchers, matches nothing. */
 export function matchSome(...matchers: SpiffeIdMatcher[]): SpiffeIdMatcher {
-  return (id) => matchers.some((m) => m(id));
+  return (id) => matchers.some((m) => safe(m, id));
 }
 
 /**
@@ -82,5 +91,5 @@ export function toMatcher(allow: SpiffeIdAllowlist): SpiffeIdMatcher {
 
 /** Throws AuthorizationError unless the matcher accepts the ID. */
 export function authorize(matcher: SpiffeIdMatcher, id: SpiffeId): void {
-  if (!matcher(id)) throw new AuthorizationError(id.toString());
+  if (!safe(matcher, id)) throw new AuthorizationError(id.toString());
 }

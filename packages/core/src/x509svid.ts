@@ -15,9 +15,14 @@ import {
 /** Longest certificate path we will try to build (leaf + intermediates + root). */
 const MAX_PATH_LENGTH = 10;
 
+/** certificateFacts, with a malformed extension reported as X509SvidError(X509SVID_INVALID). */
+function facts(cert: X509Certificate) {
+  return wrapCertErrors(() => certificateFacts(cert));
+}
+
 /** The SPIFFE ID in a certificate's single URI SAN. Throws X509SvidError otherwise. */
 export function idFromCertificate(cert: X509Certificate): SpiffeId {
-  const { uris } = certificateFacts(cert);
+  const { uris } = facts(cert);
   if (uris.length === 0) throw new X509SvidError('X509SVID_NO_URI_SAN', 'certificate contains no URI SAN');
   if (uris.length > 1) {
     throw new X509SvidError('X509SVID_MULTIPLE_URI_SANS', 'certificate contains more than one URI SAN');
@@ -37,7 +42,7 @@ export function idFromCertificate(cert: X509Certificate): SpiffeId {
 
 /** X.509-SVID leaf rules: not a CA, digitalSignature set, keyCertSign and cRLSign not set. */
 export function checkLeafCertificate(cert: X509Certificate): void {
-  const f = certificateFacts(cert);
+  const f = facts(cert);
   if (f.isCa) throw new X509SvidError('X509SVID_LEAF_IS_CA', 'leaf certificate must not have CA flag set to true');
   if (f.keyUsage === undefined || (f.keyUsage & KEY_USAGE.digitalSignature) === 0) {
     throw new X509SvidError('X509SVID_LEAF_KEY_USAGE', 'leaf certificate must have digitalSignature as key usage');
@@ -52,7 +57,7 @@ export function checkLeafCertificate(cert: X509Certificate): void {
 
 /** X.509-SVID signing certificate rules: CA flag set and keyCertSign set. */
 export function checkSigningCertificate(cert: X509Certificate): void {
-  const f = certificateFacts(cert);
+  const f = facts(cert);
   if (!f.isCa)
     throw new X509SvidError('X509SVID_SIGNING_CERT_NOT_CA', 'signing certificate must have CA flag set to true');
   if (f.keyUsage === undefined || (f.keyUsage & KEY_USAGE.keyCertSign) === 0) {
@@ -101,7 +106,19 @@ export class X509Svid {
     const id = idFromCertificate(leaf);
     checkLeafCertificate(leaf);
     for (const c of certs.slice(1)) checkSigningCertificate(c);
-    if (!sameKey(leaf.publicKey, createPublicKey(key))) {
+    let leafKey: KeyObject;
+    try {
+      leafKey = leaf.publicKey;
+    } catch (err) {
+      throw new X509SvidError(
+        'X509SVID_INVALID',
+        `cannot read the leaf certificate public key: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
+    }
+    if (!sameKey(leafKey, createPublicKey(key))) {
       throw new X509SvidError('X509SVID_KEY_MISMATCH', 'private key does not match the leaf certificate public key');
     }
     return new X509Svid(id, certs, key, options.hint ?? '');
@@ -204,7 +221,7 @@ export function verifyX509Svid(
       if (!issued(child, root)) continue;
       try {
         checkTime(root, now, 'root');
-        const f = certificateFacts(root);
+        const f = facts(root);
         if (!f.isCa) throw new X509SvidError('X509SVID_SIGNING_CERT_NOT_CA', 'root certificate is not a CA');
         if (f.keyUsage !== undefined && (f.keyUsage & KEY_USAGE.keyCertSign) === 0) {
           throw new X509SvidError('X509SVID_SIGNING_CERT_KEY_USAGE', 'root certificate lacks keyCertSign');
@@ -224,7 +241,7 @@ export function verifyX509Svid(
       try {
         checkSigningCertificate(inter);
         checkTime(inter, now, 'intermediate');
-        const f = certificateFacts(inter);
+        const f = facts(inter);
         if (f.pathLen !== undefined && below > f.pathLen) {
           throw new X509SvidError('X509SVID_PATH_LEN_EXCEEDED', 'intermediate path length constraint exceeded');
         }

@@ -33,7 +33,15 @@ export function splitDer(der: Uint8Array): Buffer[] {
   let offset = 0;
   while (offset < buf.length) {
     const view = buf.subarray(offset);
-    const parsed = fromBER(view);
+    let parsed: ReturnType<typeof fromBER>;
+    try {
+      parsed = fromBER(view);
+    } catch (err) {
+      // asn1js throws (rather than reporting an error) on some malformed values, e.g. a bad GeneralizedTime.
+      throw new CertificateError('CERTIFICATE_INVALID', `malformed DER at byte ${offset}: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
     if (parsed.offset === -1 || parsed.offset === 0) {
       throw new CertificateError('CERTIFICATE_INVALID', `malformed DER at byte ${offset}: ${parsed.result.error}`);
     }
@@ -73,8 +81,9 @@ export function parseCertificates(input: CertificatesInput): X509Certificate[] {
 }
 
 function looksLikePem(bytes: Uint8Array): boolean {
-  // DER certificates start with a SEQUENCE tag (0x30); PEM with text.
-  return bytes[0] !== 0x30 && Buffer.from(bytes.subarray(0, 64)).toString('latin1').includes('-----BEGIN');
+  // DER certificates start with a SEQUENCE tag (0x30); PEM with text, which may carry explanatory text of any
+  // length before the first block (openssl -text output, "Bag Attributes", CA bundle headers).
+  return bytes[0] !== 0x30 && Buffer.from(bytes).toString('latin1').includes('-----BEGIN');
 }
 
 /** Parses a private key from PEM (PKCS#8, SEC1 or PKCS#1) or DER (PKCS#8). */

@@ -228,7 +228,7 @@ describe('Workload API resilience', () => {
     try {
       const t0 = Date.now();
       await assert.rejects(client.fetchX509Svid(), { code: 'WORKLOADAPI_UNAVAILABLE' });
-      assert.ok(Date.now() - t0 >= 300, 'waited for the agent instead of failing at once');
+      assert.ok(Date.now() - t0 >= 550, 'waited for the agent up to the time limit instead of failing at once');
       const ac = new AbortController();
       setTimeout(() => ac.abort(new Error('caller gave up')), 100);
       await assert.rejects(client.fetchX509Svid({ signal: ac.signal, timeoutMs: 0 }), /caller gave up/);

@@ -199,10 +199,9 @@ export class WorkloadApiClient {
         const mapped = mapGrpcError(err, what);
         const retriable = mapped.grpcCode === grpc.status.UNAVAILABLE;
         const remaining = deadlineAt === undefined ? Number.POSITIVE_INFINITY : deadlineAt - Date.now();
-        if (!retriable || this.#closed) throw mapped;
-        const delay = backoff.next();
-        if (delay >= remaining) throw mapped;
-        await sleep(delay, signal);
+        if (!retriable || this.#closed || remaining <= 5) throw mapped;
+        // Keep trying until the time limit: the last wait is clamped so the final attempt lands on it.
+        await sleep(Math.min(backoff.next(), remaining - 5), signal);
       } finally {
         signal?.removeEventListener('abort', onAbort);
       }
