@@ -15,6 +15,26 @@ export interface JwtBundleSource {
   getJwtBundleForTrustDomain(trustDomain: TrustDomain): JwtBundle;
 }
 
+/** A Map that refuses changes once built, so bundles documented as immutable really are. */
+class FrozenMap<K, V> extends Map<K, V> {
+  #frozen = false;
+  constructor(entries: Iterable<readonly [K, V]>) {
+    super();
+    for (const [k, v] of entries) super.set(k, v);
+    this.#frozen = true;
+  }
+  override set(key: K, value: V): this {
+    if (this.#frozen) throw new TypeError('bundle authorities are immutable');
+    return super.set(key, value);
+  }
+  override delete(_key: K): boolean {
+    throw new TypeError('bundle authorities are immutable');
+  }
+  override clear(): void {
+    throw new TypeError('bundle authorities are immutable');
+  }
+}
+
 function notFound(kind: string, td: TrustDomain): BundleError {
   return new BundleError('BUNDLE_NOT_FOUND', `no ${kind} bundle for trust domain "${td.name}"`);
 }
@@ -132,7 +152,7 @@ export class JwtBundle implements JwtBundleSource {
       }
       map.set(a.keyId, Object.freeze({ ...a }));
     }
-    this.authorities = map;
+    this.authorities = new FrozenMap(map);
     Object.freeze(this);
   }
 

@@ -540,3 +540,13 @@ describe('bundle sets', () => {
     );
   });
 });
+
+test('JWT authorities of a bundle cannot be changed after construction', () => {
+  const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const bundle = JwtBundle.fromKeys('example.org', { k1: publicKey });
+  const map = bundle.authorities as Map<string, unknown>;
+  assert.throws(() => map.set('k2', {}), TypeError);
+  assert.throws(() => map.delete('k1'), TypeError);
+  assert.throws(() => map.clear(), TypeError);
+  assert.equal(bundle.authorities.size, 1);
+});
