@@ -1,19 +1,16 @@
 import { defineConfig } from 'tsup';
+import { packageBuild } from '../../tsup.shared.js';
 
+// `pnpm build` removes dist first (see package.json), so neither build cleans and they cannot race.
 export default defineConfig([
+  { ...packageBuild, clean: false },
+  // The `spiffe-ts` executable: ESM only, with a shebang.
   {
-    entry: ['src/index.ts'],
-    format: ['esm', 'cjs'],
-    dts: true,
-    clean: true,
-    sourcemap: true,
-    target: 'node20',
-  },
-  {
+    ...packageBuild,
     entry: ['src/bin.ts'],
     format: ['esm'],
-    sourcemap: true,
-    target: 'node20',
+    dts: false,
+    clean: false,
     banner: { js: '#!/usr/bin/env node' },
   },
 ]);

@@ -121,6 +121,16 @@ abstract class WorkloadApiSource implements UpdatableSource {
     return this.listeners.add(listener);
   }
 
+  /** Waits for a new source to be ready; closes it if that fails (used by every `create`). */
+  protected static async readyOrClose<S extends WorkloadApiSource>(source: S, options: ReadyOptions): Promise<S> {
+    try {
+      return await source.ready(options);
+    } catch (err) {
+      await source.close();
+      throw err;
+    }
+  }
+
   protected assertOpen(): void {
     if (this.closed) throw new SourceError('SOURCE_CLOSED', `${this.constructor.name} is closed`);
   }
@@ -184,13 +194,7 @@ export class X509Source extends WorkloadApiSource {
 
   /** Creates a source and waits until it has an SVID. */
   static async create(options: X509SourceOptions & ReadyOptions = {}): Promise<X509Source> {
-    const source = new X509Source(options);
-    try {
-      return await source.ready(options);
-    } catch (err) {
-      await source.close();
-      throw err;
-    }
+    return WorkloadApiSource.readyOrClose(new X509Source(options), options);
   }
 
   #update(ctx: X509Context): void {
@@ -269,13 +273,7 @@ export class JwtSource extends WorkloadApiSource {
   }
 
   static async create(options: JwtSourceOptions & ReadyOptions = {}): Promise<JwtSource> {
-    const source = new JwtSource(options);
-    try {
-      return await source.ready(options);
-    } catch (err) {
-      await source.close();
-      throw err;
-    }
+    return WorkloadApiSource.readyOrClose(new JwtSource(options), options);
   }
 
   /** A JWT-SVID for the audience, from cache while it has more than `refreshFraction` of its life left. */
@@ -340,13 +338,7 @@ export class BundleSource extends WorkloadApiSource {
   }
 
   static async create(options: SourceOptions & ReadyOptions = {}): Promise<BundleSource> {
-    const source = new BundleSource(options);
-    try {
-      return await source.ready(options);
-    } catch (err) {
-      await source.close();
-      throw err;
-    }
+    return WorkloadApiSource.readyOrClose(new BundleSource(options), options);
   }
 
   get x509Bundles(): X509BundleSet {
