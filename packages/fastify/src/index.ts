@@ -153,5 +153,5 @@ const plugin: FastifyPluginAsync<FastifySpiffeOptions> = async (fastify, options
 };
 
 /** The SPIFFE plugin for Fastify (fastify-plugin: decorations are visible to the whole app). */
-export const fastifySpiffe = fp(plugin, { fastify: '5.x', name: '@spiffe-ts/fastify' });
+export const fastifySpiffe: FastifyPluginAsync<FastifySpiffeOptions> = fp(plugin, { fastify: '5.x', name: '@spiffe-ts/fastify' });
 export default fastifySpiffe;
