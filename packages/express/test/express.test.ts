@@ -1,0 +1,347 @@
+import assert from 'node:assert/strict';
+import type * as https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import {
+  createSpiffeDispatcher,
+  JwtBundleSet,
+  JwtSource,
+  matchId,
+  StaticX509Source,
+  X509BundleSet,
+  X509Source,
+  type X509Svid,
+} from '@spiffe-ts/core';
+import { DevCa, DevWorkloadApiServer } from '@spiffe-ts/dev-server';
+import {
+  allowSpiffeIds,
+  allowTrustDomain,
+  createSpiffeHttpsServer,
+  jwtSvid,
+  requirePeer,
+  type SpiffeDenialLogger,
+  spiffeIdentity,
+} from '@spiffe-ts/express';
+import express5 from 'express';
+import express4 from 'express4';
+import { Agent, type Dispatcher, request } from 'undici';
+
+const ORDERS = 'spiffe://example.org/service/orders';
+const PAYMENTS = 'spiffe://example.org/service/payment-processor';
+const OTHER = 'spiffe://example.org/service/other';
+
+type ExpressFactory = typeof express5;
+const flavours: Array<[string, ExpressFactory]> = [
+  ['Express 5', express5],
+  ['Express 4', express4 as unknown as ExpressFactory],
+];
+
+function listen(server: https.Server): Promise<string> {
+  return new Promise((resolve) => {
+    server.listen(0, '127.0.0.1', () => resolve(`https://127.0.0.1:${(server.address() as AddressInfo).port}`));
+  });
+}
+
+function closeServer(server: https.Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}
+
+async function call(
+  base: string,
+  dispatcher: Dispatcher,
+  path: string,
+  headers: Record<string, string> = {},
+  reset = false,
+) {
+  const res = await request(`${base}${path}`, { dispatcher, headers, reset });
+  const body = await res.body.text();
+  return { status: res.statusCode, body, headers: res.headers };
+}
+
+for (const [flavour, express] of flavours) {
+  describe(`@spiffe-ts/express over real mTLS sockets (${flavour})`, () => {
+    let dev: DevWorkloadApiServer;
+    let partner: DevCa;
+    let stranger: DevCa;
+    let serverSource: X509Source;
+    let server: https.Server;
+    let base: string;
+    const denials: Array<{ details: Record<string, unknown>; message: string }> = [];
+    const logger: SpiffeDenialLogger = { warn: (details, message) => denials.push({ details, message }) };
+
+    const clientFor = async (workload: string) => {
+      const source = await X509Source.create({ address: dev.address(workload), timeoutMs: 5000 });
+      return { source, dispatcher: createSpiffeDispatcher({ source, authorize: matchId(ORDERS) }) };
+    };
+
+    const callWithSvid = async (svid: X509Svid, path = '/orders') => {
+      const source = new StaticX509Source(svid, new X509BundleSet([dev.ca.x509Bundle(), partner.x509Bundle()]));
+      Object.defineProperty(source, 'getX509Svid', { value: () => svid }); // present even if expired
+      const dispatcher = createSpiffeDispatcher({ source, authorize: matchId(ORDERS) });
+      try {
+        return await call(base, dispatcher, path);
+      } finally {
+        await dispatcher.close();
+      }
+    };
+
+    before(async () => {
+      partner = await DevCa.create({ trustDomain: 'partner.test' });
+      stranger = await DevCa.create({ trustDomain: 'example.org' });
+      dev = await DevWorkloadApiServer.start({
+        workloads: { orders: ORDERS, payments: PAYMENTS, other: OTHER },
+        federatedWith: [partner],
+        svidTtlSeconds: 3600,
+      });
+      serverSource = await X509Source.create({ address: dev.address('orders'), timeoutMs: 5000 });
+
+      const app = express();
+      app.get('/whoami', spiffeIdentity(), (req, res) => {
+        res.json({ caller: req.spiffeId?.toString() ?? null });
+      });
+      const orders = express.Router();
+      orders.use(requirePeer([PAYMENTS], { logger }));
+      orders.get('/', (req, res) => {
+        res.json({ caller: req.spiffeId?.toString() });
+      });
+      app.use('/orders', orders);
+      app.get('/health', allowTrustDomain('example.org'), (_req, res) => {
+        res.send('ok');
+      });
+      app.get('/nobody', allowSpiffeIds(), (_req, res) => {
+        res.send('never');
+      });
+      server = createSpiffeHttpsServer(app, serverSource);
+      base = await listen(server);
+    });
+
+    after(async () => {
+      await closeServer(server);
+      await serverSource.close();
+      await dev.stop();
+    });
+
+    test('allowed peer gets 200 and req.spiffeId', async () => {
+      const c = await clientFor('payments');
+      try {
+        const res = await call(base, c.dispatcher, '/orders');
+        assert.equal(res.status, 200);
+        assert.deepEqual(JSON.parse(res.body), { caller: PAYMENTS });
+        assert.deepEqual(JSON.parse((await call(base, c.dispatcher, '/whoami')).body), { caller: PAYMENTS });
+      } finally {
+        await c.dispatcher.close();
+        await c.source.close();
+      }
+    });
+
+    test('another verified ID gets 403 and a log line with the peer ID and route', async () => {
+      const c = await clientFor('other');
+      try {
+        const res = await call(base, c.dispatcher, '/orders');
+        assert.equal(res.status, 403);
+        assert.equal(JSON.parse(res.body).error, 'Forbidden');
+        const line = denials.find((d) => d.details.spiffeId === OTHER && d.details.route === '/orders/');
+        assert.ok(line, `log line with peer ID and route: ${JSON.stringify(denials)}`);
+        // the trust-domain allowlist admits it; an empty allowlist denies everyone
+        assert.equal((await call(base, c.dispatcher, '/health')).status, 200);
+        assert.equal((await call(base, c.dispatcher, '/nobody')).status, 403);
+      } finally {
+        await c.dispatcher.close();
+        await c.source.close();
+      }
+    });
+
+    test('no client certificate: the handshake is refused', async () => {
+      const agent = new Agent({ connect: { rejectUnauthorized: false } });
+      try {
+        await assert.rejects(request(`${base}/whoami`, { dispatcher: agent }));
+      } finally {
+        await agent.close();
+      }
+    });
+
+    test('untrusted CA, cross-trust-domain and expired SVIDs are rejected before any middleware runs', async () => {
+      await assert.rejects(callWithSvid(await stranger.issueX509Svid(PAYMENTS)));
+      await assert.rejects(callWithSvid(await partner.issueX509Svid(PAYMENTS)));
+      await assert.rejects(
+        callWithSvid(
+          await dev.ca.issueX509Svid(PAYMENTS, {
+            notBefore: new Date(Date.now() - 7200_000),
+            notAfter: new Date(Date.now() - 60_000),
+          }),
+        ),
+      );
+      // a federated partner with its own (trusted) CA is verified and identified, then denied by the allowlist
+      const partnerSvid = await partner.issueX509Svid('spiffe://partner.test/billing');
+      assert.equal((await callWithSvid(partnerSvid)).status, 403);
+      assert.equal((await callWithSvid(await dev.ca.issueX509Svid(PAYMENTS))).status, 200, 'control: good SVID');
+    });
+
+    test('rotation under continuous requests (SVID and CA): zero failed requests', async () => {
+      const c = await clientFor('payments');
+      let ok = 0;
+      let failed = 0;
+      const errors: string[] = [];
+      let running = true;
+      const worker = async (reset: boolean) => {
+        while (running) {
+          try {
+            const res = await call(base, c.dispatcher, '/orders', {}, reset);
+            if (res.status === 200) ok++;
+            else {
+              failed++;
+              errors.push(`status ${res.status}`);
+            }
+          } catch (err) {
+            failed++;
+            errors.push((err as Error).message);
+          }
+        }
+      };
+      const workers = [worker(false), worker(true), worker(true)];
+      try {
+        const serial = () => serverSource.getX509Svid().leaf.serialNumber;
+        const s0 = serial();
+        await dev.rotateSvids();
+        await new Promise((r) => setTimeout(r, 300));
+        assert.notEqual(serial(), s0, 'server SVID rotated');
+        await dev.rotateX509Authority({ propagationMs: 300 });
+        await new Promise((r) => setTimeout(r, 300));
+        dev.dropRetiredAuthorities();
+        await new Promise((r) => setTimeout(r, 300));
+        assert.equal(serverSource.bundles.get('example.org')?.authorities.length, 1, 'old CA dropped');
+      } finally {
+        running = false;
+        await Promise.all(workers);
+        await c.dispatcher.close();
+        await c.source.close();
+      }
+      console.log(`${flavour} rotation under load: ${ok} requests ok, ${failed} failed`);
+      assert.equal(failed, 0, errors.slice(0, 5).join('; '));
+      assert.ok(ok > 20, `enough requests ran (${ok})`);
+    });
+  });
+
+  describe(`@spiffe-ts/express JWT-SVID bearer validation (${flavour})`, () => {
+    let dev: DevWorkloadApiServer;
+    let jwtSource: JwtSource;
+    let server: https.Server | import('node:http').Server;
+    let url: string;
+
+    before(async () => {
+      dev = await DevWorkloadApiServer.start({ workloads: { api: ORDERS, caller: PAYMENTS } });
+      jwtSource = await JwtSource.create({ address: dev.address('api'), timeoutMs: 5000 });
+      const app = express();
+      app.get('/public', (_req, res) => {
+        res.send('public');
+      });
+      const api = express.Router();
+      api.use(jwtSvid({ audience: 'orders', source: jwtSource, logger: false }));
+      api.get('/orders', (req, res) => {
+        res.json({ sub: req.jwtSvid?.id.toString(), aud: req.jwtSvid?.audience });
+      });
+      app.use('/api', api);
+      app.get(
+        '/only-payments',
+        jwtSvid({
+          audience: 'orders',
+          source: new JwtBundleSet([dev.ca.jwtBundle()]),
+          allow: [PAYMENTS],
+          logger: false,
+        }),
+        (req, res) => {
+          res.send(String(req.jwtSvid?.id));
+        },
+      );
+      await new Promise<void>((resolve) => {
+        server = app.listen(0, '127.0.0.1', () => resolve());
+      });
+      url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    });
+
+    after(async () => {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await jwtSource.close();
+      await dev.stop();
+    });
+
+    const get = async (token: string | undefined, path = '/api/orders') => {
+      const res = await request(`${url}${path}`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+      return { status: res.statusCode, body: await res.body.text(), www: res.headers['www-authenticate'] };
+    };
+
+    test('valid JWT-SVID from the Workload API: 200 with req.jwtSvid', async () => {
+      const caller = await JwtSource.create({ address: dev.address('caller'), timeoutMs: 5000 });
+      try {
+        const svid = await caller.fetchJwtSvid({ audience: 'orders' });
+        const res = await get(svid.token);
+        assert.equal(res.status, 200);
+        assert.deepEqual(JSON.parse(res.body), { sub: PAYMENTS, aud: ['orders'] });
+      } finally {
+        await caller.close();
+      }
+    });
+
+    test('missing, malformed, expired, wrong audience, wrong trust domain: 401 with WWW-Authenticate', async () => {
+      const missing = await get(undefined);
+      assert.equal(missing.status, 401);
+      assert.equal(missing.www, 'Bearer realm="spiffe"');
+      assert.equal((await get('not-a-jwt')).status, 401);
+
+      const expired = await dev.ca.issueJwtSvid(PAYMENTS, 'orders', {
+        issuedAt: new Date(Date.now() - 3600_000),
+        expiresAt: new Date(Date.now() - 600_000),
+      });
+      const r1 = await get(expired.token);
+      assert.equal(r1.status, 401);
+      assert.match(String(r1.www), /error="invalid_token", error_description="token has expired"/);
+
+      const r2 = await get((await dev.ca.issueJwtSvid(PAYMENTS, 'billing')).token);
+      assert.equal(r2.status, 401);
+      assert.match(String(r2.www), /expected audience/);
+
+      const foreign = await DevCa.create({ trustDomain: 'evil.test' });
+      const r3 = await get((await foreign.issueJwtSvid('spiffe://evil.test/x', 'orders')).token);
+      assert.equal(r3.status, 401);
+      assert.match(String(r3.www), /no JWT bundle for trust domain/);
+
+      assert.equal((await get(undefined, '/public')).status, 200, 'routes without the middleware are public');
+    });
+
+    test('subject allowlist: 403 insufficient_scope for other subjects', async () => {
+      const good = await dev.ca.issueJwtSvid(PAYMENTS, 'orders');
+      const bad = await dev.ca.issueJwtSvid(OTHER, 'orders');
+      assert.equal((await get(good.token, '/only-payments')).status, 200);
+      const r = await get(bad.token, '/only-payments');
+      assert.equal(r.status, 403);
+      assert.match(String(r.www), /insufficient_scope/);
+    });
+
+    test('plain HTTP never yields an mTLS identity', async () => {
+      const app = express();
+      app.get('/', allowSpiffeIds(PAYMENTS), (_req, res) => {
+        res.send('never');
+      });
+      app.get('/who', spiffeIdentity(), (req, res) => {
+        res.json({ id: req.spiffeId ?? null });
+      });
+      const plain = app.listen(0, '127.0.0.1');
+      await new Promise((r) => plain.once('listening', r));
+      const u = `http://127.0.0.1:${(plain.address() as AddressInfo).port}`;
+      try {
+        assert.equal((await request(`${u}/`)).statusCode, 403);
+        assert.deepEqual(await (await request(`${u}/who`)).body.json(), { id: null });
+      } finally {
+        await new Promise<void>((resolve) => plain.close(() => resolve()));
+      }
+    });
+  });
+}
+
+test('allowlists are validated when the middleware is built', () => {
+  assert.throws(() => allowSpiffeIds('spiffe://Example.org/x'), { code: 'SPIFFEID_BAD_TRUST_DOMAIN_CHAR' });
+  assert.throws(() => allowTrustDomain('not a domain'));
+});
