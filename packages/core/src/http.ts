@@ -52,7 +52,15 @@ export interface BearerOptions extends ValidateJwtSvidOptions {
 
 export type BearerDecision =
   | { ok: true; svid: JwtSvid }
-  | { ok: false; status: 401 | 403; wwwAuthenticate: string | undefined; error: JwtSvidError; message: string };
+  | {
+      ok: false;
+      status: 401 | 403;
+      wwwAuthenticate: string | undefined;
+      error: JwtSvidError;
+      message: string;
+      /** The token's subject when the token was valid but the subject is not allowed (403). */
+      subject?: SpiffeId;
+    };
 
 /** Extracts the token from `Authorization: Bearer <token>` (case-insensitive scheme); undefined otherwise. */
 export function bearerToken(authorization: string | string[] | undefined): string | undefined {
@@ -97,6 +105,7 @@ export async function authenticateBearer(
           wwwAuthenticate: `Bearer realm=${quote(realm)}, error="insufficient_scope", error_description=${quote(error.message)}`,
           error,
           message: error.message,
+          subject: svid.id,
         };
       }
     }

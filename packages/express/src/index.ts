@@ -176,7 +176,7 @@ export function jwtSvid(options: JwtSvidMiddlewareOptions): RequestHandler {
         if (!decision.ok) {
           req.jwtSvid = null;
           if (decision.wwwAuthenticate) res.setHeader('WWW-Authenticate', decision.wwwAuthenticate);
-          deny(req, res, decision.status, decision.message, undefined, options);
+          deny(req, res, decision.status, decision.message, decision.subject, options);
           return;
         }
         req.jwtSvid = decision.svid;

@@ -145,7 +145,7 @@ const plugin: FastifyPluginAsync<FastifySpiffeOptions> = async (fastify, options
       });
       if (!b.ok) {
         if (b.wwwAuthenticate) reply.header('www-authenticate', b.wwwAuthenticate);
-        return deny(request, reply, b.status, b.message, undefined);
+        return deny(request, reply, b.status, b.message, b.subject);
       }
       request.jwtSvid = b.svid;
     }
@@ -153,5 +153,8 @@ const plugin: FastifyPluginAsync<FastifySpiffeOptions> = async (fastify, options
 };
 
 /** The SPIFFE plugin for Fastify (fastify-plugin: decorations are visible to the whole app). */
-export const fastifySpiffe: FastifyPluginAsync<FastifySpiffeOptions> = fp(plugin, { fastify: '5.x', name: '@spiffe-ts/fastify' });
+export const fastifySpiffe: FastifyPluginAsync<FastifySpiffeOptions> = fp(plugin, {
+  fastify: '5.x',
+  name: '@spiffe-ts/fastify',
+});
 export default fastifySpiffe;
