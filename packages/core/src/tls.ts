@@ -195,30 +195,43 @@ export function spiffeTlsConnectOptions(
   options: SpiffeTlsClientOptions,
   onVerified?: (id: SpiffeId) => void,
 ): tls.ConnectionOptions {
-  const authorizer = toMatcher(options.authorize);
   return {
     minVersion: 'TLSv1.2',
     ...options.tlsOptions,
     ...tlsMaterial(options.source),
     rejectUnauthorized: true,
-    checkServerIdentity: (_host, cert) => {
-      try {
-        const chain: Buffer[] = [];
-        let cur: tls.DetailedPeerCertificate | undefined = cert as tls.DetailedPeerCertificate;
-        while (cur?.raw && chain.length < 16) {
-          chain.push(cur.raw);
-          if (!cur.issuerCertificate || cur.issuerCertificate === cur || cur.issuerCertificate.raw?.equals(cur.raw)) {
-            break;
-          }
-          cur = cur.issuerCertificate;
+    checkServerIdentity: spiffeCheckServerIdentity(options.source, options.authorize, onVerified),
+  };
+}
+
+/**
+ * A `checkServerIdentity` for node:tls (and libraries that take one, like @grpc/grpc-js): verifies the
+ * server's chain against the bundle of the server's own trust domain (read from the source at each
+ * handshake, so bundle rotation applies) and authorizes its SPIFFE ID; the hostname is ignored.
+ */
+export function spiffeCheckServerIdentity(
+  bundles: X509BundleSource,
+  authorize: SpiffeIdAllowlist,
+  onVerified?: (id: SpiffeId) => void,
+): (host: string, cert: tls.PeerCertificate) => Error | undefined {
+  const authorizer = toMatcher(authorize);
+  return (_host, cert) => {
+    try {
+      const chain: Buffer[] = [];
+      let cur: tls.DetailedPeerCertificate | undefined = cert as tls.DetailedPeerCertificate;
+      while (cur?.raw && chain.length < 16) {
+        chain.push(cur.raw);
+        if (!cur.issuerCertificate || cur.issuerCertificate === cur || cur.issuerCertificate.raw?.equals(cur.raw)) {
+          break;
         }
-        const id = verifyPeer(chain, options.source, authorizer);
-        onVerified?.(id);
-        return undefined;
-      } catch (err) {
-        return err instanceof Error ? err : new TlsVerificationError('TLS_PEER_UNVERIFIED', String(err));
+        cur = cur.issuerCertificate;
       }
-    },
+      const id = verifyPeer(chain, bundles, authorizer);
+      onVerified?.(id);
+      return undefined;
+    } catch (err) {
+      return err instanceof Error ? err : new TlsVerificationError('TLS_PEER_UNVERIFIED', String(err));
+    }
   };
 }
 
