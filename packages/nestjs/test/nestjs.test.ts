@@ -1,0 +1,294 @@
+import 'reflect-metadata';
+import assert from 'node:assert/strict';
+import type * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { Controller, Get, type INestApplication, type LoggerService, Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter } from '@nestjs/platform-fastify';
+import {
+  createSpiffeDispatcher,
+  JwtSource,
+  type JwtSvid as JwtSvidT,
+  matchId,
+  type SpiffeId as SpiffeIdT,
+  StaticX509Source,
+  X509BundleSet,
+  X509Source,
+  type X509Svid,
+} from '@spiffe-ts/core';
+import { DevCa, DevWorkloadApiServer } from '@spiffe-ts/dev-server';
+import {
+  AllowSpiffeIds,
+  AllowTrustDomain,
+  JwtSvid,
+  RequireJwtSvid,
+  SpiffeId,
+  SpiffeModule,
+  SpiffeService,
+  spiffeHttpsOptions,
+} from '@spiffe-ts/nestjs';
+import { Agent, type Dispatcher, request } from 'undici';
+
+const ORDERS = 'spiffe://example.org/service/orders';
+const PAYMENTS = 'spiffe://example.org/service/payment-processor';
+const OTHER = 'spiffe://example.org/service/other';
+
+@Controller('orders')
+@AllowSpiffeIds(PAYMENTS)
+class OrdersController {
+  @Get()
+  list(@SpiffeId() id: SpiffeIdT | null) {
+    return { caller: id?.toString() ?? null };
+  }
+
+  @Get('health')
+  @AllowTrustDomain('example.org')
+  health(@SpiffeId() id: SpiffeIdT | null) {
+    return { ok: true, caller: id?.toString() ?? null };
+  }
+
+  @Get('nobody')
+  @AllowSpiffeIds()
+  nobody() {
+    return 'never';
+  }
+}
+
+@Controller('reports')
+class ReportsController {
+  @Get()
+  @RequireJwtSvid({ audience: 'reports' })
+  get(@JwtSvid() svid: JwtSvidT | null, @SpiffeId() id: SpiffeIdT | null) {
+    return { sub: svid?.id.toString() ?? null, aud: svid?.audience ?? null, peer: id?.toString() ?? null };
+  }
+
+  @Get('payments-only')
+  @RequireJwtSvid({ allow: [PAYMENTS] })
+  paymentsOnly(@JwtSvid() svid: JwtSvidT | null) {
+    return { sub: svid?.id.toString() ?? null };
+  }
+
+  @Get('open')
+  open(@SpiffeId() id: SpiffeIdT | null) {
+    return { peer: id?.toString() ?? null };
+  }
+}
+
+const warnings: string[] = [];
+const logger: LoggerService = {
+  log: () => undefined,
+  error: (m: unknown) => warnings.push(String(m)),
+  warn: (m: unknown) => warnings.push(String(m)),
+};
+
+for (const platform of ['express', 'fastify'] as const) {
+  describe(`@spiffe-ts/nestjs on platform-${platform} over real mTLS sockets`, () => {
+    let dev: DevWorkloadApiServer;
+    let partner: DevCa;
+    let stranger: DevCa;
+    let serverSource: X509Source;
+    let app: INestApplication;
+    let base: string;
+
+    const clientFor = async (workload: string) => {
+      const source = await X509Source.create({ address: dev.address(workload), timeoutMs: 5000 });
+      return { source, dispatcher: createSpiffeDispatcher({ source, authorize: matchId(ORDERS) }) };
+    };
+    const call = async (dispatcher: Dispatcher, path: string, headers: Record<string, string> = {}, reset = false) => {
+      const res = await request(`${base}${path}`, { dispatcher, headers, reset });
+      return { status: res.statusCode, body: await res.body.text(), www: res.headers['www-authenticate'] };
+    };
+    const callWithSvid = async (svid: X509Svid, path = '/orders') => {
+      const source = new StaticX509Source(svid, new X509BundleSet([dev.ca.x509Bundle(), partner.x509Bundle()]));
+      Object.defineProperty(source, 'getX509Svid', { value: () => svid });
+      const dispatcher = createSpiffeDispatcher({ source, authorize: matchId(ORDERS) });
+      try {
+        return await call(dispatcher, path);
+      } finally {
+        await dispatcher.close();
+      }
+    };
+
+    before(async () => {
+      partner = await DevCa.create({ trustDomain: 'partner.test' });
+      stranger = await DevCa.create({ trustDomain: 'example.org' });
+      dev = await DevWorkloadApiServer.start({
+        workloads: { orders: ORDERS, payments: PAYMENTS, other: OTHER },
+        federatedWith: [partner],
+        svidTtlSeconds: 3600,
+      });
+      serverSource = await X509Source.create({ address: dev.address('orders'), timeoutMs: 5000 });
+      const spiffe = spiffeHttpsOptions(serverSource);
+
+      @Module({
+        imports: [
+          SpiffeModule.forRootAsync({
+            useFactory: () => ({
+              tls: spiffe,
+              workloadApi: { address: dev.address('orders') },
+              jwt: { audience: 'reports' },
+            }),
+          }),
+        ],
+        controllers: [OrdersController, ReportsController],
+      })
+      class AppModule {}
+
+      app =
+        platform === 'express'
+          ? await NestFactory.create(AppModule, { httpsOptions: spiffe.https, logger })
+          : await NestFactory.create(AppModule, new FastifyAdapter({ https: spiffe.https }), { logger });
+      await app.listen(0, '127.0.0.1');
+      base = `https://127.0.0.1:${((app.getHttpServer() as http.Server).address() as AddressInfo).port}`;
+    });
+
+    after(async () => {
+      await app.close();
+      await serverSource.close();
+      await dev.stop();
+    });
+
+    test('allowed peer: 200 with @SpiffeId()', async () => {
+      const c = await clientFor('payments');
+      try {
+        const res = await call(c.dispatcher, '/orders');
+        assert.equal(res.status, 200, res.body);
+        assert.deepEqual(JSON.parse(res.body), { caller: PAYMENTS });
+      } finally {
+        await c.dispatcher.close();
+        await c.source.close();
+      }
+    });
+
+    test('another verified ID: 403 (logged); handler-level trust domain rule overrides; empty list denies', async () => {
+      const c = await clientFor('other');
+      try {
+        const res = await call(c.dispatcher, '/orders');
+        assert.equal(res.status, 403);
+        assert.match(JSON.parse(res.body).message, /is not authorized/);
+        assert.ok(
+          warnings.some((w) => w.includes(OTHER) && w.includes('/orders')),
+          warnings.join('\n'),
+        );
+        assert.deepEqual(JSON.parse((await call(c.dispatcher, '/orders/health')).body), { ok: true, caller: OTHER });
+        assert.equal((await call(c.dispatcher, '/orders/nobody')).status, 403);
+        assert.deepEqual(JSON.parse((await call(c.dispatcher, '/reports/open')).body), { peer: OTHER });
+      } finally {
+        await c.dispatcher.close();
+        await c.source.close();
+      }
+    });
+
+    test('no client certificate: the handshake is refused', async () => {
+      const agent = new Agent({ connect: { rejectUnauthorized: false } });
+      try {
+        await assert.rejects(request(`${base}/reports/open`, { dispatcher: agent }));
+      } finally {
+        await agent.close();
+      }
+    });
+
+    test('untrusted CA, cross-trust-domain and expired SVIDs are rejected before any guard runs', async () => {
+      await assert.rejects(callWithSvid(await stranger.issueX509Svid(PAYMENTS)));
+      await assert.rejects(callWithSvid(await partner.issueX509Svid(PAYMENTS)));
+      await assert.rejects(
+        callWithSvid(
+          await dev.ca.issueX509Svid(PAYMENTS, {
+            notBefore: new Date(Date.now() - 7200_000),
+            notAfter: new Date(Date.now() - 60_000),
+          }),
+        ),
+      );
+      assert.equal((await callWithSvid(await dev.ca.issueX509Svid(PAYMENTS))).status, 200, 'control');
+    });
+
+    test('JWT-SVID: valid 200 with @JwtSvid(); missing/expired/wrong audience 401 + WWW-Authenticate; subject allowlist 403', async () => {
+      const c = await clientFor('payments');
+      const jwt = await JwtSource.create({ address: dev.address('payments'), timeoutMs: 5000 });
+      try {
+        const token = (await jwt.fetchJwtSvid({ audience: 'reports' })).token;
+        const ok = await call(c.dispatcher, '/reports', { authorization: `Bearer ${token}` });
+        assert.equal(ok.status, 200, ok.body);
+        assert.deepEqual(JSON.parse(ok.body), { sub: PAYMENTS, aud: ['reports'], peer: PAYMENTS });
+
+        const missing = await call(c.dispatcher, '/reports');
+        assert.equal(missing.status, 401);
+        assert.equal(missing.www, 'Bearer realm="spiffe"');
+        const expired = await dev.ca.issueJwtSvid(PAYMENTS, 'reports', {
+          issuedAt: new Date(Date.now() - 3600_000),
+          expiresAt: new Date(Date.now() - 600_000),
+        });
+        const r1 = await call(c.dispatcher, '/reports', { authorization: `Bearer ${expired.token}` });
+        assert.equal(r1.status, 401);
+        assert.match(String(r1.www), /invalid_token/);
+        const wrongAud = await dev.ca.issueJwtSvid(PAYMENTS, 'billing');
+        assert.equal((await call(c.dispatcher, '/reports', { authorization: `Bearer ${wrongAud.token}` })).status, 401);
+
+        // payments-only takes the module's default audience and allows one subject
+        const other = await dev.ca.issueJwtSvid(OTHER, 'reports');
+        const r2 = await call(c.dispatcher, '/reports/payments-only', { authorization: `Bearer ${other.token}` });
+        assert.equal(r2.status, 403);
+        assert.match(String(r2.www), /insufficient_scope/);
+        const r3 = await call(c.dispatcher, '/reports/payments-only', { authorization: `Bearer ${token}` });
+        assert.deepEqual(JSON.parse(r3.body), { sub: PAYMENTS });
+      } finally {
+        await jwt.close();
+        await c.dispatcher.close();
+        await c.source.close();
+      }
+    });
+
+    test('rotation under continuous requests (SVID and CA): zero failed requests', async () => {
+      const c = await clientFor('payments');
+      let ok = 0;
+      let failed = 0;
+      const errors: string[] = [];
+      let running = true;
+      const worker = async (reset: boolean) => {
+        while (running) {
+          try {
+            const res = await call(c.dispatcher, '/orders', {}, reset);
+            if (res.status === 200) ok++;
+            else {
+              failed++;
+              errors.push(`status ${res.status}`);
+            }
+          } catch (err) {
+            failed++;
+            errors.push((err as Error).message);
+          }
+        }
+      };
+      const workers = [worker(false), worker(true), worker(true)];
+      try {
+        const serial = () => serverSource.getX509Svid().leaf.serialNumber;
+        const s0 = serial();
+        await dev.rotateSvids();
+        await new Promise((r) => setTimeout(r, 300));
+        assert.notEqual(serial(), s0, 'server SVID rotated');
+        await dev.rotateX509Authority({ propagationMs: 300 });
+        await new Promise((r) => setTimeout(r, 300));
+        dev.dropRetiredAuthorities();
+        await new Promise((r) => setTimeout(r, 300));
+      } finally {
+        running = false;
+        await Promise.all(workers);
+        await c.dispatcher.close();
+        await c.source.close();
+      }
+      console.log(`Nest ${platform} rotation under load: ${ok} requests ok, ${failed} failed`);
+      assert.equal(failed, 0, errors.slice(0, 5).join('; '));
+      assert.ok(ok > 20, `enough requests ran (${ok})`);
+    });
+
+    test('the module exposes its sources and closes the JwtSource it opened on shutdown', async () => {
+      const svc = app.get(SpiffeService);
+      const owned = svc.jwtSource;
+      assert.ok(owned, 'module-owned JwtSource');
+      assert.equal(svc.x509Source, serverSource);
+      await svc.onApplicationShutdown();
+      await assert.rejects(owned.fetchJwtSvid({ audience: 'x' }), { code: 'SOURCE_CLOSED' });
+    });
+  });
+}
