@@ -12,16 +12,43 @@ import {
 import { fromBER } from 'asn1js';
 import { CertificateError } from './errors.js';
 
-const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/g;
+// PEM encapsulation boundaries (RFC 7468), found in one linear pass. Blocks are paired afterwards without
+// rescanning the text: a single lazy BEGIN...END regex is quadratic on crafted input (a megabyte of BEGIN lines
+// without an END took seconds).
+const PEM_BOUNDARY = /-----(BEGIN|END) ([A-Z0-9 ]{1,64})-----/g;
 
 /** Input accepted wherever certificates are read: PEM text, DER bytes (one or concatenated), or parsed certs. */
 export type CertificatesInput = string | Uint8Array | ReadonlyArray<X509Certificate | Uint8Array | string>;
 
 /** Returns the decoded bodies of the PEM blocks of the given type, in order. */
 export function pemBlocks(pem: string, type: string): Buffer[] {
+  const marks = [...pem.matchAll(PEM_BOUNDARY)].map((m) => ({
+    begin: m[1] === 'BEGIN',
+    label: m[2] as string,
+    start: m.index,
+    end: m.index + m[0].length,
+  }));
+  // For each BEGIN, the index of the first later END with the same label (-1 if none), right to left.
+  const nextEnd: number[] = new Array(marks.length).fill(-1);
+  const lastEnd = new Map<string, number>();
+  for (let i = marks.length - 1; i >= 0; i--) {
+    const m = marks[i] as (typeof marks)[number];
+    if (m.begin) nextEnd[i] = lastEnd.get(m.label) ?? -1;
+    else lastEnd.set(m.label, i);
+  }
   const out: Buffer[] = [];
-  for (const m of pem.matchAll(PEM_BLOCK)) {
-    if (m[1] === type) out.push(Buffer.from((m[2] ?? '').replace(/\s+/g, ''), 'base64'));
+  for (let i = 0; i < marks.length; ) {
+    const m = marks[i] as (typeof marks)[number];
+    const j = nextEnd[i] as number;
+    if (!m.begin || j === -1) {
+      i++;
+      continue;
+    }
+    if (m.label === type) {
+      const body = pem.slice(m.end, (marks[j] as (typeof marks)[number]).start);
+      out.push(Buffer.from(body.replace(/\s+/g, ''), 'base64'));
+    }
+    i = j + 1;
   }
   return out;
 }

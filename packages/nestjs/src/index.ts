@@ -172,6 +172,7 @@ function serviceProvider(): Provider {
  * `@AllowSpiffeIds(...)`, `@AllowTrustDomain(...)`, `@RequireJwtSvid(...)` on controllers or handlers.
  */
 @Module({})
+// biome-ignore lint/complexity/noStaticOnlyClass: Nest dynamic modules are classes with static forRoot/forRootAsync.
 export class SpiffeModule {
   static forRoot(options: SpiffeModuleOptions = {}): DynamicModule {
     return {

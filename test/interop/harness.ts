@@ -1,0 +1,305 @@
+// Runs real SPIFFE software for the interoperability suite: a SPIRE server and agent (join-token node
+// attestation, unix workload attestation by binary path, data in a temp dir) and the go-spiffe programs
+// from ./go. Binaries come from test/interop/build.sh (run.sh builds them first).
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import {
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { createServer } from 'node:net';
+import { homedir, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+const cache = process.env.SPIFFE_TS_INTEROP_CACHE ?? join(homedir(), '.cache', 'spiffe-ts-interop');
+export const bin = {
+  spireServer: join(cache, 'spire-bin', 'spire-server'),
+  spireAgent: join(cache, 'spire-bin', 'spire-agent'),
+  fetch: join(cache, 'go-bin-current', 'fetch'),
+  mtlsServer: join(cache, 'go-bin-current', 'mtls-server'),
+  mtlsClient: join(cache, 'go-bin-current', 'mtls-client'),
+};
+export const SPIRE_VERSION = process.env.SPIRE_VERSION ?? 'v1.13.3';
+
+export function binariesPresent(): boolean {
+  return Object.values(bin).every((p) => existsSync(p));
+}
+
+export async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise<void>((resolve) => srv.close(() => resolve()));
+  return port;
+}
+
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await probe();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+}
+
+/** Runs a Go program that prints one JSON object per line; resolves with the parsed lines and exit code. */
+export async function runJson(
+  file: string,
+  args: string[],
+  timeoutMs = 60_000,
+): Promise<{ code: number; lines: Record<string, unknown>[]; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(file, args, { timeout: timeoutMs }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+      const lines = stdout
+        .split('\n')
+        .filter((l) => l.trim().startsWith('{'))
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+      resolve({ code, lines, stderr });
+    });
+  });
+}
+
+/** Starts a long-running Go program and resolves with its first JSON stdout line. */
+export async function startJson(
+  file: string,
+  args: string[],
+): Promise<{ child: ChildProcess; first: Record<string, unknown>; stop: () => Promise<void> }> {
+  const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const first = await new Promise<Record<string, unknown>>((resolve, reject) => {
+    let buf = '';
+    const timer = setTimeout(() => reject(new Error(`${file} did not start: ${stderr}`)), 60_000);
+    child.stdout?.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const nl = buf.indexOf('\n');
+      if (nl >= 0) {
+        clearTimeout(timer);
+        resolve(JSON.parse(buf.slice(0, nl)) as Record<string, unknown>);
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${file} exited with ${code}: ${stderr}`));
+    });
+  });
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await exited;
+  };
+  return { child, first, stop };
+}
+
+export interface EntryOptions {
+  spiffeId: string;
+  selectors: string[];
+  x509SvidTtl?: number;
+  jwtSvidTtl?: number;
+  federatesWith?: string[];
+}
+
+/** A SPIRE server and one agent on loopback, for trust domain `trustDomain`, in a fresh temp dir. */
+export class Spire {
+  readonly dir: string;
+  readonly trustDomain: string;
+  readonly serverSocket: string;
+  readonly agentSocket: string;
+  #server: ChildProcess | undefined;
+  #agent: ChildProcess | undefined;
+  agentId = '';
+
+  private constructor(trustDomain: string) {
+    this.trustDomain = trustDomain;
+    this.dir = mkdtempSync(join(tmpdir(), 'spire-'));
+    this.serverSocket = join(this.dir, 'server.sock');
+    this.agentSocket = join(this.dir, 'agent.sock');
+  }
+
+  get workloadApiAddress(): string {
+    return `unix://${this.agentSocket}`;
+  }
+
+  /** Starts the server, mints a join token, and returns before the agent starts so entries can be created first. */
+  static async startServer(trustDomain = 'example.org'): Promise<Spire> {
+    const s = new Spire(trustDomain);
+    const port = await freePort();
+    s.#port = port;
+    writeFileSync(
+      join(s.dir, 'server.conf'),
+      `server {
+  bind_address = "127.0.0.1"
+  bind_port = "${port}"
+  socket_path = "${s.serverSocket}"
+  trust_domain = "${trustDomain}"
+  data_dir = "${join(s.dir, 'server-data')}"
+  log_level = "INFO"
+  ca_ttl = "24h"
+  default_x509_svid_ttl = "1h"
+  default_jwt_svid_ttl = "5m"
+}
+plugins {
+  DataStore "sql" {
+    plugin_data {
+      database_type = "sqlite3"
+      connection_string = "${join(s.dir, 'server-data', 'datastore.sqlite3')}"
+    }
+  }
+  NodeAttestor "join_token" {
+    plugin_data {}
+  }
+  KeyManager "memory" {
+    plugin_data {}
+  }
+}
+`,
+    );
+    s.#server = s.#spawn(bin.spireServer, ['run', '-config', join(s.dir, 'server.conf')], 'server.log');
+    await waitFor(
+      'spire-server healthcheck',
+      async () => {
+        await run(bin.spireServer, ['healthcheck', '-socketPath', s.serverSocket]);
+        return true;
+      },
+      60_000,
+    );
+    const { stdout } = await s.server(['token', 'generate', '-ttl', '600']);
+    const token = /Token:\s*(\S+)/.exec(stdout)?.[1];
+    if (!token) throw new Error(`no join token in: ${stdout}`);
+    s.#token = token;
+    s.agentId = `spiffe://${trustDomain}/spire/agent/join_token/${token}`;
+    return s;
+  }
+
+  #port = 0;
+  #token = '';
+
+  #spawn(file: string, args: string[], log: string): ChildProcess {
+    const fd = openSync(join(this.dir, log), 'a');
+    const child = spawn(file, args, { stdio: ['ignore', fd, fd], cwd: this.dir });
+    child.on('exit', (code, signal) => {
+      if (code !== 0 && signal === null)
+        process.stderr.write(`${file} exited with ${code}; see ${join(this.dir, log)}\n`);
+    });
+    return child;
+  }
+
+  /** Runs `spire-server <args> -socketPath <server socket>`. */
+  async server(args: string[]): Promise<{ stdout: string; stderr: string }> {
+    return run(bin.spireServer, [...args, '-socketPath', this.serverSocket]);
+  }
+
+  async createEntry(e: EntryOptions): Promise<void> {
+    const args = ['entry', 'create', '-parentID', this.agentId, '-spiffeID', e.spiffeId];
+    for (const s of e.selectors) args.push('-selector', s);
+    if (e.x509SvidTtl) args.push('-x509SVIDTTL', String(e.x509SvidTtl));
+    if (e.jwtSvidTtl) args.push('-jwtSVIDTTL', String(e.jwtSvidTtl));
+    for (const f of e.federatesWith ?? []) args.push('-federatesWith', f);
+    await this.server(args);
+  }
+
+  /** Loads another trust domain's SPIFFE bundle (JSON) as a federated bundle. */
+  async setFederatedBundle(trustDomainId: string, spiffeBundleJson: string): Promise<void> {
+    const file = join(this.dir, `federated-${Date.now()}.json`);
+    writeFileSync(file, spiffeBundleJson);
+    await this.server(['bundle', 'set', '-format', 'spiffe', '-id', trustDomainId, '-path', file]);
+  }
+
+  /** This trust domain's bundle as SPIRE prints it in SPIFFE format. */
+  async bundleSpiffeJson(): Promise<string> {
+    return (await this.server(['bundle', 'show', '-format', 'spiffe'])).stdout;
+  }
+
+  async startAgent(): Promise<void> {
+    writeFileSync(
+      join(this.dir, 'agent.conf'),
+      `agent {
+  data_dir = "${join(this.dir, 'agent-data')}"
+  log_level = "INFO"
+  server_address = "127.0.0.1"
+  server_port = "${this.#port}"
+  socket_path = "${this.agentSocket}"
+  insecure_bootstrap = true
+  trust_domain = "${this.trustDomain}"
+}
+plugins {
+  NodeAttestor "join_token" {
+    plugin_data {}
+  }
+  KeyManager "memory" {
+    plugin_data {}
+  }
+  WorkloadAttestor "unix" {
+    plugin_data {
+      discover_workload_path = true
+    }
+  }
+}
+`,
+    );
+    this.#agent = this.#spawn(
+      bin.spireAgent,
+      ['run', '-config', join(this.dir, 'agent.conf'), '-joinToken', this.#token],
+      'agent.log',
+    );
+    await waitFor('spire-agent healthcheck', async () => {
+      await run(bin.spireAgent, ['healthcheck', '-socketPath', this.agentSocket]);
+      return true;
+    });
+  }
+
+  logs(): string {
+    const tail = (f: string) => {
+      try {
+        return readFileSync(join(this.dir, f), 'utf8').split('\n').slice(-40).join('\n');
+      } catch {
+        return '';
+      }
+    };
+    return `--- server.log ---\n${tail('server.log')}\n--- agent.log ---\n${tail('agent.log')}`;
+  }
+
+  async stop(): Promise<void> {
+    for (const child of [this.#agent, this.#server]) {
+      if (!child || child.exitCode !== null || child.signalCode !== null) continue;
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+      child.kill('SIGKILL');
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** `unix:path:` selector of this Node binary (the unix workload attestor resolves /proc/<pid>/exe). */
+export function nodeSelector(): string {
+  return `unix:path:${realpathSync(process.execPath)}`;
+}
+
+/**
+ * Copies a Go program to `dir/name` so it gets its own `unix:path:` selector (and so its own SPIFFE ID).
+ * Returns the copy's path.
+ */
+export function workloadBinary(file: string, dir: string, name: string): string {
+  const dest = join(dir, name);
+  copyFileSync(file, dest);
+  return dest;
+}
