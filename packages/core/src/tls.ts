@@ -200,6 +200,9 @@ export function spiffeTlsConnectOptions(
     ...options.tlsOptions,
     ...tlsMaterial(options.source),
     rejectUnauthorized: true,
+    // Never resume: node skips checkServerIdentity (our SPIFFE check) on a resumed session and OpenSSL does
+    // not re-verify the chain, so a session from before a bundle or allowlist change would bypass both.
+    session: undefined,
     checkServerIdentity: spiffeCheckServerIdentity(options.source, options.authorize, onVerified),
   };
 }
@@ -241,7 +244,9 @@ export function connectSpiffeTls(
 ): Promise<tls.TLSSocket> {
   return new Promise((resolve, reject) => {
     const socket = createSpiffeTlsSocket(options);
-    socket.once('secureConnect', () => resolve(socket));
+    socket.once('secureConnect', () => {
+      if (!socket.destroyed) resolve(socket);
+    });
     socket.once('error', reject);
   });
 }
@@ -256,7 +261,12 @@ export function createSpiffeTlsSocket(
   });
   const servername = options.servername ?? (isIP(options.host) ? undefined : options.host);
   const socket = tls.connect({ ...connectOptions, host: options.host, port: options.port, servername });
-  socket.once('secureConnect', () => {
+  socket.prependOnceListener('secureConnect', () => {
+    if (socket.isSessionReused()) {
+      // Defence in depth (see spiffeTlsConnectOptions): a resumed session was never SPIFFE-verified.
+      socket.destroy(new TlsVerificationError('TLS_PEER_UNVERIFIED', 'TLS session resumption is not allowed'));
+      return;
+    }
     if (verified && socket.authorized) verifiedPeers.set(socket, verified);
   });
   return socket;

@@ -174,8 +174,20 @@ function checkTime(cert: X509Certificate, now: Date, role: string): void {
 }
 
 function issued(child: X509Certificate, issuer: X509Certificate): boolean {
+  return signedBy(child, issuer) && safeCheckIssued(child, issuer);
+}
+
+function signedBy(child: X509Certificate, issuer: X509Certificate): boolean {
   try {
-    return child.checkIssued(issuer) && child.verify(issuer.publicKey);
+    return child.verify(issuer.publicKey);
+  } catch {
+    return false;
+  }
+}
+
+function safeCheckIssued(child: X509Certificate, issuer: X509Certificate): boolean {
+  try {
+    return child.checkIssued(issuer);
   } catch {
     return false;
   }
@@ -237,7 +249,20 @@ export function verifyX509Svid(
     }
     if (path.length >= MAX_PATH_LENGTH - 1) return undefined;
     for (const inter of intermediates) {
-      if (path.includes(inter) || !issued(child, inter)) continue;
+      if (path.includes(inter)) continue;
+      if (!issued(child, inter)) {
+        // OpenSSL's issuer check also refuses an issuer without keyCertSign or cA: when the signature
+        // matches, report the signing-certificate rule it breaks rather than a bare "untrusted".
+        if (signedBy(child, inter)) {
+          try {
+            checkSigningCertificate(inter);
+          } catch (err) {
+            if (err instanceof X509SvidError) reason = err;
+            else throw err;
+          }
+        }
+        continue;
+      }
       try {
         checkSigningCertificate(inter);
         checkTime(inter, now, 'intermediate');

@@ -510,10 +510,10 @@ describe('verifyX509Svid', () => {
     throwsSvid(() => verify(below), 'X509SVID_PATH_LEN_EXCEEDED');
   });
 
-  test('intermediate without keyCertSign is refused', async () => {
+  test('intermediate without keyCertSign: X509SVID_SIGNING_CERT_KEY_USAGE', async () => {
     const svid = await issue(interNoKeyCertSign, { chain: [interNoKeyCertSign.certificate] });
-    // node:crypto's checkIssued already refuses an issuer whose key usage lacks keyCertSign, so no path exists.
-    throwsSvid(() => verify(svid), 'X509SVID_UNTRUSTED');
+    // node:crypto's checkIssued refuses such an issuer outright; the signature still names the rule broken.
+    throwsSvid(() => verify(svid), 'X509SVID_SIGNING_CERT_KEY_USAGE');
   });
 
   test('intermediate without a key usage extension: X509SVID_SIGNING_CERT_KEY_USAGE', async () => {
@@ -571,9 +571,10 @@ describe('verifyX509Svid', () => {
   test('malformed extensions in the leaf or an intermediate give X509SvidError, not CertificateError', async () => {
     const svid = await issue(interA, { chain: [interA.certificate] });
     throwsSvid(() => verifyX509Svid([withBrokenSan(svid.leaf, ID), interA.certificate], bundles), 'X509SVID_INVALID');
-    // OpenSSL's checkIssued already refuses an issuer whose extensions do not decode: no path.
+    // OpenSSL's checkIssued refuses an issuer whose extensions do not decode; it did sign the leaf, so the
+    // error names the malformed intermediate.
     const brokenInter = withBrokenSan(interA.certificate, 'spiffe://example.org');
-    throwsSvid(() => verifyX509Svid([svid.leaf, brokenInter], bundles), 'X509SVID_UNTRUSTED');
+    throwsSvid(() => verifyX509Svid([svid.leaf, brokenInter], bundles), 'X509SVID_INVALID');
   });
 
   test('DER the ASN.1 decoder throws on, in the leaf or the intermediate: X509SVID_INVALID', async () => {

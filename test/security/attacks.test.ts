@@ -1,0 +1,390 @@
+// Attacks, each its own test. X.509 attacks are presented by a hostile client over a real TLS socket to a
+// SPIFFE mTLS server (which must never admit it), and checked for the exact typed error in the core. JWT
+// attacks are crafted with jose and must fail with the expected JwtSvidError code.
+import assert from 'node:assert/strict';
+import type { KeyObject } from 'node:crypto';
+import { once } from 'node:events';
+import { after, before, describe, test } from 'node:test';
+import * as tls from 'node:tls';
+import {
+  createSpiffeTlsServer,
+  createSpiffeTlsSocket,
+  JwtBundleSet,
+  JwtSvidError,
+  matchWhen,
+  parseAndValidateJwtSvid,
+  peerSpiffeId,
+  type SpiffeErrorCode,
+  StaticX509Source,
+  verifyX509Svid,
+  X509BundleSet,
+  type X509Svid,
+  X509SvidError,
+} from '@spiffe-ts/core';
+import { createAuthority, DevCa, issueX509SvidWith, KeyUsage } from '@spiffe-ts/dev-server';
+import { SignJWT } from 'jose';
+
+let caA: DevCa; // example.org
+let caB: DevCa; // other.org
+let serverSvid: X509Svid;
+let goodClient: X509Svid;
+const TD_A = 'example.org';
+const CLIENT = `spiffe://${TD_A}/client`;
+const report: string[] = [];
+
+before(async () => {
+  caA = await DevCa.create({ trustDomain: TD_A });
+  caB = await DevCa.create({ trustDomain: 'other.org' });
+  serverSvid = await caA.issueX509Svid(`spiffe://${TD_A}/server`);
+  goodClient = await caA.issueX509Svid(CLIENT);
+});
+after(() => {
+  console.log(`attacks: ${report.length} attacks tried, ${report.length} rejected, 0 accepted`);
+  for (const r of report) console.log(`  rejected: ${r}`);
+});
+
+interface Server {
+  port: number;
+  admitted: string[];
+  source: StaticX509Source;
+  allow: { value: boolean };
+  close(): Promise<void>;
+}
+
+/** A SPIFFE mTLS server trusting example.org and other.org; every admitted peer gets "ok <id>". */
+async function startServer(tlsOptions: tls.TlsOptions = {}): Promise<Server> {
+  const source = new StaticX509Source(serverSvid, [caA.x509Bundle(), caB.x509Bundle()]);
+  const allow = { value: true };
+  const spiffe = createSpiffeTlsServer({ source, authorize: matchWhen(() => allow.value), tlsOptions });
+  const admitted: string[] = [];
+  const server = tls.createServer(spiffe.options, (socket) => {
+    if (socket.destroyed) return;
+    const id = peerSpiffeId(socket)?.toString() ?? 'NONE';
+    admitted.push(id);
+    socket.end(`ok ${id}\n`);
+  });
+  const detach = spiffe.attach(server);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    port: (server.address() as { port: number }).port,
+    admitted,
+    source,
+    allow,
+    close: async () => {
+      detach();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+interface Outcome {
+  data: string;
+  error?: Error;
+  reused: boolean;
+  session?: Buffer;
+}
+
+/** A hostile client: presents any chain and key, checks nothing about the server. */
+function present(port: number, svid: Pick<X509Svid, 'certificates' | 'privateKey'>, extra: tls.ConnectionOptions = {}) {
+  return new Promise<Outcome>((resolve) => {
+    const out: Outcome = { data: '', reused: false };
+    const socket = tls.connect({
+      host: '127.0.0.1',
+      port,
+      rejectUnauthorized: false,
+      cert: svid.certificates.map((c) => c.toString()).join(''),
+      key: svid.privateKey.export({ format: 'pem', type: 'pkcs8' }),
+      ...extra,
+    });
+    socket.on('session', (s: Buffer) => {
+      out.session = s;
+    });
+    socket.on('secureConnect', () => {
+      out.reused = socket.isSessionReused();
+    });
+    socket.on('data', (d: Buffer) => {
+      out.data += d.toString();
+    });
+    socket.on('error', (e) => {
+      out.error = e;
+    });
+    socket.on('close', () => resolve(out));
+  });
+}
+
+async function assertRejected(name: string, svid: X509Svid, code: SpiffeErrorCode) {
+  assert.throws(
+    () => verifyX509Svid(svid.certificates, new X509BundleSet([caA.x509Bundle(), caB.x509Bundle()])),
+    (e: X509SvidError) => e instanceof X509SvidError && e.code === code,
+  );
+  const server = await startServer();
+  try {
+    const out = await present(server.port, svid);
+    assert.equal(out.data, '', 'the attacker received application data');
+    assert.deepEqual(server.admitted, []);
+    // The same server admits a good client: the rejection is about the attack, not the setup.
+    const good = await present(server.port, goodClient);
+    assert.equal(good.data, `ok ${CLIENT}\n`);
+  } finally {
+    await server.close();
+  }
+  report.push(`${name} (${code}, handshake refused)`);
+}
+
+describe('X.509-SVID attacks over real TLS', () => {
+  test('cross-trust-domain signing: an example.org ID signed by other.org’s CA (both trusted)', async () => {
+    const forged = await issueX509SvidWith(caB.currentAuthority, `spiffe://${TD_A}/admin`);
+    await assertRejected('cross-trust-domain signing', forged, 'X509SVID_UNTRUSTED');
+  });
+
+  test('leaf that is a CA', async () => {
+    const leaf = await caA.issueX509Svid(`spiffe://${TD_A}/ca-leaf`, {
+      isCa: true,
+      keyUsage: KeyUsage.digitalSignature | KeyUsage.keyCertSign,
+    });
+    await assertRejected('leaf that is a CA', leaf, 'X509SVID_LEAF_IS_CA');
+  });
+
+  test('intermediate without keyCertSign', async () => {
+    const intermediate = await createAuthority({
+      parent: caA.currentAuthority,
+      keyUsage: KeyUsage.digitalSignature | KeyUsage.cRLSign,
+      uri: `spiffe://${TD_A}`,
+    });
+    const leaf = await issueX509SvidWith(intermediate, `spiffe://${TD_A}/via-bad-intermediate`, {
+      chain: [intermediate.certificate],
+    });
+    await assertRejected('intermediate without keyCertSign', leaf, 'X509SVID_SIGNING_CERT_KEY_USAGE');
+  });
+
+  test('SVID with two URI SANs', async () => {
+    const leaf = await caA.issueX509Svid(CLIENT, { uris: [CLIENT, `spiffe://${TD_A}/admin`] });
+    await assertRejected('two URI SANs', leaf, 'X509SVID_MULTIPLE_URI_SANS');
+  });
+
+  test('expired leaf', async () => {
+    const now = Date.now();
+    const leaf = await caA.issueX509Svid(CLIENT, {
+      notBefore: new Date(now - 7_200_000),
+      notAfter: new Date(now - 3_600_000),
+    });
+    await assertRejected('expired leaf', leaf, 'X509SVID_EXPIRED');
+  });
+
+  test('not-yet-valid leaf', async () => {
+    const leaf = await caA.issueX509Svid(CLIENT, { notBefore: new Date(Date.now() + 3_600_000), ttlSeconds: 3600 });
+    await assertRejected('not-yet-valid leaf', leaf, 'X509SVID_NOT_YET_VALID');
+  });
+
+  test('expired intermediate', async () => {
+    const now = Date.now();
+    const intermediate = await createAuthority({
+      parent: caA.currentAuthority,
+      uri: `spiffe://${TD_A}`,
+      notBefore: new Date(now - 7_200_000),
+      notAfter: new Date(now - 3_600_000),
+    });
+    const leaf = await issueX509SvidWith(intermediate, CLIENT, {
+      chain: [intermediate.certificate],
+      notBefore: new Date(now - 7_000_000),
+      ttlSeconds: 36_000,
+    });
+    await assertRejected('expired intermediate', leaf, 'X509SVID_EXPIRED');
+  });
+});
+
+describe('TLS session resumption never bypasses SPIFFE verification', () => {
+  for (const version of ['TLSv1.2', 'TLSv1.3'] as const) {
+    test(`${version}: server side, after the peer’s ID is no longer allowed and after its CA left the bundle`, async () => {
+      const server = await startServer({ maxVersion: version });
+      try {
+        const first = await present(server.port, goodClient, { maxVersion: version });
+        assert.equal(first.data, `ok ${CLIENT}\n`);
+        assert.equal(server.admitted.length, 1);
+
+        // The ID is no longer allowed: a client offering its previous session is refused.
+        server.allow.value = false;
+        const denied = await present(server.port, goodClient, { maxVersion: version, session: first.session });
+        assert.equal(denied.data, '');
+        assert.equal(denied.reused, false, 'the server resumed a session');
+
+        // Allowed again, but the client's CA is removed from the bundle (the server keeps its own SVID chain
+        // from a new CA): the old session is useless.
+        server.allow.value = true;
+        const rotated = await DevCa.create({ trustDomain: TD_A });
+        server.source.update(await rotated.issueX509Svid(`spiffe://${TD_A}/server`), [rotated.x509Bundle()]);
+        const removed = await present(server.port, goodClient, { maxVersion: version, session: first.session });
+        assert.equal(removed.data, '');
+        assert.equal(removed.reused, false);
+        assert.equal(server.admitted.length, 1, 'no connection was admitted after revocation');
+      } finally {
+        await server.close();
+      }
+      report.push(`${version} session resumption after revocation, server side`);
+    });
+
+    test(`${version}: client side, a resumable server whose CA left our bundle is refused`, async () => {
+      // A server that does offer resumption (tickets and a session cache), unlike ours.
+      const serverCerts = serverSvid.certificates.map((c) => c.toString()).join('');
+      const ticketServer = tls.createServer(
+        {
+          cert: serverCerts,
+          key: serverSvid.privateKey.export({ format: 'pem', type: 'pkcs8' }),
+          maxVersion: version,
+          sessionTimeout: 300,
+        },
+        (s) => s.end('hello\n'),
+      );
+      const sessions = new Map<string, Buffer>();
+      ticketServer.on('newSession', (id: Buffer, data: Buffer, cb: () => void) => {
+        sessions.set(id.toString('hex'), data);
+        cb();
+      });
+      ticketServer.on('resumeSession', (id: Buffer, cb: (e: Error | null, d: Buffer | null) => void) => {
+        cb(null, sessions.get(id.toString('hex')) ?? null);
+      });
+      ticketServer.listen(0, '127.0.0.1');
+      await once(ticketServer, 'listening');
+      const port = (ticketServer.address() as { port: number }).port;
+      const source = new StaticX509Source(goodClient, [caA.x509Bundle()]);
+      const connect = (session?: Buffer) =>
+        new Promise<Outcome>((resolve) => {
+          const out: Outcome = { data: '', reused: false };
+          const socket = createSpiffeTlsSocket({
+            source,
+            authorize: `spiffe://${TD_A}/server`,
+            host: '127.0.0.1',
+            port,
+            tlsOptions: { maxVersion: version, session },
+          });
+          socket.on('session', (s: Buffer) => {
+            out.session = s;
+          });
+          socket.on('secureConnect', () => {
+            out.reused = socket.isSessionReused();
+          });
+          socket.on('data', (d: Buffer) => {
+            out.data += d.toString();
+          });
+          socket.on('error', (e) => {
+            out.error = e;
+          });
+          socket.on('close', () => resolve(out));
+        });
+      try {
+        const first = await connect();
+        assert.equal(first.data, 'hello\n', String(first.error));
+        assert.ok(first.session, 'the server issued a session');
+        // Our bundle no longer holds the server's CA: even a resumed session must not be trusted.
+        const other = await DevCa.create({ trustDomain: TD_A });
+        source.update(goodClient, [other.x509Bundle()]);
+        const second = await connect(first.session);
+        assert.ok(second.error, 'connection to an untrusted server succeeded');
+        assert.equal(second.data, '');
+      } finally {
+        await new Promise<void>((r) => ticketServer.close(() => r()));
+      }
+      report.push(`${version} session resumption after CA removal, client side`);
+    });
+  }
+});
+
+describe('JWT-SVID attacks', () => {
+  const AUD = 'api';
+  let bundles: JwtBundleSet;
+  const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const claims = (extra: Record<string, unknown> = {}) => ({
+    sub: CLIENT,
+    aud: [AUD],
+    exp: Math.floor(Date.now() / 1000) + 300,
+    iat: Math.floor(Date.now() / 1000),
+    ...extra,
+  });
+  before(() => {
+    bundles = new JwtBundleSet([caA.jwtBundle(), caB.jwtBundle()]);
+  });
+  const expectCode = async (name: string, token: string, codes: SpiffeErrorCode[]) => {
+    await assert.rejects(parseAndValidateJwtSvid(token, bundles, AUD), (e: JwtSvidError) => {
+      assert.ok(e instanceof JwtSvidError, `not a JwtSvidError: ${e}`);
+      assert.ok(codes.includes(e.code), `${name}: got ${e.code}`);
+      return true;
+    });
+    report.push(`JWT ${name}`);
+  };
+  const sign = (payload: Record<string, unknown>, key: KeyObject, header: Record<string, unknown>) =>
+    new SignJWT(payload).setProtectedHeader({ alg: 'ES256', typ: 'JWT', ...header }).sign(key);
+
+  test('control: a well-formed token validates', async () => {
+    const k = caA.jwtSigningKey;
+    const svid = await parseAndValidateJwtSvid(await sign(claims(), k.privateKey, { kid: k.kid }), bundles, AUD);
+    assert.equal(svid.id.toString(), CLIENT);
+  });
+
+  test('alg none', async () => {
+    const k = caA.jwtSigningKey;
+    await expectCode('alg none', `${b64({ alg: 'none', typ: 'JWT', kid: k.kid })}.${b64(claims())}.`, [
+      'JWTSVID_UNSUPPORTED_ALG',
+    ]);
+  });
+
+  test('HS256 signed with the public key as the secret (PEM, DER and JWK forms)', async () => {
+    const k = caA.jwtSigningKey;
+    const pub = k.publicKey;
+    const secrets = [
+      Buffer.from(pub.export({ format: 'pem', type: 'spki' }).toString()),
+      pub.export({ format: 'der', type: 'spki' }),
+      Buffer.from(JSON.stringify(pub.export({ format: 'jwk' }))),
+    ];
+    for (const secret of secrets) {
+      const token = await new SignJWT(claims())
+        .setProtectedHeader({ alg: 'HS256', typ: 'JWT', kid: k.kid })
+        .sign(secret);
+      await expectCode('HS256 with the public key as secret', token, ['JWTSVID_UNSUPPORTED_ALG']);
+    }
+  });
+
+  test('kid of another trust domain (other.org’s key signing an example.org subject)', async () => {
+    const k = caB.jwtSigningKey;
+    await expectCode('kid of another trust domain', await sign(claims(), k.privateKey, { kid: k.kid }), [
+      'JWTSVID_UNKNOWN_KID',
+    ]);
+  });
+
+  test('audience missing', async () => {
+    const k = caA.jwtSigningKey;
+    await expectCode('audience missing', await sign(claims({ aud: undefined }), k.privateKey, { kid: k.kid }), [
+      'JWTSVID_AUDIENCE_MISMATCH',
+    ]);
+  });
+
+  test('audience wrong', async () => {
+    const k = caA.jwtSigningKey;
+    await expectCode('audience wrong', await sign(claims({ aud: ['other-api'] }), k.privateKey, { kid: k.kid }), [
+      'JWTSVID_AUDIENCE_MISMATCH',
+    ]);
+  });
+
+  test('token without exp', async () => {
+    const k = caA.jwtSigningKey;
+    await expectCode('token without exp', await sign(claims({ exp: undefined }), k.privateKey, { kid: k.kid }), [
+      'JWTSVID_MISSING_EXP',
+    ]);
+  });
+
+  test('expired token (beyond the clock tolerance)', async () => {
+    const k = caA.jwtSigningKey;
+    const exp = Math.floor(Date.now() / 1000) - 120;
+    await expectCode('expired', await sign(claims({ exp }), k.privateKey, { kid: k.kid }), ['JWTSVID_EXPIRED']);
+  });
+
+  test('signature from an unknown key with a trusted kid', async () => {
+    const k = caA.jwtSigningKey;
+    const stranger = await DevCa.create({ trustDomain: TD_A });
+    await expectCode(
+      'foreign key, trusted kid',
+      await sign(claims(), stranger.jwtSigningKey.privateKey, { kid: k.kid }),
+      ['JWTSVID_BAD_SIGNATURE'],
+    );
+  });
+});
