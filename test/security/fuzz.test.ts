@@ -211,7 +211,7 @@ function mutateJson(value: unknown, path: number[], replacement: unknown, op: nu
   const entries = Array.isArray(value) ? value.map((v, i) => [i, v] as const) : Object.entries(value);
   if (entries.length === 0) return replacement;
   const [key, child] = entries[(path[0] as number) % entries.length] as readonly [string | number, unknown];
-  const copy: Record<string | number, unknown> = Array.isArray(value) ? [...value] : { ...(value as object) };
+  const copy = (Array.isArray(value) ? [...value] : { ...(value as object) }) as Record<string | number, unknown>;
   if (path.length === 1 && op % 5 === 4) {
     if (Array.isArray(copy)) (copy as unknown[]).splice(key as number, 1);
     else delete copy[key];
@@ -349,8 +349,8 @@ describe('fuzz: JWT input', () => {
           const [h, p, s] = parts();
           let candidate: string;
           if (spec.length === 4) candidate = spec[3];
-          else if (spec[0]) candidate = `${b64(mutateJson(decoded().header, ...spec[0]))}.${p}.${s}`;
-          else if (spec[1]) candidate = `${h}.${b64(mutateJson(decoded().payload, ...spec[1]))}.${s}`;
+          else if (spec[0]) candidate = `${b64(mutateJson(decoded().header, spec[0][0], spec[0][1], spec[0][2]))}.${p}.${s}`;
+          else if (spec[1]) candidate = `${h}.${b64(mutateJson(decoded().payload, spec[1][0], spec[1][1], spec[1][2]))}.${s}`;
           else {
             const [pos, x] = spec[2] as [number, number];
             const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
