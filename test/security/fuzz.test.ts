@@ -349,8 +349,10 @@ describe('fuzz: JWT input', () => {
           const [h, p, s] = parts();
           let candidate: string;
           if (spec.length === 4) candidate = spec[3];
-          else if (spec[0]) candidate = `${b64(mutateJson(decoded().header, spec[0][0], spec[0][1], spec[0][2]))}.${p}.${s}`;
-          else if (spec[1]) candidate = `${h}.${b64(mutateJson(decoded().payload, spec[1][0], spec[1][1], spec[1][2]))}.${s}`;
+          else if (spec[0])
+            candidate = `${b64(mutateJson(decoded().header, spec[0][0], spec[0][1], spec[0][2]))}.${p}.${s}`;
+          else if (spec[1])
+            candidate = `${h}.${b64(mutateJson(decoded().payload, spec[1][0], spec[1][1], spec[1][2]))}.${s}`;
           else {
             const [pos, x] = spec[2] as [number, number];
             const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
