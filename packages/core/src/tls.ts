@@ -1,10 +1,10 @@
-import { constants as cryptoConstants } from 'node:crypto';
+import { createHash, constants as cryptoConstants } from 'node:crypto';
 import type { AgentOptions as HttpsAgentOptions, Agent as HttpsAgentType } from 'node:https';
 import { Agent as HttpsAgent } from 'node:https';
 import { isIP, type Socket } from 'node:net';
 import * as tls from 'node:tls';
 import { debuglog } from 'node:util';
-import type { X509BundleSet, X509BundleSource } from './bundle.js';
+import type { X509Bundle, X509BundleSet, X509BundleSource } from './bundle.js';
 import { AuthorizationError, type SpiffeError, TlsVerificationError } from './errors.js';
 import { type SpiffeIdAllowlist, type SpiffeIdMatcher, toMatcher } from './match.js';
 import type { X509MaterialSource, X509SvidSource } from './source.js';
@@ -50,7 +50,7 @@ export function peerCertificateChain(socket: tls.TLSSocket): Buffer[] {
  */
 export function verifyPeer(chain: readonly Buffer[], bundles: X509BundleSource, authorizer: SpiffeIdMatcher): SpiffeId {
   if (chain.length === 0) throw new TlsVerificationError('TLS_NO_PEER_CERTIFICATE', 'peer presented no certificate');
-  const { id } = verifyX509Svid(chain, bundles);
+  const id = verifyChainCached(chain, bundles);
   let allowed = false;
   try {
     allowed = authorizer(id) === true;
@@ -58,6 +58,64 @@ export function verifyPeer(chain: readonly Buffer[], bundles: X509BundleSource, 
     allowed = false; // a throwing authorizer denies
   }
   if (!allowed) throw new AuthorizationError(id.toString(), `peer SPIFFE ID "${id}" is not authorized`);
+  return id;
+}
+
+// Peers reconnect with the same SVID for its whole lifetime, and a full verification (certificate parsing,
+// extension decoding, signatures) costs more than the rest of a handshake's SPIFFE work. A chain that verified
+// is remembered by its exact DER, tied to the very bundle object that verified it (bundles are immutable, so
+// any bundle change is a new object and a miss) and to the chain's validity window. Failures are never cached;
+// the authorizer always runs.
+interface CachedVerification {
+  id: SpiffeId;
+  bundle: X509Bundle;
+  notBefore: number;
+  notAfter: number;
+}
+const VERIFY_CACHE_MAX = 1024;
+const verifyCache = new Map<string, CachedVerification>();
+
+function chainKey(chain: readonly Buffer[]): string {
+  const h = createHash('sha256');
+  const len = Buffer.alloc(4);
+  for (const der of chain) {
+    len.writeUInt32BE(der.length);
+    h.update(len).update(der);
+  }
+  return h.digest('base64');
+}
+
+function verifyChainCached(chain: readonly Buffer[], bundles: X509BundleSource): SpiffeId {
+  const key = chainKey(chain);
+  const now = Date.now();
+  const hit = verifyCache.get(key);
+  if (hit && now >= hit.notBefore && now <= hit.notAfter) {
+    let current: X509Bundle | undefined;
+    try {
+      current = bundles.getX509BundleForTrustDomain(hit.id.trustDomain);
+    } catch {
+      current = undefined;
+    }
+    if (current === hit.bundle) return hit.id;
+  }
+  // Record the bundle the verification actually used (the source may rotate concurrently).
+  let used: X509Bundle | undefined;
+  const recording: X509BundleSource = {
+    getX509BundleForTrustDomain(td) {
+      used = bundles.getX509BundleForTrustDomain(td);
+      return used;
+    },
+  };
+  const { id, verifiedChain } = verifyX509Svid(chain, recording, { now: new Date(now) });
+  if (used) {
+    if (verifyCache.size >= VERIFY_CACHE_MAX) verifyCache.delete(verifyCache.keys().next().value as string);
+    verifyCache.set(key, {
+      id,
+      bundle: used,
+      notBefore: Math.max(...verifiedChain.map((c) => Date.parse(c.validFrom))),
+      notAfter: Math.min(...verifiedChain.map((c) => Date.parse(c.validTo))),
+    });
+  }
   return id;
 }
 

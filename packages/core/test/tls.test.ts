@@ -190,3 +190,22 @@ describe('SPIFFE mTLS with node:https and real sockets', () => {
     }
   });
 });
+
+describe('verifyPeer: cached verifications never outlive their bundle or skip the authorizer', () => {
+  test('a chain that verified is refused once its CA leaves the bundle, and the authorizer always runs', async () => {
+    const { verifyPeer, X509SvidError, AuthorizationError } = await import('@spiffe-ts/core');
+    const localCa = await DevCa.create({ trustDomain: 'example.org' });
+    const peer = await localCa.issueX509Svid(ALLOWED);
+    const chain = peer.certificates.map((c) => Buffer.from(c.raw));
+    const trusting = new X509BundleSet([localCa.x509Bundle()]);
+    assert.equal(verifyPeer(chain, trusting, matchAny()).toString(), ALLOWED);
+    assert.equal(verifyPeer(chain, trusting, matchAny()).toString(), ALLOWED); // served from the cache
+    assert.throws(() => verifyPeer(chain, trusting, matchId(OTHER)), AuthorizationError);
+    // Same trust domain, a different CA: the cached result must not apply.
+    const rotated = await DevCa.create({ trustDomain: 'example.org' });
+    assert.throws(() => verifyPeer(chain, new X509BundleSet([rotated.x509Bundle()]), matchAny()), X509SvidError);
+    // An equal but new bundle object re-verifies (and succeeds).
+    const again = new X509BundleSet([localCa.x509Bundle()]);
+    assert.equal(verifyPeer(chain, again, matchAny()).toString(), ALLOWED);
+  });
+});

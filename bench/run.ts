@@ -1,0 +1,409 @@
+// The cost of SPIFFE identity, as ratios measured side by side in one run. Servers run in child processes
+// (bench/child.ts); the load generator here. Everything is bounded in count and time and uses loopback only.
+// Usage: pnpm bench [-- --quick] [-- --only handshake,http,jwt,workload,rss]
+import { type ChildProcess, fork } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tls from 'node:tls';
+import {
+  createSpiffeTlsSocket,
+  JwtBundleSet,
+  parseAndValidateJwtSvid,
+  StaticX509Source,
+  WorkloadApiClient,
+  X509Bundle,
+  X509Source,
+} from '@spiffe-ts/core';
+import { DevCa } from '@spiffe-ts/dev-server';
+import { importJWK, jwtVerify } from 'jose';
+import { Agent, request } from 'undici';
+
+const args = process.argv.slice(2);
+const QUICK = args.includes('--quick');
+const only = args.find((a) => a.startsWith('--only'))?.split('=')[1] ?? args[args.indexOf('--only') + 1];
+const want = (name: string) => !only || only.split(',').includes(name);
+const here = new URL('.', import.meta.url).pathname;
+const SERVER_ID = 'spiffe://example.org/bench-server';
+const CLIENT_ID = 'spiffe://example.org/bench-client';
+
+interface Row {
+  figure: string;
+  ours: string;
+  baseline: string;
+  ratio: number | undefined;
+  goal: string;
+  pass: boolean | undefined;
+}
+const rows: Row[] = [];
+function report(row: Row): void {
+  rows.push(row);
+  const mark = row.pass === undefined ? ' ' : row.pass ? '✔' : '✖';
+  console.log(
+    `${mark} ${row.figure.padEnd(44)} ${row.ours.padStart(16)} ${row.baseline.padStart(16)} ${
+      row.ratio === undefined ? '     -' : row.ratio.toFixed(3).padStart(6)
+    }   ${row.goal}`,
+  );
+}
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+const pct = (xs: number[], p: number) =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))] as number;
+
+// ---- material -----------------------------------------------------------------------------------------------
+
+const dir = mkdtempSync(join(tmpdir(), 'spiffe-bench-'));
+const ca = await DevCa.create({ trustDomain: 'example.org', svidTtlSeconds: 86_400 });
+const serverSvid = await ca.issueX509Svid(SERVER_ID);
+const clientSvid = await ca.issueX509Svid(CLIENT_ID);
+const bundlePem = ca
+  .x509Bundle()
+  .authorities.map((c) => c.toString())
+  .join('');
+const pem = (s: typeof serverSvid) => s.toPem();
+writeFileSync(join(dir, 'server.pem'), pem(serverSvid).certificates);
+writeFileSync(join(dir, 'server.key'), pem(serverSvid).privateKey);
+writeFileSync(join(dir, 'bundle.pem'), bundlePem);
+const clientSource = new StaticX509Source(clientSvid, X509Bundle.parse('example.org', bundlePem));
+const plainClient: tls.ConnectionOptions = {
+  cert: pem(clientSvid).certificates,
+  key: pem(clientSvid).privateKey,
+  ca: bundlePem,
+  rejectUnauthorized: true,
+  minVersion: 'TLSv1.2',
+  checkServerIdentity: () => undefined, // plain mTLS: chain checked by OpenSSL, no identity check
+};
+
+const children: ChildProcess[] = [];
+async function startChild(role: string): Promise<{ child: ChildProcess; info: Record<string, string | number> }> {
+  const child = fork(join(here, 'child.ts'), [role, dir], {
+    execArgv: ['--conditions=source', '--import', 'tsx'],
+    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+  });
+  children.push(child);
+  const info = await new Promise<Record<string, string | number>>((resolve, reject) => {
+    let buf = '';
+    child.stdout?.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const nl = buf.indexOf('\n');
+      if (nl >= 0) resolve(JSON.parse(buf.slice(0, nl)));
+    });
+    child.once('exit', (code) => reject(new Error(`${role} exited with ${code}`)));
+  });
+  return { child, info };
+}
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const done = new Promise((r) => child.once('exit', r));
+  child.kill();
+  await done;
+}
+
+// ---- 1. handshakes ------------------------------------------------------------------------------------------
+
+/** Runs `count` full mTLS handshakes with `concurrency` in flight; returns handshakes/s. */
+async function handshakes(port: number, spiffe: boolean, count: number, concurrency: number): Promise<number> {
+  let started = 0;
+  const one = () =>
+    new Promise<void>((resolve, reject) => {
+      const socket = spiffe
+        ? createSpiffeTlsSocket({ source: clientSource, authorize: [SERVER_ID], host: '127.0.0.1', port })
+        : tls.connect({ ...plainClient, host: '127.0.0.1', port });
+      let data = '';
+      socket.on('data', (d: Buffer) => {
+        data += d.toString();
+      });
+      socket.on('error', reject);
+      socket.on('close', () => (data === 'ok' ? resolve() : reject(new Error(`handshake failed (${data})`))));
+    });
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (started < count) {
+        started++;
+        await one();
+      }
+    }),
+  );
+  return (count * 1000) / (performance.now() - t0);
+}
+
+async function benchHandshakes(): Promise<void> {
+  const count = QUICK ? 300 : 1500;
+  const rounds = QUICK ? 2 : 5;
+  const spiffe = await startChild('tls-spiffe');
+  const plain = await startChild('tls-plain');
+  const ours: number[] = [];
+  const base: number[] = [];
+  await handshakes(spiffe.info.port as number, true, 100, 4); // warm-up
+  await handshakes(plain.info.port as number, false, 100, 4);
+  for (let r = 0; r < rounds; r++) {
+    ours.push(await handshakes(spiffe.info.port as number, true, count, 4));
+    base.push(await handshakes(plain.info.port as number, false, count, 4));
+  }
+  await stopChild(spiffe.child);
+  await stopChild(plain.child);
+  const ratio = median(ours) / median(base);
+  report({
+    figure: 'mTLS handshakes/s (SPIFFE vs plain node:tls)',
+    ours: `${median(ours).toFixed(0)}/s`,
+    baseline: `${median(base).toFixed(0)}/s`,
+    ratio,
+    goal: '≥ 0.95',
+    pass: ratio >= 0.95,
+  });
+}
+
+// ---- 2. requests/s on keep-alive connections ----------------------------------------------------------------
+
+async function requestsPerSecond(port: number, count: number, connections: number): Promise<number> {
+  const agent = new Agent({ connections, pipelining: 1, connect: { ...plainClient } });
+  let sent = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: connections * 2 }, async () => {
+      while (sent < count) {
+        sent++;
+        const res = await request(`https://127.0.0.1:${port}/`, { dispatcher: agent });
+        await res.body.text();
+        if (res.statusCode !== 200) throw new Error(`status ${res.statusCode}`);
+      }
+    }),
+  );
+  const rate = (count * 1000) / (performance.now() - t0);
+  await agent.close();
+  return rate;
+}
+
+async function benchHttp(framework: 'fastify' | 'express'): Promise<void> {
+  const count = QUICK ? 3000 : 15000;
+  const rounds = QUICK ? 2 : 5;
+  const spiffe = await startChild(`${framework}-spiffe`);
+  const bare = await startChild(`${framework}-bare`);
+  const ours: number[] = [];
+  const base: number[] = [];
+  await requestsPerSecond(spiffe.info.port as number, 2000, 8);
+  await requestsPerSecond(bare.info.port as number, 2000, 8);
+  for (let r = 0; r < rounds; r++) {
+    ours.push(await requestsPerSecond(spiffe.info.port as number, count, 8));
+    base.push(await requestsPerSecond(bare.info.port as number, count, 8));
+  }
+  await stopChild(spiffe.child);
+  await stopChild(bare.child);
+  const ratio = median(ours) / median(base);
+  const name =
+    framework === 'fastify' ? 'Fastify + plugin vs bare Fastify HTTPS' : 'Express + middleware vs bare Express';
+  report({
+    figure: `req/s keep-alive: ${name}`,
+    ours: `${median(ours).toFixed(0)}/s`,
+    baseline: `${median(base).toFixed(0)}/s`,
+    ratio,
+    goal: '≥ 0.95',
+    pass: ratio >= 0.95,
+  });
+}
+
+// ---- 3. JWT-SVID validation ---------------------------------------------------------------------------------
+
+async function benchJwt(): Promise<void> {
+  const token = (await ca.issueJwtSvid(CLIENT_ID, 'bench', { ttlSeconds: 3600 })).token;
+  const bundles = new JwtBundleSet([ca.jwtBundle()]);
+  const jwk = ca.jwtBundle().authorities.values().next().value?.jwk;
+  const key = await importJWK({ ...jwk, alg: 'ES256' }, 'ES256');
+  const n = QUICK ? 3000 : 20000;
+  const rounds = QUICK ? 3 : 7;
+  const runOurs = async () => {
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) await parseAndValidateJwtSvid(token, bundles, 'bench');
+    return (n * 1000) / (performance.now() - t0);
+  };
+  const runJose = async () => {
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) await jwtVerify(token, key, { audience: 'bench', algorithms: ['ES256'] });
+    return (n * 1000) / (performance.now() - t0);
+  };
+  await runOurs();
+  await runJose();
+  const ours: number[] = [];
+  const base: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    ours.push(await runOurs());
+    base.push(await runJose());
+  }
+  const ratio = median(ours) / median(base);
+  report({
+    figure: 'JWT-SVID validations/s vs jose jwtVerify',
+    ours: `${median(ours).toFixed(0)}/s`,
+    baseline: `${median(base).toFixed(0)}/s`,
+    ratio,
+    goal: '≥ 0.90',
+    pass: ratio >= 0.9,
+  });
+}
+
+// ---- 4. Workload API fetch latency --------------------------------------------------------------------------
+
+async function ourLatency(address: string, n: number): Promise<{ x509: number[]; jwt: number[] }> {
+  const client = new WorkloadApiClient({ address });
+  await client.fetchX509Context();
+  await client.fetchJwtSvid({ audience: 'bench' });
+  const x509: number[] = [];
+  const jwt: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await client.fetchX509Context();
+    x509.push((performance.now() - t0) * 1000);
+  }
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await client.fetchJwtSvid({ audience: 'bench' });
+    jwt.push((performance.now() - t0) * 1000);
+  }
+  await client.close();
+  return { x509, jwt };
+}
+
+async function goLatency(fetchBin: string, address: string, n: number) {
+  const { execFile } = await import('node:child_process');
+  return new Promise<{ x509: { p50us: number; p99us: number }; jwt: { p50us: number; p99us: number } }>(
+    (resolve, reject) =>
+      execFile(fetchBin, ['-workload-api', address, '-mode', 'bench', '-n', String(n)], (err, stdout) =>
+        err ? reject(err) : resolve(JSON.parse(stdout.trim().split('\n').pop() as string)),
+      ),
+  );
+}
+
+function latencyRows(
+  where: string,
+  ours: { x509: number[]; jwt: number[] },
+  go?: Awaited<ReturnType<typeof goLatency>>,
+) {
+  for (const kind of ['x509', 'jwt'] as const) {
+    const p50 = pct(ours[kind], 50);
+    const p99 = pct(ours[kind], 99);
+    const g = go?.[kind];
+    const ratio = g ? p50 / g.p50us : undefined;
+    report({
+      figure: `Workload API ${kind === 'x509' ? 'X.509' : 'JWT'} fetch p50/p99, ${where}`,
+      ours: `${(p50 / 1000).toFixed(2)}/${(p99 / 1000).toFixed(2)} ms`,
+      baseline: g ? `go ${(g.p50us / 1000).toFixed(2)}/${(g.p99us / 1000).toFixed(2)} ms` : 'go-spiffe: n/a',
+      ratio,
+      goal: g ? '≤ 1.0 (p50), p99 < 2 ms' : 'p99 < 2 ms',
+      pass: (ratio === undefined || ratio <= 1.0) && p99 < 2000,
+    });
+  }
+}
+
+async function benchWorkloadApi(): Promise<void> {
+  const n = QUICK ? 300 : 2000;
+  const harness = await import('../test/interop/harness.js');
+  const haveGo = harness.binariesPresent();
+  const dev = await startChild('devserver');
+  const ours = await ourLatency(dev.info.node as string, n);
+  const go = haveGo ? await goLatency(harness.bin.fetch, dev.info.go as string, n) : undefined;
+  await stopChild(dev.child);
+  latencyRows('dev server', ours, go);
+
+  if (!haveGo) {
+    console.log('  (SPIRE and go-spiffe figures need the interop build: bash test/interop/run.sh once)');
+    return;
+  }
+  const spire = await harness.Spire.startServer('example.org');
+  try {
+    const work = mkdtempSync(join(tmpdir(), 'bench-go-'));
+    const goFetch = harness.workloadBinary(harness.bin.fetch, work, 'go-fetch');
+    await spire.createEntry({ spiffeId: 'spiffe://example.org/node', selectors: [harness.nodeSelector()] });
+    await spire.createEntry({ spiffeId: 'spiffe://example.org/go', selectors: [`unix:path:${goFetch}`] });
+    await spire.startAgent();
+    const src = await X509Source.create({ address: spire.workloadApiAddress, timeoutMs: 60_000 });
+    await src.close();
+    await harness.waitFor('go-spiffe SVID', async () => {
+      const r = await harness.runJson(goFetch, ['-workload-api', spire.workloadApiAddress, '-mode', 'x509']);
+      return r.code === 0 ? true : undefined;
+    });
+    const oursSpire = await ourLatency(spire.workloadApiAddress, n);
+    const goSpire = await goLatency(goFetch, spire.workloadApiAddress, n);
+    latencyRows(`SPIRE ${harness.SPIRE_VERSION} agent`, oursSpire, goSpire);
+    rmSync(work, { recursive: true, force: true });
+  } finally {
+    await spire.stop();
+  }
+}
+
+// ---- 5. RSS across rotations --------------------------------------------------------------------------------
+
+async function benchRss(): Promise<void> {
+  const total = QUICK ? 2000 : 10_000;
+  const dev = await startChild('devserver');
+  const source = await X509Source.create({ address: dev.info.node as string });
+  const { createSpiffeTlsServer } = await import('@spiffe-ts/core');
+  const spiffe = createSpiffeTlsServer({ source, authorize: [CLIENT_ID] });
+  const server = tls.createServer(spiffe.options, (s) => s.end('ok'));
+  const detach = spiffe.attach(server);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  let updates = 0;
+  const off = source.onUpdate(() => {
+    updates++;
+  });
+  const rotate = (n: number) =>
+    new Promise<void>((resolve) => {
+      const target = updates + n;
+      dev.child.send({ rotate: n });
+      const check = setInterval(() => {
+        if (updates >= target) {
+          clearInterval(check);
+          resolve();
+        }
+      }, 20);
+    });
+  const gc = (globalThis as { gc?: () => void }).gc;
+  const rss = () => {
+    gc?.();
+    gc?.();
+    return process.memoryUsage().rss;
+  };
+  await rotate(500); // warm-up: caches, JIT, allocator pools
+  const before = rss();
+  const t0 = performance.now();
+  for (let done = 0; done < total; done += 1000) await rotate(Math.min(1000, total - done));
+  const after = rss();
+  const secs = (performance.now() - t0) / 1000;
+  off();
+  detach();
+  server.close();
+  await source.close();
+  await stopChild(dev.child);
+  const growthMb = (after - before) / 1024 / 1024;
+  report({
+    figure: `RSS growth over ${total} SVID rotations`,
+    ours: `${growthMb.toFixed(2)} MB`,
+    baseline: `${(before / 1024 / 1024).toFixed(0)} MB at start`,
+    ratio: undefined,
+    goal: '< 5 MB',
+    pass: growthMb < 5,
+  });
+  console.log(
+    `  (${total} rotations through a live X509Source and TLS server in ${secs.toFixed(1)} s${gc ? '' : '; run with --expose-gc for stable figures'})`,
+  );
+}
+
+// ---- run ----------------------------------------------------------------------------------------------------
+
+console.log(`spiffe-ts benchmarks — node ${process.version}, ${QUICK ? 'quick' : 'full'} run\n`);
+console.log(
+  `  ${'figure'.padEnd(44)} ${'spiffe-ts'.padStart(16)} ${'baseline'.padStart(16)} ${'ratio'.padStart(6)}   goal`,
+);
+try {
+  if (want('handshake')) await benchHandshakes();
+  if (want('http')) {
+    await benchHttp('fastify');
+    await benchHttp('express');
+  }
+  if (want('jwt')) await benchJwt();
+  if (want('workload')) await benchWorkloadApi();
+  if (want('rss')) await benchRss();
+} finally {
+  for (const c of children) await stopChild(c);
+  rmSync(dir, { recursive: true, force: true });
+}
+const failed = rows.filter((r) => r.pass === false).length;
+console.log(`\n${rows.length - failed} figures met their goal, ${failed} did not`);
