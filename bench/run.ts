@@ -21,7 +21,9 @@ import { Agent, request } from 'undici';
 
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
-const only = args.find((a) => a.startsWith('--only'))?.split('=')[1] ?? args[args.indexOf('--only') + 1];
+const only =
+  args.find((a) => a.startsWith('--only='))?.slice('--only='.length) ??
+  (args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined);
 const want = (name: string) => !only || only.split(',').includes(name);
 const here = new URL('.', import.meta.url).pathname;
 const SERVER_ID = 'spiffe://example.org/bench-server';
@@ -38,9 +40,13 @@ interface Row {
 const rows: Row[] = [];
 function report(row: Row): void {
   rows.push(row);
+  if (process.send) {
+    process.send({ row });
+    return;
+  }
   const mark = row.pass === undefined ? ' ' : row.pass ? '✔' : '✖';
   console.log(
-    `${mark} ${row.figure.padEnd(44)} ${row.ours.padStart(16)} ${row.baseline.padStart(16)} ${
+    `${mark} ${row.figure.padEnd(56)} ${row.ours.padStart(14)} ${row.baseline.padStart(18)} ${
       row.ratio === undefined ? '     -' : row.ratio.toFixed(3).padStart(6)
     }   ${row.goal}`,
   );
@@ -92,7 +98,7 @@ async function startChild(role: string): Promise<{ child: ChildProcess; info: Re
   return { child, info };
 }
 async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
+  if (child.exitCode !== null || child.signalCode !== null) return;
   const done = new Promise((r) => child.once('exit', r));
   child.kill();
   await done;
@@ -304,7 +310,7 @@ async function benchWorkloadApi(): Promise<void> {
   latencyRows('dev server', ours, go);
 
   if (!haveGo) {
-    console.log('  (SPIRE and go-spiffe figures need the interop build: bash test/interop/run.sh once)');
+    note('SPIRE and go-spiffe figures need the interop build: bash test/interop/run.sh once');
     return;
   }
   const spire = await harness.Spire.startServer('example.org');
@@ -386,24 +392,57 @@ async function benchRss(): Promise<void> {
   );
 }
 
-// ---- run ----------------------------------------------------------------------------------------------------
+// ---- run: each section in a fresh process (no heap or JIT state carried from one figure to the next) --------
 
-console.log(`spiffe-ts benchmarks — node ${process.version}, ${QUICK ? 'quick' : 'full'} run\n`);
-console.log(
-  `  ${'figure'.padEnd(44)} ${'spiffe-ts'.padStart(16)} ${'baseline'.padStart(16)} ${'ratio'.padStart(6)}   goal`,
-);
-try {
-  if (want('handshake')) await benchHandshakes();
-  if (want('http')) {
+function note(text: string): void {
+  if (process.send) process.send({ note: text });
+  else console.log(`  (${text})`);
+}
+
+const sections: Record<string, () => Promise<void>> = {
+  handshake: benchHandshakes,
+  http: async () => {
     await benchHttp('fastify');
     await benchHttp('express');
+  },
+  jwt: benchJwt,
+  workload: benchWorkloadApi,
+  rss: benchRss,
+};
+
+const worker = args.find((a) => a.startsWith('--worker='))?.slice('--worker='.length);
+if (worker) {
+  try {
+    await sections[worker]?.();
+  } finally {
+    for (const c of children) await stopChild(c);
+    rmSync(dir, { recursive: true, force: true });
   }
-  if (want('jwt')) await benchJwt();
-  if (want('workload')) await benchWorkloadApi();
-  if (want('rss')) await benchRss();
-} finally {
-  for (const c of children) await stopChild(c);
-  rmSync(dir, { recursive: true, force: true });
+  process.exit(0);
+}
+rmSync(dir, { recursive: true, force: true });
+
+console.log(
+  `spiffe-ts benchmarks — node ${process.version}, ${QUICK ? 'quick' : 'full'} run, each section in its own process\n`,
+);
+console.log(
+  `  ${'figure'.padEnd(56)} ${'spiffe-ts'.padStart(14)} ${'baseline'.padStart(18)} ${'ratio'.padStart(6)}   goal`,
+);
+for (const name of Object.keys(sections)) {
+  if (!want(name)) continue;
+  const child = fork(new URL(import.meta.url).pathname, [...args.filter((a) => a === '--quick'), `--worker=${name}`], {
+    execArgv: ['--expose-gc', '--conditions=source', '--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  child.on('message', (m: { row?: Row; note?: string }) => {
+    if (m.row) report(m.row);
+    if (m.note) console.log(`  (${m.note})`);
+  });
+  const code = await new Promise<number | null>((r) => child.once('exit', r));
+  if (code !== 0) {
+    console.log(`✖ section ${name} failed (exit ${code})`);
+    rows.push({ figure: name, ours: '', baseline: '', ratio: undefined, goal: '', pass: false });
+  }
 }
 const failed = rows.filter((r) => r.pass === false).length;
 console.log(`\n${rows.length - failed} figures met their goal, ${failed} did not`);

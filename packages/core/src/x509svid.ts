@@ -69,9 +69,7 @@ export function checkSigningCertificate(cert: X509Certificate): void {
 }
 
 function sameKey(a: KeyObject, b: KeyObject): boolean {
-  const ea = a.export({ format: 'der', type: 'spki' });
-  const eb = b.export({ format: 'der', type: 'spki' });
-  return ea.equals(eb);
+  return a.equals(b);
 }
 
 /** An X.509-SVID: a SPIFFE ID, its certificate chain (leaf first) and the private key of the leaf. */

@@ -76,6 +76,7 @@ export function spiffeHttpsOptions(
 }
 
 const kMatchers = Symbol('spiffeMatchers');
+const anyPeer: SpiffeIdMatcher = () => true;
 
 interface CompiledRoute {
   allow: SpiffeIdMatcher | undefined;
@@ -125,30 +126,41 @@ const plugin: FastifyPluginAsync<FastifySpiffeOptions> = async (fastify, options
       .send({ statusCode: status, error: status === 401 ? 'Unauthorized' : 'Forbidden', message });
   };
 
-  fastify.addHook('onRequest', async (request, reply) => {
-    const decision = authorizeSocketPeer(request.raw.socket, () => true);
-    if (decision.ok) request.spiffeId = decision.id;
+  // Callback-style for the mTLS part (no promise per request); only JWT validation is asynchronous.
+  fastify.addHook('onRequest', (request, reply, done) => {
+    const socket = request.raw.socket;
     const entry = (request.routeOptions.config as { [kMatchers]?: CompiledRoute } | undefined)?.[kMatchers];
     // Unknown routes (404 handler) get the plugin defaults: deny by default still applies.
     const allow = entry ? entry.allow : defaultAllow;
-    if (allow) {
-      const d = authorizeSocketPeer(request.raw.socket, allow);
-      if (!d.ok) return deny(request, reply, 403, d.message, d.id);
+    const d = authorizeSocketPeer(socket, allow ?? anyPeer);
+    // The verified ID is exposed even when this route refuses it (for logging hooks); unverified never is.
+    if (d.id) request.spiffeId = d.id;
+    if (allow && !d.ok) {
+      deny(request, reply, 403, d.message, d.id);
+      return;
     }
     const needJwt = entry ? entry.jwt : jwt !== undefined && !jwt.optIn;
-    if (needJwt && jwt) {
-      const b = await authenticateBearer(request.headers.authorization, {
-        bundles: jwt.bundles,
-        audience: jwt.audience,
-        allow: entry ? entry.jwtAllow : defaultJwtAllow,
-        clockTolerance: jwt.clockTolerance,
-      });
-      if (!b.ok) {
-        if (b.wwwAuthenticate) reply.header('www-authenticate', b.wwwAuthenticate);
-        return deny(request, reply, b.status, b.message, b.subject);
-      }
-      request.jwtSvid = b.svid;
+    if (!needJwt || !jwt) {
+      done();
+      return;
     }
+    authenticateBearer(request.headers.authorization, {
+      bundles: jwt.bundles,
+      audience: jwt.audience,
+      allow: entry ? entry.jwtAllow : defaultJwtAllow,
+      clockTolerance: jwt.clockTolerance,
+    }).then(
+      (b) => {
+        if (!b.ok) {
+          if (b.wwwAuthenticate) reply.header('www-authenticate', b.wwwAuthenticate);
+          deny(request, reply, b.status, b.message, b.subject);
+          return;
+        }
+        request.jwtSvid = b.svid;
+        done();
+      },
+      (err: Error) => done(err),
+    );
   });
 };
 

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { JwtBundle, JwtBundleSet, X509Bundle, X509BundleSet } from '../bundle.js';
 import { SpiffeError, WorkloadApiError } from '../errors.js';
@@ -103,6 +104,51 @@ function mapGrpcError(err: unknown, what: string): WorkloadApiError {
   }
 }
 
+// The Workload API resends unchanged SVIDs and bundles (on every fetch, and on every stream update that
+// changes anything else). Parsing is deterministic and the results are immutable, so identical bytes reuse
+// the previous result: keyed by a SHA-256 of the exact bytes, bounded, most recent kept.
+class ParseCache<T> {
+  readonly #entries = new Map<string, T>();
+  readonly #max: number;
+  constructor(max: number) {
+    this.#max = max;
+  }
+  get(parts: ReadonlyArray<Uint8Array | string>, parse: () => T): T {
+    const h = createHash('sha256');
+    const len = Buffer.alloc(4);
+    for (const p of parts) {
+      const b = typeof p === 'string' ? Buffer.from(p) : p;
+      len.writeUInt32BE(b.length);
+      h.update(len).update(b);
+    }
+    const key = h.digest('base64');
+    const hit = this.#entries.get(key);
+    if (hit !== undefined) return hit;
+    const value = parse(); // throws on bad input: nothing is cached
+    if (this.#entries.size >= this.#max) this.#entries.delete(this.#entries.keys().next().value as string);
+    this.#entries.set(key, value);
+    return value;
+  }
+}
+const svidCache = new ParseCache<X509Svid>(64);
+const bundleCache = new ParseCache<X509Bundle>(64);
+const jwtBundleCache = new ParseCache<JwtBundle>(64);
+const bytes = (b: Uint8Array | null | undefined): Uint8Array => b ?? new Uint8Array(0);
+
+function cachedBundle(td: TrustDomain, der: Uint8Array): X509Bundle {
+  return bundleCache.get([td.name, der], () => X509Bundle.parse(td, der));
+}
+
+/**
+ * A transport failure grpc-js reports as INTERNAL: the HTTP/2 session was torn down under the call (e.g. a
+ * server's rapid-reset protection closing a session after many cancelled streams). The channel reconnects,
+ * so the call is safe to retry like UNAVAILABLE.
+ */
+function transportReset(err: unknown): boolean {
+  const e = err as { code?: number; details?: string };
+  return e?.code === grpc.status.INTERNAL && /RST_STREAM|Session closed|GOAWAY/i.test(e.details ?? '');
+}
+
 /** Parses a FetchX509SVID response into SVIDs and bundles. */
 export function parseX509SvidResponse(resp: X509SVIDResponseMessage): X509Context {
   if (!resp.svids || resp.svids.length === 0) {
@@ -110,31 +156,35 @@ export function parseX509SvidResponse(resp: X509SVIDResponseMessage): X509Contex
   }
   const bundles: X509Bundle[] = [];
   const svids = resp.svids.map((m) => {
-    const svid = X509Svid.parse(m.x509_svid, m.x509_svid_key, { hint: m.hint });
+    const svid = svidCache.get([bytes(m.x509_svid), bytes(m.x509_svid_key), m.hint ?? ''], () =>
+      X509Svid.parse(m.x509_svid, m.x509_svid_key, { hint: m.hint }),
+    );
     if (m.spiffe_id && m.spiffe_id !== svid.id.toString()) {
       throw new WorkloadApiError(
         'WORKLOADAPI_BAD_RESPONSE',
         `SVID spiffe_id "${m.spiffe_id}" does not match its certificate (${svid.id})`,
       );
     }
-    if (m.bundle && m.bundle.length > 0) bundles.push(X509Bundle.parse(svid.id.trustDomain, m.bundle));
+    if (m.bundle && m.bundle.length > 0) bundles.push(cachedBundle(svid.id.trustDomain, m.bundle));
     return svid;
   });
   for (const [td, der] of Object.entries(resp.federated_bundles ?? {})) {
-    bundles.push(X509Bundle.parse(TrustDomain.parse(td), der));
+    bundles.push(cachedBundle(TrustDomain.parse(td), der));
   }
   return { svids, bundles: new X509BundleSet(bundles) };
 }
 
 export function parseX509BundlesResponse(resp: X509BundlesResponseMessage): X509BundleSet {
   return new X509BundleSet(
-    Object.entries(resp.bundles ?? {}).map(([td, der]) => X509Bundle.parse(TrustDomain.parse(td), der)),
+    Object.entries(resp.bundles ?? {}).map(([td, der]) => cachedBundle(TrustDomain.parse(td), der)),
   );
 }
 
 export function parseJwtBundlesResponse(resp: JWTBundlesResponseMessage): JwtBundleSet {
   return new JwtBundleSet(
-    Object.entries(resp.bundles ?? {}).map(([td, jwks]) => JwtBundle.parse(TrustDomain.parse(td), jwks)),
+    Object.entries(resp.bundles ?? {}).map(([td, jwks]) =>
+      jwtBundleCache.get([td, jwks], () => JwtBundle.parse(TrustDomain.parse(td), jwks)),
+    ),
   );
 }
 
@@ -197,7 +247,7 @@ export class WorkloadApiClient {
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
         const mapped = mapGrpcError(err, what);
-        const retriable = mapped.grpcCode === grpc.status.UNAVAILABLE;
+        const retriable = mapped.grpcCode === grpc.status.UNAVAILABLE || transportReset(err);
         const remaining = deadlineAt === undefined ? Number.POSITIVE_INFINITY : deadlineAt - Date.now();
         if (!retriable || this.#closed || remaining <= 5) throw mapped;
         // Keep trying until the time limit: the last wait is clamped so the final attempt lands on it.
