@@ -1,4 +1,5 @@
 // Server side of the benchmarks, in its own process so the load generator does not share its event loop.
+import { constants as cryptoConstants } from 'node:crypto';
 // Usage: child.ts <role> <materialDir>; prints one JSON line when ready, then serves until killed.
 //   tls-spiffe | tls-plain                     mTLS echo server (handshake benchmark)
 //   fastify-spiffe | fastify-bare | express-spiffe | express-bare   HTTPS apps (requests/s benchmark)
@@ -27,7 +28,7 @@ function plainTlsOptions(): tls.TlsOptions {
     rejectUnauthorized: true,
     minVersion: 'TLSv1.2',
     // Same as the SPIFFE server: full handshakes only.
-    secureOptions: tls.constants?.SSL_OP_NO_TICKET ?? 0x4000,
+    secureOptions: cryptoConstants.SSL_OP_NO_TICKET,
   };
 }
 
