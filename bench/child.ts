@@ -1,9 +1,9 @@
 // Server side of the benchmarks, in its own process so the load generator does not share its event loop.
-import { constants as cryptoConstants } from 'node:crypto';
 // Usage: child.ts <role> <materialDir>; prints one JSON line when ready, then serves until killed.
 //   tls-spiffe | tls-plain                     mTLS echo server (handshake benchmark)
 //   fastify-spiffe | fastify-bare | express-spiffe | express-bare   HTTPS apps (requests/s benchmark)
 //   devserver                                  dev Workload API; on IPC {rotate: n} re-issues SVIDs n times
+import { constants as cryptoConstants } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as https from 'node:https';
 import { join } from 'node:path';
