@@ -369,9 +369,16 @@ async function benchRss(): Promise<void> {
   };
   await rotate(500); // warm-up: caches, JIT, allocator pools
   const before = rss();
+  const heapBefore = process.memoryUsage();
   const t0 = performance.now();
   for (let done = 0; done < total; done += 1000) await rotate(Math.min(1000, total - done));
   const after = rss();
+  const heapAfter = process.memoryUsage();
+  const mb = (n: number) => `${(n / 1024 / 1024).toFixed(2)} MB`;
+  note(
+    `JS heap ${mb(heapAfter.heapUsed - heapBefore.heapUsed)}, external ${mb(heapAfter.external - heapBefore.external)} ` +
+      'over the same rotations (RSS also counts allocator pages the process keeps)',
+  );
   const secs = (performance.now() - t0) / 1000;
   off();
   detach();
