@@ -1,4 +1,4 @@
-import { createHash, constants as cryptoConstants } from 'node:crypto';
+import { constants as cryptoConstants } from 'node:crypto';
 import type { AgentOptions as HttpsAgentOptions, Agent as HttpsAgentType } from 'node:https';
 import { Agent as HttpsAgent } from 'node:https';
 import { isIP, type Socket } from 'node:net';
@@ -10,7 +10,7 @@ import { type SpiffeIdAllowlist, type SpiffeIdMatcher, toMatcher } from './match
 import type { X509MaterialSource, X509SvidSource } from './source.js';
 import type { SpiffeId } from './spiffeid.js';
 import { verifyX509Svid, type X509Svid } from './x509svid.js';
-import { certificatesToPem, privateKeyToPem } from './x509util.js';
+import { certificatesToPem, partsKey, privateKeyToPem } from './x509util.js';
 
 const debug = debuglog('spiffe');
 
@@ -75,18 +75,8 @@ interface CachedVerification {
 const VERIFY_CACHE_MAX = 1024;
 const verifyCache = new Map<string, CachedVerification>();
 
-function chainKey(chain: readonly Buffer[]): string {
-  const h = createHash('sha256');
-  const len = Buffer.alloc(4);
-  for (const der of chain) {
-    len.writeUInt32BE(der.length);
-    h.update(len).update(der);
-  }
-  return h.digest('base64');
-}
-
 function verifyChainCached(chain: readonly Buffer[], bundles: X509BundleSource): SpiffeId {
-  const key = chainKey(chain);
+  const key = partsKey(chain);
   const now = Date.now();
   const hit = verifyCache.get(key);
   if (hit && now >= hit.notBefore && now <= hit.notAfter) {

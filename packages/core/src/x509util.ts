@@ -1,4 +1,4 @@
-import { createPrivateKey, KeyObject, X509Certificate } from 'node:crypto';
+import { createHash, createPrivateKey, KeyObject, X509Certificate } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import {
   BasicConstraints,
@@ -206,4 +206,20 @@ export function certificateFacts(cert: X509Certificate): CertificateFacts {
   const facts: CertificateFacts = Object.freeze({ uris: Object.freeze(uris), isCa, pathLen, keyUsage });
   factsCache.set(cert, facts);
   return facts;
+}
+
+/**
+ * A cache key for a sequence of byte strings: SHA-256 over each part with its length in front, so no two
+ * different sequences share a key. Used by the caches of verified chains and parsed Workload API material.
+ * @internal
+ */
+export function partsKey(parts: Iterable<Uint8Array | string>): string {
+  const h = createHash('sha256');
+  const len = Buffer.alloc(4);
+  for (const p of parts) {
+    const b = typeof p === 'string' ? Buffer.from(p) : p;
+    len.writeUInt32BE(b.length);
+    h.update(len).update(b);
+  }
+  return h.digest('base64');
 }

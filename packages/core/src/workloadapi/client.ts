@@ -1,10 +1,10 @@
-import { createHash } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { JwtBundle, JwtBundleSet, X509Bundle, X509BundleSet } from '../bundle.js';
 import { SpiffeError, WorkloadApiError } from '../errors.js';
 import { insecureParseJwtSvid, JwtSvid } from '../jwtsvid.js';
 import { type SpiffeId, TrustDomain, toSpiffeId } from '../spiffeid.js';
 import { X509Svid } from '../x509svid.js';
+import { partsKey } from '../x509util.js';
 import { resolveAddress } from './address.js';
 import { Backoff, type BackoffOptions, sleep } from './backoff.js';
 import {
@@ -114,14 +114,7 @@ class ParseCache<T> {
     this.#max = max;
   }
   get(parts: ReadonlyArray<Uint8Array | string>, parse: () => T): T {
-    const h = createHash('sha256');
-    const len = Buffer.alloc(4);
-    for (const p of parts) {
-      const b = typeof p === 'string' ? Buffer.from(p) : p;
-      len.writeUInt32BE(b.length);
-      h.update(len).update(b);
-    }
-    const key = h.digest('base64');
+    const key = partsKey(parts);
     const hit = this.#entries.get(key);
     if (hit !== undefined) return hit;
     const value = parse(); // throws on bad input: nothing is cached
