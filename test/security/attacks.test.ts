@@ -85,18 +85,10 @@ interface Outcome {
   session?: Buffer;
 }
 
-/** A hostile client: presents any chain and key, checks nothing about the server. */
-function present(port: number, svid: Pick<X509Svid, 'certificates' | 'privateKey'>, extra: tls.ConnectionOptions = {}) {
+/** Resolves when the socket closes, with what it received, whether it resumed, and its session. */
+function collect(socket: tls.TLSSocket): Promise<Outcome> {
   return new Promise<Outcome>((resolve) => {
     const out: Outcome = { data: '', reused: false };
-    const socket = tls.connect({
-      host: '127.0.0.1',
-      port,
-      rejectUnauthorized: false,
-      cert: svid.certificates.map((c) => c.toString()).join(''),
-      key: svid.privateKey.export({ format: 'pem', type: 'pkcs8' }),
-      ...extra,
-    });
     socket.on('session', (s: Buffer) => {
       out.session = s;
     });
@@ -111,6 +103,20 @@ function present(port: number, svid: Pick<X509Svid, 'certificates' | 'privateKey
     });
     socket.on('close', () => resolve(out));
   });
+}
+
+/** A hostile client: presents any chain and key, checks nothing about the server. */
+function present(port: number, svid: Pick<X509Svid, 'certificates' | 'privateKey'>, extra: tls.ConnectionOptions = {}) {
+  return collect(
+    tls.connect({
+      host: '127.0.0.1',
+      port,
+      rejectUnauthorized: false,
+      cert: svid.certificates.map((c) => c.toString()).join(''),
+      key: svid.privateKey.export({ format: 'pem', type: 'pkcs8' }),
+      ...extra,
+    }),
+  );
 }
 
 async function assertRejected(name: string, svid: X509Svid, code: SpiffeErrorCode) {
@@ -249,29 +255,15 @@ describe('TLS session resumption never bypasses SPIFFE verification', () => {
       const port = (ticketServer.address() as { port: number }).port;
       const source = new StaticX509Source(goodClient, [caA.x509Bundle()]);
       const connect = (session?: Buffer) =>
-        new Promise<Outcome>((resolve) => {
-          const out: Outcome = { data: '', reused: false };
-          const socket = createSpiffeTlsSocket({
+        collect(
+          createSpiffeTlsSocket({
             source,
             authorize: `spiffe://${TD_A}/server`,
             host: '127.0.0.1',
             port,
             tlsOptions: { maxVersion: version, session },
-          });
-          socket.on('session', (s: Buffer) => {
-            out.session = s;
-          });
-          socket.on('secureConnect', () => {
-            out.reused = socket.isSessionReused();
-          });
-          socket.on('data', (d: Buffer) => {
-            out.data += d.toString();
-          });
-          socket.on('error', (e) => {
-            out.error = e;
-          });
-          socket.on('close', () => resolve(out));
-        });
+          }),
+        );
       try {
         const first = await connect();
         assert.equal(first.data, 'hello\n', String(first.error));
