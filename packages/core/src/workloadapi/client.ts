@@ -1,4 +1,3 @@
-import * as grpc from '@grpc/grpc-js';
 import { JwtBundle, JwtBundleSet, X509Bundle, X509BundleSet } from '../bundle.js';
 import { SpiffeError, WorkloadApiError } from '../errors.js';
 import { insecureParseJwtSvid, JwtSvid } from '../jwtsvid.js';
@@ -9,14 +8,17 @@ import { resolveAddress } from './address.js';
 import { Backoff, type BackoffOptions, sleep } from './backoff.js';
 import {
   type JWTBundlesResponseMessage,
+  type JWTSVIDRequestMessage,
   type JWTSVIDResponseMessage,
   structToJson,
+  type ValidateJWTSVIDRequestMessage,
   type ValidateJWTSVIDResponseMessage,
   WORKLOAD_API_HEADER,
   workloadApiServiceDefinition,
   type X509BundlesResponseMessage,
   type X509SVIDResponseMessage,
 } from './proto.js';
+import { type CallHandlers, GrpcCallError, GrpcStatus, GrpcTransport } from './transport.js';
 
 /** What FetchX509SVID delivers: every SVID of the workload and the bundles it trusts. */
 export interface X509Context {
@@ -33,8 +35,8 @@ export interface WorkloadApiClientOptions {
   backoff?: BackoffOptions;
   /** Default time limit in ms for one-shot calls, which wait for an unavailable agent (default 10_000; 0 = none). */
   timeoutMs?: number;
-  /** Extra @grpc/grpc-js channel options. */
-  channelOptions?: grpc.ChannelOptions;
+  /** Largest response message accepted, in bytes (default 4 MiB, as in gRPC). */
+  maxMessageBytes?: number;
 }
 
 export interface CallOptions {
@@ -65,8 +67,6 @@ export interface Watch {
   readonly done: Promise<void>;
 }
 
-type Raw = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
-
 function mapGrpcError(err: unknown, what: string): WorkloadApiError {
   if (err instanceof WorkloadApiError) return err;
   if (err instanceof SpiffeError) {
@@ -74,27 +74,27 @@ function mapGrpcError(err: unknown, what: string): WorkloadApiError {
       cause: err,
     });
   }
-  const e = err as grpc.ServiceError;
-  const details = e?.details || e?.message || String(err);
+  const e = err instanceof GrpcCallError ? err : undefined;
+  const details = e?.details || (err as Error)?.message || String(err);
   switch (e?.code) {
-    case grpc.status.UNAVAILABLE:
+    case GrpcStatus.UNAVAILABLE:
       return new WorkloadApiError('WORKLOADAPI_UNAVAILABLE', `${what}: Workload API unavailable: ${details}`, {
         cause: err,
         grpcCode: e.code,
       });
-    case grpc.status.DEADLINE_EXCEEDED:
+    case GrpcStatus.DEADLINE_EXCEEDED:
       return new WorkloadApiError(
         'WORKLOADAPI_UNAVAILABLE',
         `${what}: timed out waiting for the Workload API: ${details}`,
         { cause: err, grpcCode: e.code },
       );
-    case grpc.status.PERMISSION_DENIED:
+    case GrpcStatus.PERMISSION_DENIED:
       return new WorkloadApiError(
         'WORKLOADAPI_PERMISSION_DENIED',
         `${what}: the Workload API has no identity for this workload (PermissionDenied: ${details})`,
         { cause: err, grpcCode: e.code },
       );
-    case grpc.status.INVALID_ARGUMENT:
+    case GrpcStatus.INVALID_ARGUMENT:
       return new WorkloadApiError('WORKLOADAPI_INVALID_ARGUMENT', `${what}: ${details}`, {
         cause: err,
         grpcCode: e.code,
@@ -130,16 +130,6 @@ const bytes = (b: Uint8Array | null | undefined): Uint8Array => b ?? new Uint8Ar
 
 function cachedBundle(td: TrustDomain, der: Uint8Array): X509Bundle {
   return bundleCache.get([td.name, der], () => X509Bundle.parse(td, der));
-}
-
-/**
- * A transport failure grpc-js reports as INTERNAL: the HTTP/2 session was torn down under the call (e.g. a
- * server's rapid-reset protection closing a session after many cancelled streams). The channel reconnects,
- * so the call is safe to retry like UNAVAILABLE.
- */
-function transportReset(err: unknown): boolean {
-  const e = err as { code?: number; details?: string };
-  return e?.code === grpc.status.INTERNAL && /RST_STREAM|Session closed|GOAWAY/i.test(e.details ?? '');
 }
 
 /** Parses a FetchX509SVID response into SVIDs and bundles. */
@@ -185,9 +175,30 @@ export function parseJwtBundlesResponse(resp: JWTBundlesResponseMessage): JwtBun
  * A SPIFFE Workload API client over gRPC (unix socket or TCP). One-shot calls wait for an unavailable
  * agent up to their time limit; watches reconnect forever with capped, jittered exponential backoff.
  */
+/** Protobuf codecs of the Workload API methods (from the embedded workload.proto). */
+type Codec = { encode(value: object): Uint8Array; decode<T>(bytes: Buffer): T };
+let codecs: Record<string, Codec> | undefined;
+function codec(method: string): Codec {
+  if (!codecs) {
+    const def = workloadApiServiceDefinition();
+    codecs = {};
+    for (const [name, m] of Object.entries(def)) {
+      codecs[name] = {
+        encode: (value) => m.requestSerialize(value),
+        decode: <T>(bytes: Buffer) => m.responseDeserialize(bytes) as T,
+      };
+    }
+  }
+  return codecs[method] as Codec;
+}
+
+/**
+ * A SPIFFE Workload API client over gRPC (unix socket or TCP). One-shot calls wait for an unavailable
+ * agent up to their time limit; watches reconnect forever with capped, jittered exponential backoff.
+ */
 export class WorkloadApiClient {
   readonly target: string;
-  readonly #client: Raw;
+  readonly #transport: GrpcTransport;
   readonly #backoff: BackoffOptions;
   readonly #timeoutMs: number;
   #closed = false;
@@ -197,52 +208,49 @@ export class WorkloadApiClient {
     this.target = resolveAddress(options.address);
     this.#backoff = options.backoff ?? {};
     this.#timeoutMs = options.timeoutMs ?? 10_000;
-    const Ctor = grpc.makeGenericClientConstructor(workloadApiServiceDefinition(), 'SpiffeWorkloadAPI');
-    this.#client = new Ctor(this.target, grpc.credentials.createInsecure(), {
-      // Reconnect quickly when the agent comes back (grpc-js defaults to 1 s growing to 120 s).
-      'grpc.initial_reconnect_backoff_ms': this.#backoff.initialMs ?? 100,
-      'grpc.max_reconnect_backoff_ms': this.#backoff.maxMs ?? 10_000,
-      'grpc.enable_retries': 0,
-      ...options.channelOptions,
-    }) as unknown as Raw;
-  }
-
-  #metadata(): grpc.Metadata {
-    const md = new grpc.Metadata();
-    md.set(WORKLOAD_API_HEADER, 'true');
-    return md;
+    this.#transport = new GrpcTransport(this.target, {
+      maxMessageBytes: options.maxMessageBytes,
+      headers: { [WORKLOAD_API_HEADER]: 'true' },
+    });
   }
 
   #ensureOpen(): void {
     if (this.#closed) throw new WorkloadApiError('WORKLOADAPI_ERROR', 'Workload API client is closed');
   }
 
-  /** Runs a call, retrying UNAVAILABLE with backoff until the time limit or abort. */
+  /**
+   * Runs a call, retrying UNAVAILABLE with backoff until the time limit or abort (the agent may be starting).
+   * A connection lost under the call is retried once at once: the next call opens a fresh connection.
+   */
   async #oneShot<T>(
     what: string,
     options: CallOptions,
-    run: (deadline: Date | undefined, onCancel: (cancel: () => void) => void) => Promise<T>,
+    run: (deadline: number | undefined, onCancel: (cancel: () => void) => void) => Promise<T>,
   ): Promise<T> {
     this.#ensureOpen();
     const timeoutMs = options.timeoutMs ?? this.#timeoutMs;
-    const deadlineAt = timeoutMs > 0 ? Date.now() + timeoutMs : undefined;
+    const deadline = timeoutMs > 0 ? Date.now() + timeoutMs : undefined;
     const backoff = new Backoff(this.#backoff);
     const signal = options.signal;
+    let retriedAtOnce = false;
     for (;;) {
       if (signal?.aborted) throw signal.reason;
       let cancel: (() => void) | undefined;
       const onAbort = () => cancel?.();
       signal?.addEventListener('abort', onAbort, { once: true });
       try {
-        return await run(deadlineAt === undefined ? undefined : new Date(deadlineAt), (c) => {
+        return await run(deadline, (c) => {
           cancel = c;
         });
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
         const mapped = mapGrpcError(err, what);
-        const retriable = mapped.grpcCode === grpc.status.UNAVAILABLE || transportReset(err);
-        const remaining = deadlineAt === undefined ? Number.POSITIVE_INFINITY : deadlineAt - Date.now();
-        if (!retriable || this.#closed || remaining <= 5) throw mapped;
+        const remaining = deadline === undefined ? Number.POSITIVE_INFINITY : deadline - Date.now();
+        if (mapped.grpcCode !== GrpcStatus.UNAVAILABLE || this.#closed || remaining <= 5) throw mapped;
+        if (err instanceof GrpcCallError && err.connectionLost && !retriedAtOnce) {
+          retriedAtOnce = true;
+          continue;
+        }
         // Keep trying until the time limit: the last wait is clamped so the final attempt lands on it.
         await sleep(Math.min(backoff.next(), remaining - 5), signal);
       } finally {
@@ -251,55 +259,55 @@ export class WorkloadApiClient {
     }
   }
 
-  /** First message of a server stream. */
-  #firstOfStream<T>(method: string, deadline: Date | undefined, onCancel: (c: () => void) => void): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const call = this.#client[method]?.({}, this.#metadata(), {
-        deadline,
-        waitForReady: true,
-      }) as grpc.ClientReadableStream<T>;
-      let settled = false;
-      onCancel(() => call.cancel());
-      call.on('data', (msg: T) => {
-        if (settled) return;
-        settled = true;
-        resolve(msg);
-        call.cancel();
-      });
-      call.on('error', (err) => {
-        if (settled) return;
-        settled = true;
-        reject(err);
-      });
-      call.on('end', () => {
-        if (settled) return;
-        settled = true;
-        reject(Object.assign(new Error('stream ended before any message'), { code: grpc.status.UNAVAILABLE }));
-      });
-    });
-  }
-
-  #unary<Req, Res>(
+  /**
+   * The first response message: of a server stream (which is then cancelled, as go-spiffe does), or of a
+   * unary call (whose status is awaited: a message followed by an error status is an error).
+   */
+  #first<T>(
     method: string,
-    request: Req,
-    deadline: Date | undefined,
+    request: object,
+    unary: boolean,
+    deadline: number | undefined,
     onCancel: (c: () => void) => void,
-  ): Promise<Res> {
-    return new Promise<Res>((resolve, reject) => {
-      const call = this.#client[method]?.(
-        request,
-        this.#metadata(),
-        { deadline, waitForReady: true },
-        (err: grpc.ServiceError | null, res: Res) => (err ? reject(err) : resolve(res)),
-      ) as grpc.ClientUnaryCall;
-      onCancel(() => call.cancel());
+  ): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const { encode, decode } = codec(method);
+      let message: T | undefined;
+      let settled = false;
+      let cancel: (() => void) | undefined;
+      const handlers: CallHandlers = {
+        onMessage: (bytes) => {
+          if (message !== undefined || settled) return;
+          try {
+            message = decode<T>(bytes);
+          } catch (err) {
+            settled = true;
+            reject(new WorkloadApiError('WORKLOADAPI_BAD_RESPONSE', `${method}: undecodable response`, { cause: err }));
+            cancel?.();
+            return;
+          }
+          if (!unary) {
+            settled = true;
+            resolve(message);
+            cancel?.();
+          }
+        },
+        onEnd: (err) => {
+          if (settled) return;
+          settled = true;
+          if (err) reject(err);
+          else if (message !== undefined) resolve(message);
+          else reject(new GrpcCallError(GrpcStatus.UNAVAILABLE, `${method} ended before any message`));
+        },
+      };
+      cancel = this.#transport.call(method, encode(request), deadline, handlers);
+      onCancel(cancel);
     });
   }
-
   /** Fetches the workload's X.509-SVIDs and bundles once. */
   fetchX509Context(options: CallOptions = {}): Promise<X509Context> {
     return this.#oneShot('FetchX509SVID', options, async (deadline, onCancel) =>
-      parseX509SvidResponse(await this.#firstOfStream<X509SVIDResponseMessage>('FetchX509SVID', deadline, onCancel)),
+      parseX509SvidResponse(await this.#first<X509SVIDResponseMessage>('FetchX509SVID', {}, false, deadline, onCancel)),
     );
   }
 
@@ -316,7 +324,7 @@ export class WorkloadApiClient {
   fetchX509Bundles(options: CallOptions = {}): Promise<X509BundleSet> {
     return this.#oneShot('FetchX509Bundles', options, async (deadline, onCancel) =>
       parseX509BundlesResponse(
-        await this.#firstOfStream<X509BundlesResponseMessage>('FetchX509Bundles', deadline, onCancel),
+        await this.#first<X509BundlesResponseMessage>('FetchX509Bundles', {}, false, deadline, onCancel),
       ),
     );
   }
@@ -325,7 +333,7 @@ export class WorkloadApiClient {
   fetchJwtBundles(options: CallOptions = {}): Promise<JwtBundleSet> {
     return this.#oneShot('FetchJWTBundles', options, async (deadline, onCancel) =>
       parseJwtBundlesResponse(
-        await this.#firstOfStream<JWTBundlesResponseMessage>('FetchJWTBundles', deadline, onCancel),
+        await this.#first<JWTBundlesResponseMessage>('FetchJWTBundles', {}, false, deadline, onCancel),
       ),
     );
   }
@@ -343,12 +351,8 @@ export class WorkloadApiClient {
       return Promise.reject(err);
     }
     return this.#oneShot('FetchJWTSVID', options, async (deadline, onCancel) => {
-      const res = await this.#unary<object, JWTSVIDResponseMessage>(
-        'FetchJWTSVID',
-        { audience, spiffe_id: subject },
-        deadline,
-        onCancel,
-      );
+      const request: JWTSVIDRequestMessage = { audience, spiffe_id: subject };
+      const res = await this.#first<JWTSVIDResponseMessage>('FetchJWTSVID', request, true, deadline, onCancel);
       if (!res.svids || res.svids.length === 0) {
         throw new WorkloadApiError('WORKLOADAPI_BAD_RESPONSE', 'FetchJWTSVID: there were no SVIDs in the response');
       }
@@ -374,9 +378,11 @@ export class WorkloadApiClient {
   /** Asks the Workload API to validate a JWT-SVID for an audience. */
   validateJwtSvid(token: string, audience: string, options: CallOptions = {}): Promise<JwtSvid> {
     return this.#oneShot('ValidateJWTSVID', options, async (deadline, onCancel) => {
-      const res = await this.#unary<object, ValidateJWTSVIDResponseMessage>(
+      const request: ValidateJWTSVIDRequestMessage = { audience, svid: token };
+      const res = await this.#first<ValidateJWTSVIDResponseMessage>(
         'ValidateJWTSVID',
-        { audience, svid: token },
+        request,
+        true,
         deadline,
         onCancel,
       );
@@ -406,43 +412,37 @@ export class WorkloadApiClient {
         // a throwing error handler must not kill the watch
       }
     };
+    const { encode, decode } = codec(method);
+    const request = encode({});
     const runOnce = () =>
-      new Promise<grpc.ServiceError | undefined>((resolve) => {
-        const call = this.#client[method]?.({}, this.#metadata(), {
-          waitForReady: true,
-        }) as grpc.ClientReadableStream<M>;
-        const onAbort = () => call.cancel();
-        signal.addEventListener('abort', onAbort, { once: true });
-        let finished = false;
-        const finish = (err: grpc.ServiceError | undefined) => {
-          if (finished) return;
-          finished = true;
-          signal.removeEventListener('abort', onAbort);
-          resolve(err);
-        };
-        call.on('data', (msg: M) => {
-          let value: T;
-          try {
-            value = parse(msg);
-          } catch (err) {
-            report(mapGrpcError(err, method));
-            return;
-          }
-          backoff.reset();
-          try {
-            watcher.onUpdate(value);
-          } catch (err) {
-            report(new WorkloadApiError('WORKLOADAPI_ERROR', `${method}: update handler threw`, { cause: err }));
-          }
+      new Promise<GrpcCallError | undefined>((resolve) => {
+        const cancel = this.#transport.call(method, request, undefined, {
+          onMessage: (bytes) => {
+            let value: T;
+            try {
+              value = parse(decode<M>(bytes));
+            } catch (err) {
+              report(
+                err instanceof SpiffeError
+                  ? mapGrpcError(err, method)
+                  : new WorkloadApiError('WORKLOADAPI_BAD_RESPONSE', `${method}: undecodable response`, { cause: err }),
+              );
+              return;
+            }
+            backoff.reset();
+            try {
+              watcher.onUpdate(value);
+            } catch (err) {
+              report(new WorkloadApiError('WORKLOADAPI_ERROR', `${method}: update handler threw`, { cause: err }));
+            }
+          },
+          onEnd: (err) => {
+            signal.removeEventListener('abort', cancel);
+            // A stream the server ends with OK is still a lost watch: reconnect.
+            resolve(err ?? new GrpcCallError(GrpcStatus.UNAVAILABLE, 'stream closed by the server'));
+          },
         });
-        call.on('error', (err: grpc.ServiceError) => finish(err));
-        call.on('end', () =>
-          finish(
-            Object.assign(new Error('stream closed by the server'), {
-              code: grpc.status.UNAVAILABLE,
-            }) as grpc.ServiceError,
-          ),
-        );
+        signal.addEventListener('abort', cancel, { once: true });
       });
     const done = (async () => {
       while (!signal.aborted) {
@@ -450,7 +450,7 @@ export class WorkloadApiClient {
         if (signal.aborted) break;
         const mapped = mapGrpcError(err, method);
         report(mapped);
-        if (mapped.grpcCode === grpc.status.INVALID_ARGUMENT) break; // fatal, as in go-spiffe
+        if (mapped.grpcCode === GrpcStatus.INVALID_ARGUMENT) break; // fatal, as in go-spiffe
         try {
           await sleep(backoff.next(), signal);
         } catch {
@@ -488,6 +488,6 @@ export class WorkloadApiClient {
     const watches = [...this.#watches];
     for (const w of watches) w.stop();
     await Promise.all(watches.map((w) => w.done));
-    this.#client.close();
+    this.#transport.close();
   }
 }

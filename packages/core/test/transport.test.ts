@@ -1,0 +1,264 @@
+// The Workload API client's gRPC transport against a raw node:http2 server on a real unix socket, for the
+// protocol cases a well-behaved server rarely produces: trailers-only errors, framing split or joined across
+// DATA frames, compression it did not negotiate, oversized messages, non-gRPC answers, connections lost.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import http2 from 'node:http2';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { WorkloadApiClient, WorkloadApiError, workloadApiServiceDefinition } from '@spiffe-ts/core';
+
+type Handler = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => void;
+
+const def = workloadApiServiceDefinition();
+const jwtBundles = (tds: string[]): Buffer =>
+  def.FetchJWTBundles?.responseSerialize({
+    bundles: Object.fromEntries(tds.map((td) => [td, Buffer.from('{"keys":[]}')])),
+  }) as Buffer;
+const grpcFrame = (msg: Buffer, flag = 0): Buffer => {
+  const out = Buffer.alloc(5 + msg.length);
+  out[0] = flag;
+  out.writeUInt32BE(msg.length, 1);
+  msg.copy(out, 5);
+  return out;
+};
+const OK_HEADERS = { ':status': 200, 'content-type': 'application/grpc' };
+
+describe('gRPC transport edge cases (raw HTTP/2 server)', () => {
+  let dir: string;
+  let server: http2.Http2Server;
+  let handler: Handler;
+  let address: string;
+  let lastHeaders: http2.IncomingHttpHeaders | undefined;
+  let sessions = 0;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'spiffe-transport-'));
+    server = http2.createServer();
+    server.on('session', () => sessions++);
+    server.on('stream', (stream, headers) => {
+      lastHeaders = headers;
+      stream.on('error', () => {});
+      handler(stream, headers);
+    });
+    const path = join(dir, 'api.sock');
+    await new Promise<void>((r) => server.listen(path, r));
+    address = `unix://${path}`;
+  });
+  after(async () => {
+    await new Promise((r) => server.close(r));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const client = (extra: ConstructorParameters<typeof WorkloadApiClient>[0] = {}) =>
+    new WorkloadApiClient({ address, timeoutMs: 2000, backoff: { initialMs: 20, maxMs: 50 }, ...extra });
+
+  test('sends a well-formed gRPC request with the Workload API header and the deadline', async () => {
+    handler = (stream) => {
+      stream.respond(OK_HEADERS, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+      stream.end(grpcFrame(jwtBundles(['example.org'])));
+    };
+    const c = client();
+    try {
+      const set = await c.fetchJwtBundles();
+      assert.deepEqual(set.trustDomains().map(String), ['example.org']);
+    } finally {
+      await c.close();
+    }
+    assert.equal(lastHeaders?.[':method'], 'POST');
+    assert.equal(lastHeaders?.[':path'], '/SpiffeWorkloadAPI/FetchJWTBundles');
+    assert.equal(lastHeaders?.['content-type'], 'application/grpc');
+    assert.equal(lastHeaders?.te, 'trailers');
+    assert.equal(lastHeaders?.['workload.spiffe.io'], 'true');
+    assert.match(String(lastHeaders?.['grpc-timeout']), /^\d+m$/);
+    assert.ok(Number.parseInt(String(lastHeaders?.['grpc-timeout']), 10) <= 2000);
+  });
+
+  test('a trailers-only error status reaches the caller as a typed error with the decoded message', async () => {
+    handler = (stream) =>
+      stream.respond(
+        { ...OK_HEADERS, 'grpc-status': '7', 'grpc-message': 'no%20identity%20issued' },
+        { endStream: true },
+      );
+    const c = client();
+    try {
+      await assert.rejects(c.fetchJwtBundles(), (err: unknown) => {
+        assert.ok(err instanceof WorkloadApiError);
+        assert.equal(err.code, 'WORKLOADAPI_PERMISSION_DENIED');
+        assert.equal(err.grpcCode, 7);
+        assert.match(err.message, /no identity issued/);
+        return true;
+      });
+    } finally {
+      await c.close();
+    }
+  });
+
+  test('messages split into 1-byte DATA frames and several messages in one frame are all delivered', async () => {
+    handler = (stream) => {
+      stream.respond(OK_HEADERS);
+      const first = grpcFrame(jwtBundles(['one.test']));
+      // one byte at a time, then two messages in one write
+      let i = 0;
+      const drip = () => {
+        if (i < first.length) {
+          stream.write(first.subarray(i, i + 1));
+          i++;
+          setImmediate(drip);
+        } else {
+          stream.write(Buffer.concat([grpcFrame(jwtBundles(['two.test'])), grpcFrame(jwtBundles(['three.test']))]));
+        }
+      };
+      drip();
+    };
+    const c = client();
+    const seen: string[] = [];
+    const got = new Promise<void>((resolve) => {
+      c.watchJwtBundles({
+        onUpdate: (set) => {
+          seen.push(set.trustDomains().map(String).join());
+          if (seen.length === 3) resolve();
+        },
+      });
+    });
+    try {
+      await got;
+      assert.deepEqual(seen, ['one.test', 'two.test', 'three.test']);
+    } finally {
+      await c.close();
+    }
+  });
+
+  test('a compressed message (never negotiated) is refused with a typed error, not decoded', async () => {
+    handler = (stream) => {
+      stream.respond(OK_HEADERS);
+      stream.end(grpcFrame(jwtBundles(['example.org']), 1));
+    };
+    const c = client();
+    try {
+      await assert.rejects(c.fetchJwtBundles(), (err: unknown) => {
+        assert.ok(err instanceof WorkloadApiError);
+        assert.equal(err.grpcCode, 13);
+        assert.match(err.message, /compress/);
+        return true;
+      });
+    } finally {
+      await c.close();
+    }
+  });
+
+  test('a message over the size limit is refused from its length prefix (RESOURCE_EXHAUSTED)', async () => {
+    handler = (stream) => {
+      stream.respond(OK_HEADERS);
+      const header = Buffer.alloc(5);
+      header.writeUInt32BE(64 * 1024 * 1024, 1); // announces 64 MiB, sends nothing more
+      stream.write(header);
+    };
+    const c = client({ maxMessageBytes: 1024 * 1024 });
+    try {
+      await assert.rejects(c.fetchJwtBundles(), (err: unknown) => {
+        assert.ok(err instanceof WorkloadApiError);
+        assert.equal(err.grpcCode, 8);
+        return true;
+      });
+    } finally {
+      await c.close();
+    }
+  });
+
+  test('a non-gRPC answer (HTTP 404, HTML) is a typed error', async () => {
+    handler = (stream) => {
+      stream.respond({ ':status': 404, 'content-type': 'text/html' });
+      stream.end('<h1>not found</h1>');
+    };
+    const c = client();
+    try {
+      await assert.rejects(c.fetchJwtBundles(), (err: unknown) => {
+        assert.ok(err instanceof WorkloadApiError);
+        assert.equal(err.grpcCode, 12);
+        assert.match(err.message, /HTTP status 404/);
+        return true;
+      });
+    } finally {
+      await c.close();
+    }
+  });
+
+  test('a status OK that ends inside a message is an error, not a truncated answer', async () => {
+    handler = (stream) => {
+      stream.respond(OK_HEADERS, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+      stream.end(grpcFrame(jwtBundles(['example.org'])).subarray(0, 12));
+    };
+    const c = client();
+    try {
+      await assert.rejects(
+        c.fetchJwtBundles(),
+        (err: unknown) => err instanceof WorkloadApiError && err.grpcCode === 13,
+      );
+    } finally {
+      await c.close();
+    }
+  });
+
+  test('a connection lost under an established call is retried at once on a new connection', async () => {
+    let calls = 0;
+    handler = (stream) => {
+      calls++;
+      if (calls === 2) {
+        stream.session?.destroy(); // the second call loses its connection mid-call
+        return;
+      }
+      stream.respond(OK_HEADERS);
+      stream.end(grpcFrame(jwtBundles(['example.org'])));
+    };
+    // A long backoff: only an immediate retry can answer within the time limit.
+    const c = client({ backoff: { initialMs: 5000, maxMs: 5000 }, timeoutMs: 1000 });
+    const before = sessions;
+    try {
+      await c.fetchJwtBundles();
+      const t0 = performance.now();
+      const set = await c.fetchJwtBundles();
+      assert.ok(performance.now() - t0 < 900);
+      assert.deepEqual(set.trustDomains().map(String), ['example.org']);
+      assert.equal(calls, 3);
+      assert.equal(sessions - before, 2, 'one connection, then one new connection after the loss');
+    } finally {
+      await c.close();
+    }
+  });
+
+  test('an idle client does not keep the process alive; an open watch does', async () => {
+    const script = (watch: boolean) => `
+      import { WorkloadApiClient } from '@spiffe-ts/core';
+      const c = new WorkloadApiClient({ address: ${JSON.stringify(address)} });
+      await c.fetchJwtBundles();
+      ${watch ? 'c.watchJwtBundles({ onUpdate() {} });' : ''}
+      console.log('fetched');
+    `;
+    handler = (stream) => {
+      stream.respond(OK_HEADERS);
+      stream.write(grpcFrame(jwtBundles(['example.org']))); // streams stay open, as the Workload API's do
+    };
+    // Asynchronously: this process serves the child's calls.
+    const run = (watch: boolean) =>
+      new Promise<{ stdout: string; stderr: string; code: number | null; signal: string | null }>((resolve) => {
+        const args = ['--conditions=source', '--import', 'tsx', '--input-type=module', '-e', script(watch)];
+        const child = execFile(
+          process.execPath,
+          args,
+          { cwd: join(import.meta.dirname, '..'), timeout: 4000 },
+          (_err, stdout, stderr) => resolve({ stdout, stderr, code: child.exitCode, signal: child.signalCode }),
+        );
+      });
+    const idle = await run(false);
+    assert.equal(idle.stdout.trim(), 'fetched', idle.stderr);
+    assert.equal(idle.code, 0, 'exits by itself once the fetch is done');
+    const watching = await run(true);
+    assert.equal(watching.stdout.trim(), 'fetched', watching.stderr);
+    assert.equal(watching.signal, 'SIGTERM', 'still running at the 4 s limit: the watch holds it');
+  });
+});
