@@ -236,7 +236,7 @@ function mapJoseError(err: unknown, expected: string[], actual: string[]): JwtSv
  * INSECURE: decodes a JWT-SVID **without checking its signature, audience or expiry**. For tooling that
  * displays tokens only; never use the result to make an access decision.
  */
-export function insecureParseJwtSvid(token: string): JwtSvid {
+export function insecureParseJwtSvid(token: string, hint?: string): JwtSvid {
   const { claims, id, exp } = decodeUnverified(token);
-  return new JwtSvid({ id, audience: audienceList(claims), expiresAt: new Date(exp * 1000), claims, token });
+  return new JwtSvid({ id, audience: audienceList(claims), expiresAt: new Date(exp * 1000), claims, token, hint });
 }

@@ -171,10 +171,13 @@ export function parseJwtBundlesResponse(resp: JWTBundlesResponseMessage): JwtBun
   );
 }
 
-/**
- * A SPIFFE Workload API client over gRPC (unix socket or TCP). One-shot calls wait for an unavailable
- * agent up to their time limit; watches reconnect forever with capped, jittered exponential backoff.
- */
+function parseJwtSvidResponse(res: JWTSVIDResponseMessage): readonly JwtSvid[] {
+  if (!res.svids || res.svids.length === 0) {
+    throw new WorkloadApiError('WORKLOADAPI_BAD_RESPONSE', 'FetchJWTSVID: there were no SVIDs in the response');
+  }
+  return Object.freeze(res.svids.map((s) => insecureParseJwtSvid(s.svid, s.hint)));
+}
+
 /** Protobuf codecs of the Workload API methods (from the embedded workload.proto). */
 type Codec = { encode(value: object): Uint8Array; decode<T>(bytes: Buffer): T };
 let codecs: Record<string, Codec> | undefined;
@@ -192,6 +195,28 @@ function codec(method: string): Codec {
   return codecs[method] as Codec;
 }
 
+/** Remembers the last response's bytes and what they were read into. */
+class LastResponse<T> {
+  #bytes: Buffer | undefined;
+  #value: T | undefined;
+  readonly #read: (bytes: Buffer) => T;
+  constructor(read: (bytes: Buffer) => T) {
+    this.#read = read;
+  }
+  read(bytes: Buffer): T {
+    if (this.#bytes?.equals(bytes)) return this.#value as T;
+    const value = this.#read(bytes); // throws on bad input: nothing is remembered
+    this.#bytes = Buffer.from(bytes); // a copy: `bytes` is a view into a larger network buffer
+    this.#value = value;
+    return value;
+  }
+}
+
+function freezeContext(ctx: X509Context): X509Context {
+  Object.freeze(ctx.svids);
+  return Object.freeze(ctx);
+}
+
 /**
  * A SPIFFE Workload API client over gRPC (unix socket or TCP). One-shot calls wait for an unavailable
  * agent up to their time limit; watches reconnect forever with capped, jittered exponential backoff.
@@ -203,6 +228,15 @@ export class WorkloadApiClient {
   readonly #timeoutMs: number;
   #closed = false;
   readonly #watches = new Set<Watch>();
+  // The agent answers every fetch with the same bytes until something rotates: the same bytes give the
+  // same (immutable) context without decoding them again.
+  readonly #x509Memo = new LastResponse((bytes) =>
+    freezeContext(parseX509SvidResponse(codec('FetchX509SVID').decode<X509SVIDResponseMessage>(bytes))),
+  );
+  // SPIRE also answers FetchJWTSVID from its cache until the token nears expiry.
+  readonly #jwtMemo = new LastResponse((bytes) =>
+    parseJwtSvidResponse(codec('FetchJWTSVID').decode<JWTSVIDResponseMessage>(bytes)),
+  );
 
   constructor(options: WorkloadApiClientOptions = {}) {
     this.target = resolveAddress(options.address);
@@ -260,8 +294,8 @@ export class WorkloadApiClient {
   }
 
   /**
-   * The first response message: of a server stream (which is then cancelled, as go-spiffe does), or of a
-   * unary call (whose status is awaited: a message followed by an error status is an error).
+   * The first response message, decoded (or read by `read`): of a server stream (which is then cancelled,
+   * as go-spiffe does), or of a unary call (whose status is awaited: a message then an error is an error).
    */
   #first<T>(
     method: string,
@@ -269,6 +303,7 @@ export class WorkloadApiClient {
     unary: boolean,
     deadline: number | undefined,
     onCancel: (c: () => void) => void,
+    read?: (bytes: Buffer) => T,
   ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const { encode, decode } = codec(method);
@@ -279,10 +314,14 @@ export class WorkloadApiClient {
         onMessage: (bytes) => {
           if (message !== undefined || settled) return;
           try {
-            message = decode<T>(bytes);
+            message = read ? read(bytes) : decode<T>(bytes);
           } catch (err) {
             settled = true;
-            reject(new WorkloadApiError('WORKLOADAPI_BAD_RESPONSE', `${method}: undecodable response`, { cause: err }));
+            reject(
+              err instanceof SpiffeError
+                ? err
+                : new WorkloadApiError('WORKLOADAPI_BAD_RESPONSE', `${method}: undecodable response`, { cause: err }),
+            );
             cancel?.();
             return;
           }
@@ -306,8 +345,8 @@ export class WorkloadApiClient {
   }
   /** Fetches the workload's X.509-SVIDs and bundles once. */
   fetchX509Context(options: CallOptions = {}): Promise<X509Context> {
-    return this.#oneShot('FetchX509SVID', options, async (deadline, onCancel) =>
-      parseX509SvidResponse(await this.#first<X509SVIDResponseMessage>('FetchX509SVID', {}, false, deadline, onCancel)),
+    return this.#oneShot('FetchX509SVID', options, (deadline, onCancel) =>
+      this.#first('FetchX509SVID', {}, false, deadline, onCancel, (bytes) => this.#x509Memo.read(bytes)),
     );
   }
 
@@ -350,24 +389,11 @@ export class WorkloadApiClient {
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.#oneShot('FetchJWTSVID', options, async (deadline, onCancel) => {
-      const request: JWTSVIDRequestMessage = { audience, spiffe_id: subject };
-      const res = await this.#first<JWTSVIDResponseMessage>('FetchJWTSVID', request, true, deadline, onCancel);
-      if (!res.svids || res.svids.length === 0) {
-        throw new WorkloadApiError('WORKLOADAPI_BAD_RESPONSE', 'FetchJWTSVID: there were no SVIDs in the response');
-      }
-      return res.svids.map((s) => {
-        const parsed = insecureParseJwtSvid(s.svid);
-        return new JwtSvid({
-          id: parsed.id,
-          audience: parsed.audience,
-          expiresAt: parsed.expiresAt,
-          claims: parsed.claims,
-          token: parsed.token,
-          hint: s.hint,
-        });
-      });
-    });
+    const request: JWTSVIDRequestMessage = { audience, spiffe_id: subject };
+    return this.#oneShot('FetchJWTSVID', options, async (deadline, onCancel) => [
+      // a new array each time: the SVIDs in it are immutable and shared, the array is the caller's
+      ...(await this.#first('FetchJWTSVID', request, true, deadline, onCancel, (b) => this.#jwtMemo.read(b))),
+    ]);
   }
 
   /** Fetches one JWT-SVID (the first / default identity unless `subject` is given). */
