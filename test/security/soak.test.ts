@@ -77,11 +77,13 @@ test(`soak: ${SECONDS} s of requests while SVIDs rotate every second: zero failu
     }
   };
 
-  const end = Date.now() + SECONDS * 1000;
+  const start = Date.now();
+  const end = start + SECONDS * 1000;
   const rotator = (async () => {
     let tick = 0;
     while (Date.now() < end) {
-      await new Promise((r) => setTimeout(r, 1000));
+      // On a fixed 1 s grid: a rotation that takes long (key generation under load) does not push back the next.
+      await new Promise((r) => setTimeout(r, Math.max(0, start + (tick + 1) * 1000 - Date.now())));
       tick++;
       if (tick % 15 === 0) {
         await dev.rotateX509Authority({ dropRetired: true, propagationMs: 200 });
@@ -133,7 +135,7 @@ test(`soak: ${SECONDS} s of requests while SVIDs rotate every second: zero failu
   console.log(`soak: handles before ${JSON.stringify(baseline)}, after ${JSON.stringify(after)}`);
   assert.equal(failed, 0, `failed requests: ${JSON.stringify([...failures])}`);
   assert.ok(ok > SECONDS * 10, `the load was too light to mean anything (${ok})`);
-  assert.ok(rotations >= SECONDS - 2);
+  assert.ok(rotations >= SECONDS * 0.9, `too few rotations to mean anything (${rotations})`);
   assert.equal(openConnections, 0, 'server connections left open after every client closed');
   assert.equal(listenersAfterClose, 0, 'update listeners left subscribed after close');
   for (const kind of [

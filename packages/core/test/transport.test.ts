@@ -55,6 +55,27 @@ describe('gRPC transport edge cases (raw HTTP/2 server)', () => {
   const client = (extra: ConstructorParameters<typeof WorkloadApiClient>[0] = {}) =>
     new WorkloadApiClient({ address, timeoutMs: 2000, backoff: { initialMs: 20, maxMs: 50 }, ...extra });
 
+  /** A one-shot fetch against the current handler fails with this gRPC status, as a typed error. */
+  const fetchFails = async (
+    grpcCode: number,
+    message?: RegExp,
+    extra: ConstructorParameters<typeof WorkloadApiClient>[0] = {},
+  ): Promise<WorkloadApiError> => {
+    const c = client(extra);
+    try {
+      const err = await c.fetchJwtBundles().then(
+        () => assert.fail('the fetch succeeded'),
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof WorkloadApiError, String(err));
+      assert.equal(err.grpcCode, grpcCode);
+      if (message) assert.match(err.message, message);
+      return err;
+    } finally {
+      await c.close();
+    }
+  };
+
   test('sends a well-formed gRPC request with the Workload API header and the deadline', async () => {
     handler = (stream) => {
       stream.respond(OK_HEADERS, { waitForTrailers: true });
@@ -83,18 +104,8 @@ describe('gRPC transport edge cases (raw HTTP/2 server)', () => {
         { ...OK_HEADERS, 'grpc-status': '7', 'grpc-message': 'no%20identity%20issued' },
         { endStream: true },
       );
-    const c = client();
-    try {
-      await assert.rejects(c.fetchJwtBundles(), (err: unknown) => {
-        assert.ok(err instanceof WorkloadApiError);
-        assert.equal(err.code, 'WORKLOADAPI_PERMISSION_DENIED');
-        assert.equal(err.grpcCode, 7);
-        assert.match(err.message, /no identity issued/);
-        return true;
-      });
-    } finally {
-      await c.close();
-    }
+    const err = await fetchFails(7, /no identity issued/);
+    assert.equal(err.code, 'WORKLOADAPI_PERMISSION_DENIED');
   });
 
   test('messages split into 1-byte DATA frames and several messages in one frame are all delivered', async () => {
@@ -137,17 +148,7 @@ describe('gRPC transport edge cases (raw HTTP/2 server)', () => {
       stream.respond(OK_HEADERS);
       stream.end(grpcFrame(jwtBundles(['example.org']), 1));
     };
-    const c = client();
-    try {
-      await assert.rejects(c.fetchJwtBundles(), (err: unknown) => {
-        assert.ok(err instanceof WorkloadApiError);
-        assert.equal(err.grpcCode, 13);
-        assert.match(err.message, /compress/);
-        return true;
-      });
-    } finally {
-      await c.close();
-    }
+    await fetchFails(13, /compress/);
   });
 
   test('a message over the size limit is refused from its length prefix (RESOURCE_EXHAUSTED)', async () => {
@@ -157,16 +158,7 @@ describe('gRPC transport edge cases (raw HTTP/2 server)', () => {
       header.writeUInt32BE(64 * 1024 * 1024, 1); // announces 64 MiB, sends nothing more
       stream.write(header);
     };
-    const c = client({ maxMessageBytes: 1024 * 1024 });
-    try {
-      await assert.rejects(c.fetchJwtBundles(), (err: unknown) => {
-        assert.ok(err instanceof WorkloadApiError);
-        assert.equal(err.grpcCode, 8);
-        return true;
-      });
-    } finally {
-      await c.close();
-    }
+    await fetchFails(8, /larger than the limit/, { maxMessageBytes: 1024 * 1024 });
   });
 
   test('a non-gRPC answer (HTTP 404, HTML) is a typed error', async () => {
@@ -174,17 +166,7 @@ describe('gRPC transport edge cases (raw HTTP/2 server)', () => {
       stream.respond({ ':status': 404, 'content-type': 'text/html' });
       stream.end('<h1>not found</h1>');
     };
-    const c = client();
-    try {
-      await assert.rejects(c.fetchJwtBundles(), (err: unknown) => {
-        assert.ok(err instanceof WorkloadApiError);
-        assert.equal(err.grpcCode, 12);
-        assert.match(err.message, /HTTP status 404/);
-        return true;
-      });
-    } finally {
-      await c.close();
-    }
+    await fetchFails(12, /HTTP status 404/);
   });
 
   test('a status OK that ends inside a message is an error, not a truncated answer', async () => {
