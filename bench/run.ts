@@ -82,7 +82,7 @@ const plainClient: tls.ConnectionOptions = {
 const children: ChildProcess[] = [];
 async function startChild(role: string): Promise<{ child: ChildProcess; info: Record<string, string | number> }> {
   const child = fork(join(here, 'child.ts'), [role, dir], {
-    execArgv: ['--conditions=source', '--import', 'tsx'],
+    execArgv: ['--import', 'tsx'],
     stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
   });
   children.push(child);
@@ -483,7 +483,7 @@ console.log(
 for (const name of Object.keys(sections)) {
   if (!want(name)) continue;
   const child = fork(new URL(import.meta.url).pathname, [...args.filter((a) => a === '--quick'), `--worker=${name}`], {
-    execArgv: ['--expose-gc', '--conditions=source', '--import', 'tsx'],
+    execArgv: ['--expose-gc', '--import', 'tsx'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   child.on('message', (m: { row?: Row; note?: string }) => {

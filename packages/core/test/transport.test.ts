@@ -213,6 +213,34 @@ describe('gRPC transport edge cases (raw HTTP/2 server)', () => {
     }
   });
 
+  test('a server that never answers: each call ends at its own time limit, earlier limits first', async () => {
+    handler = () => {}; // holds every stream open and ignores grpc-timeout
+    const c = client();
+    try {
+      const t0 = performance.now();
+      const outcome = (timeoutMs: number) =>
+        c.fetchJwtBundles({ timeoutMs }).then(
+          () => assert.fail('the fetch succeeded'),
+          (e: WorkloadApiError) => ({ grpcCode: e.grpcCode, ms: performance.now() - t0 }),
+        );
+      // The long call arms the deadline timer first; the shorter ones, started after, must not wait for it.
+      const [long, short, middle] = await Promise.all([outcome(1500), outcome(300), outcome(700)]);
+      for (const r of [long, short, middle]) assert.equal(r.grpcCode, 4, 'DEADLINE_EXCEEDED');
+      assert.ok(short.ms >= 290 && short.ms < 650, `short: ${short.ms}`);
+      assert.ok(middle.ms >= 690 && middle.ms < 1200, `middle: ${middle.ms}`);
+      assert.ok(long.ms >= 1490 && long.ms < 2200, `long: ${long.ms}`);
+
+      handler = (stream) => {
+        stream.respond(OK_HEADERS);
+        stream.end(grpcFrame(jwtBundles(['example.org'])));
+      };
+      const set = await c.fetchJwtBundles({ timeoutMs: 1000 });
+      assert.deepEqual(set.trustDomains().map(String), ['example.org'], 'the connection is still usable');
+    } finally {
+      await c.close();
+    }
+  });
+
   test('an idle client does not keep the process alive; an open watch does', async () => {
     const script = (watch: boolean) => `
       import { WorkloadApiClient } from '@spiffe-ts/core';

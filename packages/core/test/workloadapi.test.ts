@@ -86,6 +86,36 @@ describe('Workload API client against the dev server on a real unix socket', () 
     }
   });
 
+  test('dev server reuses a JWT-SVID like the SPIRE agent: per audience set and key, until half its lifetime', async () => {
+    const dev = await DevWorkloadApiServer.start({ workloads: { payments: PAYMENTS }, jwtTtlSeconds: 2 });
+    const client = new WorkloadApiClient({ address: dev.address('payments') });
+    try {
+      const a = await client.fetchJwtSvid({ audience: ['orders', 'billing'] });
+      const b = await client.fetchJwtSvid({ audience: ['billing', 'orders'] });
+      assert.equal(b.token, a.token, 'same audience set, same token');
+      const other = await client.fetchJwtSvid({ audience: 'orders' });
+      assert.notEqual(other.token, a.token);
+      assert.deepEqual(other.audience, ['orders']);
+
+      const kid = await dev.ca.rotateJwtAuthority();
+      const rotated = await client.fetchJwtSvid({ audience: ['orders', 'billing'] });
+      assert.notEqual(rotated.token, a.token, 'a new signing key issues a new token');
+      assert.equal(rotated.claims.sub, PAYMENTS);
+      const bundles = await client.fetchJwtBundles();
+      assert.equal((await parseAndValidateJwtSvid(rotated.token, bundles, 'orders')).id.toString(), PAYMENTS);
+      assert.equal(JSON.parse(Buffer.from(rotated.token.split('.')[0]!, 'base64url').toString()).kid, kid);
+
+      // Past half of its 2 s lifetime the token is re-issued, so a client never gets one about to expire.
+      await new Promise((r) => setTimeout(r, 1100));
+      const fresh = await client.fetchJwtSvid({ audience: ['orders', 'billing'] });
+      assert.notEqual(fresh.token, rotated.token);
+      assert.ok(fresh.expiresAt.getTime() - Date.now() > 1000);
+    } finally {
+      await client.close();
+      await dev.stop();
+    }
+  });
+
   test('several identities on one socket: picked by SPIFFE ID or hint', async () => {
     const src = await X509Source.create({
       address: server.address('multi'),

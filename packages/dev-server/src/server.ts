@@ -67,6 +67,8 @@ interface Workload {
   fault: Fault;
 }
 
+const JWT_CACHE_MAX = 1024;
+
 function grpcError(code: grpc.status, details: string): Partial<grpc.StatusObject> & Error {
   return Object.assign(new Error(details), { code, details });
 }
@@ -86,6 +88,9 @@ export class DevWorkloadApiServer {
   readonly #autoRotate: boolean;
   readonly #workloads = new Map<string, Workload>();
   #federated: DevCa[];
+  // Issued JWT-SVIDs by signing key, SPIFFE ID and audience set, reused until half their lifetime like the
+  // SPIRE agent's cache: clients see the same token on repeated fetches, and no fetch pays for a signature.
+  readonly #jwtCache = new Map<string, JwtSvid>();
   #tcpPort: number | undefined;
   #stopped = false;
 
@@ -362,6 +367,19 @@ export class DevWorkloadApiServer {
     };
   }
 
+  async #jwtSvid(id: SpiffeId, audience: string[]): Promise<JwtSvid> {
+    const key = [this.ca.jwtSigningKey.kid, id.toString(), ...[...audience].sort()].join('\n');
+    const now = Date.now();
+    const cached = this.#jwtCache.get(key);
+    if (cached && cached.expiresAt.getTime() - now > (this.jwtTtlSeconds * 1000) / 2) return cached;
+    const svid = await this.ca.issueJwtSvid(id, audience, { ttlSeconds: this.jwtTtlSeconds });
+    this.#jwtCache.delete(key);
+    // Bounded: a client asking for ever new audiences evicts the oldest entries, not the process.
+    if (this.#jwtCache.size >= JWT_CACHE_MAX) this.#jwtCache.delete(this.#jwtCache.keys().next().value as string);
+    this.#jwtCache.set(key, svid);
+    return svid;
+  }
+
   #handlers(w: Workload): grpc.UntypedServiceImplementation {
     return {
       FetchX509SVID: this.#stream(w, w.x509Streams, () => this.#x509Response(w)),
@@ -385,9 +403,7 @@ export class DevWorkloadApiServer {
               return cb(grpcError(grpc.status.PERMISSION_DENIED, `no identity issued for ${spiffe_id}`));
             }
           }
-          const svids: JwtSvid[] = await Promise.all(
-            ids.map((id) => this.ca.issueJwtSvid(id, audience, { ttlSeconds: this.jwtTtlSeconds })),
-          );
+          const svids: JwtSvid[] = await Promise.all(ids.map((id) => this.#jwtSvid(id, audience)));
           cb(null, {
             svids: svids.map((s, i) => ({
               spiffe_id: s.id.toString(),

@@ -109,6 +109,11 @@ export class GrpcTransport {
   readonly #headers: Readonly<Record<string, string>>;
   #session: http2.ClientHttp2Session | undefined;
   readonly #active = new Map<http2.ClientHttp2Session, number>();
+  // Deadlines of open calls, enforced by one timer armed for the earliest: a timer per call would create,
+  // schedule and tear down a timer list on every fetch (they all share one timeout, so one fire covers them).
+  readonly #deadlines = new Map<() => void, number>();
+  #deadlineTimer: NodeJS.Timeout | undefined;
+  #armedFor = Number.POSITIVE_INFINITY;
   #closed = false;
 
   /** `target` as returned by `targetFromAddress`: `unix:///path`, `ipv4:IP:port` or `ipv6:[IP]:port`. */
@@ -153,6 +158,31 @@ export class GrpcTransport {
     if (n === 0) session.unref();
   }
 
+  #watchDeadline(expire: () => void, deadline: number): void {
+    this.#deadlines.set(expire, deadline);
+    if (deadline < this.#armedFor) this.#arm(deadline);
+  }
+
+  #arm(at: number): void {
+    if (this.#deadlineTimer) clearTimeout(this.#deadlineTimer);
+    this.#armedFor = at;
+    this.#deadlineTimer = setTimeout(() => this.#expireDue(), Math.max(1, at - Date.now()));
+    // Open calls keep the process alive through their connection's ref, not through this timer.
+    this.#deadlineTimer.unref();
+  }
+
+  #expireDue(): void {
+    this.#deadlineTimer = undefined;
+    this.#armedFor = Number.POSITIVE_INFINITY;
+    const now = Date.now();
+    let next = Number.POSITIVE_INFINITY;
+    for (const [expire, at] of this.#deadlines) {
+      if (at <= now) expire();
+      else if (at < next) next = at;
+    }
+    if (next !== Number.POSITIVE_INFINITY) this.#arm(next);
+  }
+
   /**
    * Starts a call: sends `request` and delivers each response message until the server's status, a
    * transport failure, the deadline (epoch ms) or `cancel()`. Returns `cancel`.
@@ -160,7 +190,6 @@ export class GrpcTransport {
   call(method: string, request: Uint8Array, deadline: number | undefined, callHandlers: CallHandlers): () => void {
     let handlers = callHandlers;
     let ended = false;
-    let timer: NodeJS.Timeout | undefined;
     let stream: http2.ClientHttp2Stream | undefined;
     let session: http2.ClientHttp2Session | undefined;
     // Message framing: a 1-byte compressed flag, a 4-byte big-endian length, then the message.
@@ -171,7 +200,7 @@ export class GrpcTransport {
     const finish = (error: GrpcCallError | undefined) => {
       if (ended) return;
       ended = true;
-      if (timer) clearTimeout(timer);
+      if (deadline !== undefined) this.#deadlines.delete(expire);
       if (stream && !stream.closed) stream.close(NGHTTP2_CANCEL);
       if (session) this.#use(session, -1);
       // node:http2 streams outlive the call (their native handle keeps them through minor GCs), and with
@@ -182,6 +211,7 @@ export class GrpcTransport {
       h.onEnd(error);
     };
     const cancel = () => finish(CANCELLED);
+    const expire = () => finish(new GrpcCallError(GrpcStatus.DEADLINE_EXCEEDED, 'deadline exceeded'));
     if (this.#closed) {
       queueMicrotask(() => finish(new GrpcCallError(GrpcStatus.UNAVAILABLE, 'client is closed')));
       return cancel;
@@ -198,7 +228,7 @@ export class GrpcTransport {
     if (deadline !== undefined) {
       const ms = Math.max(1, Math.ceil(deadline - Date.now()));
       headers['grpc-timeout'] = `${ms}m`;
-      timer = setTimeout(() => finish(new GrpcCallError(GrpcStatus.DEADLINE_EXCEEDED, 'deadline exceeded')), ms);
+      this.#watchDeadline(expire, deadline);
     }
     try {
       session = this.#session ?? this.#connect();
@@ -312,6 +342,7 @@ export class GrpcTransport {
   /** Closes the connection; calls still open fail UNAVAILABLE. */
   close(): void {
     this.#closed = true;
+    if (this.#deadlineTimer) clearTimeout(this.#deadlineTimer);
     const s = this.#session;
     this.#session = undefined;
     s?.close();
