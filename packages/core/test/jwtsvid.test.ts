@@ -134,6 +134,18 @@ describe('parseAndValidateJwtSvid: valid tokens', () => {
     assert.ok(Object.isFrozen(svid.audience));
   });
 
+  test('a JwtSvid built by hand copies its input: the caller’s objects stay the caller’s', async () => {
+    const issued = await caA.issueJwtSvid(ID, AUD);
+    const claims = { ...issued.claims };
+    const audience = [AUD];
+    const svid = new JwtSvid({ id: issued.id, audience, expiresAt: issued.expiresAt, claims, token: issued.token });
+    assert.ok(!Object.isFrozen(claims) && !Object.isFrozen(audience));
+    claims.sub = 'spiffe://example.org/changed';
+    audience.push('other');
+    assert.equal(svid.claims.sub, ID);
+    assert.deepEqual(svid.audience, [AUD]);
+  });
+
   test('a token of another trust domain, validated with that domain’s bundle', async () => {
     const issued = await caB.issueJwtSvid('spiffe://other.org/x', AUD);
     assert.equal((await parseAndValidateJwtSvid(issued.token, bundles, AUD)).id.toString(), 'spiffe://other.org/x');
