@@ -127,6 +127,7 @@ const svidCache = new ParseCache<X509Svid>(64);
 const bundleCache = new ParseCache<X509Bundle>(64);
 const jwtBundleCache = new ParseCache<JwtBundle>(64);
 const bytes = (b: Uint8Array | null | undefined): Uint8Array => b ?? new Uint8Array(0);
+const ignoreCancel = (_cancel: () => void): void => {};
 
 function cachedBundle(td: TrustDomain, der: Uint8Array): X509Bundle {
   return bundleCache.get([td.name, der], () => X509Bundle.parse(td, der));
@@ -226,6 +227,7 @@ export class WorkloadApiClient {
   readonly #transport: GrpcTransport;
   readonly #backoff: BackoffOptions;
   readonly #timeoutMs: number;
+  readonly #lastRequest = new Map<string, { key: string; bytes: Uint8Array }>();
   #closed = false;
   readonly #watches = new Set<Watch>();
   // The agent answers every fetch with the same bytes until something rotates: the same bytes give the
@@ -264,7 +266,7 @@ export class WorkloadApiClient {
     this.#ensureOpen();
     const timeoutMs = options.timeoutMs ?? this.#timeoutMs;
     const deadline = timeoutMs > 0 ? Date.now() + timeoutMs : undefined;
-    const backoff = new Backoff(this.#backoff);
+    let backoff: Backoff | undefined; // most calls succeed at once: no backoff state for them
     const signal = options.signal;
     let retriedAtOnce = false;
     for (;;) {
@@ -273,9 +275,12 @@ export class WorkloadApiClient {
       const onAbort = () => cancel?.();
       signal?.addEventListener('abort', onAbort, { once: true });
       try {
-        return await run(deadline, (c) => {
-          cancel = c;
-        });
+        const onCancel = signal
+          ? (c: () => void) => {
+              cancel = c;
+            }
+          : ignoreCancel;
+        return await run(deadline, onCancel);
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
         const mapped = mapGrpcError(err, what);
@@ -286,11 +291,26 @@ export class WorkloadApiClient {
           continue;
         }
         // Keep trying until the time limit: the last wait is clamped so the final attempt lands on it.
+        backoff ??= new Backoff(this.#backoff);
         await sleep(Math.min(backoff.next(), remaining - 5), signal);
       } finally {
         signal?.removeEventListener('abort', onAbort);
       }
     }
+  }
+
+  /**
+   * The request bytes, reused while a method is asked the same question (a service fetching JWT-SVIDs for
+   * one audience): no protobuf encoding per fetch. Tokens sent for validation are not kept.
+   */
+  #encode(method: string, request: object, encode: (value: object) => Uint8Array): Uint8Array {
+    if (method === 'ValidateJWTSVID') return encode(request);
+    const key = JSON.stringify(request);
+    const last = this.#lastRequest.get(method);
+    if (last?.key === key) return last.bytes;
+    const bytes = encode(request);
+    this.#lastRequest.set(method, { key, bytes });
+    return bytes;
   }
 
   /**
@@ -339,7 +359,7 @@ export class WorkloadApiClient {
           else reject(new GrpcCallError(GrpcStatus.UNAVAILABLE, `${method} ended before any message`));
         },
       };
-      cancel = this.#transport.call(method, encode(request), deadline, handlers);
+      cancel = this.#transport.call(method, this.#encode(method, request, encode), deadline, handlers);
       onCancel(cancel);
     });
   }

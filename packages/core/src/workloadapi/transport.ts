@@ -94,6 +94,17 @@ function decodeGrpcMessage(value: string | string[] | undefined): string {
   }
 }
 
+// Framed copies of request messages the client reuses (it keeps the last encoded request per method).
+const framedRequests = new WeakMap<Uint8Array, Buffer>();
+function framed(message: Uint8Array): Buffer {
+  let out = framedRequests.get(message);
+  if (!out) {
+    out = frame(message);
+    framedRequests.set(message, out);
+  }
+  return out;
+}
+
 /** Encodes one length-prefixed, uncompressed gRPC message. */
 function frame(message: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(5 + message.length);
@@ -335,7 +346,7 @@ export class GrpcTransport {
             : `stream closed without a status (HTTP/2 code ${st.rstCode})`;
       finish(new GrpcCallError(GrpcStatus.UNAVAILABLE, why, connected));
     });
-    st.end(frame(request));
+    st.end(framed(request));
     return cancel;
   }
 
