@@ -53,12 +53,19 @@ function safe(m: SpiffeIdMatcher, id: SpiffeId): boolean {
 /** Matches when every matcher matches. With no matchers, matches nothing. */
 export function matchAll(...matchers: SpiffeIdMatcher[]): SpiffeIdMatcher {
   if (matchers.length === 0) return () => false;
-  return (id) => matchers.every((m) => safe(m, id));
+  return (id) => {
+    for (const m of matchers) if (!safe(m, id)) return false;
+    return true;
+  };
 }
 
 /** Matches when at least one matcher matches. With no matchers, matches nothing. */
 export function matchSome(...matchers: SpiffeIdMatcher[]): SpiffeIdMatcher {
-  return (id) => matchers.some((m) => safe(m, id));
+  // Runs on every authorized request: a plain loop, no closure per call.
+  return (id) => {
+    for (const m of matchers) if (safe(m, id)) return true;
+    return false;
+  };
 }
 
 /**
@@ -81,6 +88,10 @@ export type SpiffeIdAllowlist =
 export function toMatcher(allow: SpiffeIdAllowlist): SpiffeIdMatcher {
   if (typeof allow === 'function') return allow;
   if (Array.isArray(allow)) {
+    // The common allowlist, exact IDs only, is one set lookup.
+    if (allow.every((e) => e instanceof SpiffeId || typeof e === 'string')) {
+      return matchOneOf(...(allow as Array<SpiffeId | string>));
+    }
     return matchSome(...allow.map((entry) => toMatcher(entry as SpiffeIdAllowlist)));
   }
   if (allow instanceof SpiffeId || typeof allow === 'string') return matchId(allow);

@@ -164,10 +164,14 @@ export class SpiffeId {
   readonly trustDomain: TrustDomain;
   /** The path, `""` or starting with `/`. */
   readonly path: string;
+  // Built once: IDs are compared by their string on every authorized request (matchers, allowlists), and
+  // rebuilding it each time made a fresh string to flatten and compare per check.
+  readonly #string: string;
 
   private constructor(trustDomain: TrustDomain, path: string) {
     this.trustDomain = trustDomain;
     this.path = path;
+    this.#string = `${SCHEME_PREFIX}${trustDomain.name}${path}`;
     Object.freeze(this);
   }
 
@@ -233,7 +237,7 @@ export class SpiffeId {
   }
 
   toString(): string {
-    return `${SCHEME_PREFIX}${this.trustDomain.name}${this.path}`;
+    return this.#string;
   }
 
   toJSON(): string {

@@ -206,6 +206,8 @@ describe('toMatcher', () => {
       String(PAYMENTS),
       String(PARTNER),
     ]);
+    // IDs only (a set lookup inside): exactly those IDs, given as SpiffeId or string.
+    assert.deepEqual(accepted(toMatcher([ORDERS, String(PAYMENTS)])), [String(ORDERS), String(PAYMENTS)]);
   });
 
   test('an empty array denies everything', () => {
