@@ -11,6 +11,7 @@ import {
   matchAny,
   matchMemberOf,
   matchSome,
+  peerSpiffeId,
   type SpiffeId,
   type SpiffeIdAllowlist,
   type SpiffeIdMatcher,
@@ -71,6 +72,11 @@ function routeOf(req: Request): string {
   return typeof route?.path === 'string' ? `${req.baseUrl}${route.path}` : `${req.baseUrl}${req.path}`;
 }
 
+// Always the value derived from the socket's verification; written only when not already there.
+function setPeer(req: Request, id: SpiffeId | null): void {
+  if (req.spiffeId !== id) req.spiffeId = id;
+}
+
 function socketOf(req: Request): Socket {
   return req.socket;
 }
@@ -94,7 +100,14 @@ export function createSpiffeHttpsServer(
   options: SpiffeHttpsServerOptions = {},
 ): https.Server {
   const spiffe = createSpiffeTlsServer({ ...options, source, authorize: options.authorize ?? matchAny() });
-  const server = https.createServer(spiffe.options, app);
+  // The verified peer ID goes on the request while it is still a plain IncomingMessage: adding a property
+  // after Express has re-prototyped the request costs about a microsecond per request (a slow-path store);
+  // the middleware then finds the value already in place and only checks it.
+  const listener: RequestListener = (req, res) => {
+    (req as Request).spiffeId = peerSpiffeId(req.socket) ?? null;
+    app(req, res);
+  };
+  const server = https.createServer(spiffe.options, listener);
   const detach = spiffe.attach(server as tls.Server);
   server.once('close', detach);
   return server;
@@ -108,7 +121,7 @@ export function spiffeIdentity(): RequestHandler {
   const any = matchAny();
   return (req, _res, next) => {
     const decision = authorizeSocketPeer(socketOf(req), any);
-    req.spiffeId = decision.ok ? decision.id : null;
+    setPeer(req, decision.ok ? decision.id : null);
     next();
   };
 }
@@ -135,11 +148,11 @@ export function requirePeer(allow: SpiffeIdAllowlist, options: DenialOptions = {
     const decision = authorizeSocketPeer(socketOf(req), matcher);
     if (!decision.ok) {
       // Only an ID that passed TLS verification is ever exposed, even on a rejected request.
-      req.spiffeId = decision.id ?? null;
+      setPeer(req, decision.id ?? null);
       deny(req, res, decision.status, decision.message, decision.id, options);
       return;
     }
-    req.spiffeId = decision.id;
+    setPeer(req, decision.id);
     next();
   };
 }

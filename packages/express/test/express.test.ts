@@ -114,6 +114,10 @@ for (const [flavour, express] of flavours) {
       app.get('/nobody', allowSpiffeIds(), (_req, res) => {
         res.send('never');
       });
+      // No SPIFFE middleware on this route: the server alone puts the verified ID on the request.
+      app.get('/plain', (req, res) => {
+        res.json({ caller: req.spiffeId?.toString() ?? null });
+      });
       server = createSpiffeHttpsServer(app, serverSource);
       base = await listen(server);
     });
@@ -131,6 +135,7 @@ for (const [flavour, express] of flavours) {
         assert.equal(res.status, 200);
         assert.deepEqual(JSON.parse(res.body), { caller: PAYMENTS });
         assert.deepEqual(JSON.parse((await call(base, c.dispatcher, '/whoami')).body), { caller: PAYMENTS });
+        assert.deepEqual(JSON.parse((await call(base, c.dispatcher, '/plain')).body), { caller: PAYMENTS });
       } finally {
         await c.dispatcher.close();
         await c.source.close();
