@@ -77,7 +77,8 @@ const B64URL_OR_EMPTY = /^[A-Za-z0-9_-]*$/; // an empty signature is judged by t
 
 /** One base64url segment of a compact JWS as a JSON object (what jose's decoders do, with one split). */
 function jsonSegment(segment: string, what: string): Record<string, unknown> {
-  if (!B64URL.test(segment)) throw new Error(`${what} is not base64url`);
+  // A remainder of one character is no base64url length; Buffer would silently drop it.
+  if (!B64URL.test(segment) || segment.length % 4 === 1) throw new Error(`${what} is not base64url`);
   const value: unknown = JSON.parse(Buffer.from(segment, 'base64url').toString('utf8'));
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error(`${what} is not an object`);
   return value as Record<string, unknown>;

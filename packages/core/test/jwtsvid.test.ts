@@ -434,6 +434,8 @@ describe('parseAndValidateJwtSvid: integrity and shape', () => {
       `${h}.${b64u('"a string"')}.${s}`,
       `${b64u([])}.${p}.${s}`,
       `${h}.!!!.${s}`,
+      `${h}A.${p}.${s}`, // a base64url length no encoder produces (Buffer would drop the extra character)
+      `${h}.${p}A.${s}`,
       `${h}=.${p}.${s}`,
       `${h}.${p}.${s}!!`,
       undefined,
@@ -477,6 +479,9 @@ describe('insecureParseJwtSvid', () => {
   test('still rejects garbage and tokens that are not JWT-SVIDs', () => {
     insecureThrows('garbage', 'JWTSVID_MALFORMED');
     insecureThrows('a.b', 'JWTSVID_MALFORMED');
+    const [h, p, s] = tokenA().split('.') as [string, string, string];
+    insecureThrows(`${h}A.${p}.${s}`, 'JWTSVID_MALFORMED'); // no base64url length (one character over)
+    insecureThrows(`${h}.${p}A.${s}`, 'JWTSVID_MALFORMED');
     insecureThrows('', 'JWTSVID_MALFORMED');
     insecureThrows(undefined, 'JWTSVID_MALFORMED');
     insecureThrows(`${b64u({ alg: 'none' })}.${b64u(claims())}.`, 'JWTSVID_UNSUPPORTED_ALG');
