@@ -18,7 +18,7 @@ import {
   type X509BundlesResponseMessage,
   type X509SVIDResponseMessage,
 } from './proto.js';
-import { type CallHandlers, GrpcCallError, GrpcStatus, GrpcTransport } from './transport.js';
+import { type CallHandlers, frame, GrpcCallError, GrpcStatus, GrpcTransport } from './transport.js';
 
 /** What FetchX509SVID delivers: every SVID of the workload and the bundles it trusts. */
 export interface X509Context {
@@ -300,15 +300,15 @@ export class WorkloadApiClient {
   }
 
   /**
-   * The request bytes, reused while a method is asked the same question (a service fetching JWT-SVIDs for
-   * one audience): no protobuf encoding per fetch. Tokens sent for validation are not kept.
+   * The framed request, reused while a method is asked the same question (a service fetching JWT-SVIDs for
+   * one audience): no protobuf encoding or framing per fetch. Tokens sent for validation are not kept.
    */
   #encode(method: string, request: object, encode: (value: object) => Uint8Array): Uint8Array {
-    if (method === 'ValidateJWTSVID') return encode(request);
+    if (method === 'ValidateJWTSVID') return frame(encode(request));
     const key = JSON.stringify(request);
     const last = this.#lastRequest.get(method);
     if (last?.key === key) return last.bytes;
-    const bytes = encode(request);
+    const bytes = frame(encode(request));
     this.#lastRequest.set(method, { key, bytes });
     return bytes;
   }
@@ -459,7 +459,7 @@ export class WorkloadApiClient {
       }
     };
     const { encode, decode } = codec(method);
-    const request = encode({});
+    const request = frame(encode({}));
     const runOnce = () =>
       new Promise<GrpcCallError | undefined>((resolve) => {
         const cancel = this.#transport.call(method, request, undefined, {

@@ -94,19 +94,8 @@ function decodeGrpcMessage(value: string | string[] | undefined): string {
   }
 }
 
-// Framed copies of request messages the client reuses (it keeps the last encoded request per method).
-const framedRequests = new WeakMap<Uint8Array, Buffer>();
-function framed(message: Uint8Array): Buffer {
-  let out = framedRequests.get(message);
-  if (!out) {
-    out = frame(message);
-    framedRequests.set(message, out);
-  }
-  return out;
-}
-
-/** Encodes one length-prefixed, uncompressed gRPC message. */
-function frame(message: Uint8Array): Buffer {
+/** Encodes one length-prefixed, uncompressed gRPC message (what `call` sends). */
+export function frame(message: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(5 + message.length);
   out[0] = 0;
   out.writeUInt32BE(message.length, 1);
@@ -195,7 +184,7 @@ export class GrpcTransport {
   }
 
   /**
-   * Starts a call: sends `request` and delivers each response message until the server's status, a
+   * Starts a call: sends `request` (one message, already framed with `frame`) and delivers each response message until the server's status, a
    * transport failure, the deadline (epoch ms) or `cancel()`. Returns `cancel`.
    */
   call(method: string, request: Uint8Array, deadline: number | undefined, callHandlers: CallHandlers): () => void {
@@ -346,7 +335,7 @@ export class GrpcTransport {
             : `stream closed without a status (HTTP/2 code ${st.rstCode})`;
       finish(new GrpcCallError(GrpcStatus.UNAVAILABLE, why, connected));
     });
-    st.end(framed(request));
+    st.end(request);
     return cancel;
   }
 
