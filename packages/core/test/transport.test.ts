@@ -8,7 +8,7 @@ import http2 from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { WorkloadApiClient, WorkloadApiError, workloadApiServiceDefinition } from '@spiffe-ts/core';
+import { jsonToStruct, WorkloadApiClient, WorkloadApiError, workloadApiServiceDefinition } from '@spiffe-ts/core';
 
 type Handler = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => void;
 
@@ -180,6 +180,48 @@ describe('gRPC transport edge cases (raw HTTP/2 server)', () => {
       await assert.rejects(
         c.fetchJwtBundles(),
         (err: unknown) => err instanceof WorkloadApiError && err.grpcCode === 13,
+      );
+    } finally {
+      await c.close();
+    }
+  });
+
+  test('unary calls end on their status, with or without a message before it, and keep one connection', async () => {
+    const exp = Math.floor(Date.now() / 1000) + 600;
+    const validated = def.ValidateJWTSVID?.responseSerialize({
+      spiffe_id: 'spiffe://example.org/caller',
+      claims: jsonToStruct({ sub: 'spiffe://example.org/caller', aud: 'svc', exp }),
+    }) as Buffer;
+    let status = '0';
+    const resets: number[] = [];
+    handler = (stream) => {
+      stream.on('close', () => resets.push(stream.rstCode));
+      stream.respond(OK_HEADERS, { waitForTrailers: true });
+      stream.on('wantTrailers', () =>
+        stream.sendTrailers(status === '0' ? { 'grpc-status': '0' } : { 'grpc-status': status, 'grpc-message': 'bad' }),
+      );
+      stream.end(grpcFrame(validated));
+    };
+    const c = client();
+    const before = sessions;
+    try {
+      for (let i = 0; i < 50; i++) {
+        const svid = await c.validateJwtSvid('token', 'svc');
+        assert.equal(svid.id.toString(), 'spiffe://example.org/caller');
+        assert.deepEqual(svid.audience, ['svc']);
+      }
+      status = '3'; // a message, then an error status: the call fails with the status
+      await assert.rejects(
+        c.validateJwtSvid('token', 'svc'),
+        (err: unknown) => err instanceof WorkloadApiError && err.grpcCode === 3 && /bad/.test(err.message),
+      );
+      status = '0';
+      assert.equal((await c.validateJwtSvid('token', 'svc')).id.toString(), 'spiffe://example.org/caller');
+      assert.equal(sessions - before, 1, 'every call on one connection: none was torn down');
+      assert.equal(resets.length, 52);
+      assert.ok(
+        resets.every((code) => code === http2.constants.NGHTTP2_NO_ERROR),
+        `streams reset: ${resets}`,
       );
     } finally {
       await c.close();

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import diagnostics from 'node:diagnostics_channel';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -82,6 +83,30 @@ describe('Workload API client against the dev server on a real unix socket', () 
       });
       await assert.rejects(client.fetchJwtSvid({ audience: [] }), { code: 'WORKLOADAPI_INVALID_ARGUMENT' });
     } finally {
+      await client.close();
+    }
+  });
+
+  test('many unary calls, some failing with a status, all on one connection (grpc-js server)', async () => {
+    // A node:http2 server (grpc-js) closes a connection after 1,000 frames it counts as invalid, such as a
+    // reset of a stream that has already ended: more calls than that must stay on the first connection.
+    // Connections are counted from net.connect, so the client's retry on a lost connection cannot hide one.
+    let sockets = 0;
+    const count = () => sockets++;
+    diagnostics.subscribe('net.client.socket', count);
+    const client = new WorkloadApiClient({ address: server.address('payments') });
+    try {
+      const token = (await client.fetchJwtSvid({ audience: 'orders' })).token;
+      for (let i = 0; i < 1100; i++) {
+        assert.equal((await client.fetchJwtSvid({ audience: 'orders' })).token, token);
+        if (i % 250 === 0) {
+          assert.equal((await client.validateJwtSvid(token, 'orders')).id.toString(), PAYMENTS);
+          await assert.rejects(client.validateJwtSvid(token, 'someone-else'), { code: 'WORKLOADAPI_INVALID_ARGUMENT' });
+        }
+      }
+      assert.equal(sockets, 1, 'one connection for every call');
+    } finally {
+      diagnostics.unsubscribe('net.client.socket', count);
       await client.close();
     }
   });

@@ -213,6 +213,28 @@ class LastResponse<T> {
   }
 }
 
+/**
+ * Same request: the same fields with the same values. Workload API requests are flat (strings and string
+ * lists), compared in place rather than through a serialized key built on every call.
+ */
+function sameRequest(a: object, b: object): boolean {
+  const x = a as Readonly<Record<string, unknown>>;
+  const y = b as Readonly<Record<string, unknown>>;
+  let fields = 0;
+  for (const k in x) {
+    fields++;
+    const u = x[k];
+    const v = y[k];
+    if (u === v) continue;
+    if (!Array.isArray(u) || !Array.isArray(v) || u.length !== v.length) return false;
+    for (let i = 0; i < u.length; i++) if (u[i] !== v[i]) return false;
+  }
+  for (const _ in y) fields--;
+  return fields === 0;
+}
+
+const closedError = (): WorkloadApiError => new WorkloadApiError('WORKLOADAPI_ERROR', 'Workload API client is closed');
+
 function freezeContext(ctx: X509Context): X509Context {
   Object.freeze(ctx.svids);
   return Object.freeze(ctx);
@@ -227,7 +249,8 @@ export class WorkloadApiClient {
   readonly #transport: GrpcTransport;
   readonly #backoff: BackoffOptions;
   readonly #timeoutMs: number;
-  readonly #lastRequest = new Map<string, { key: string; bytes: Uint8Array }>();
+  // Request objects are the client's own (built per call, never handed out), so keeping one is safe.
+  readonly #lastRequest = new Map<string, { request: object; bytes: Uint8Array }>();
   #closed = false;
   readonly #watches = new Set<Watch>();
   // The agent answers every fetch with the same bytes until something rotates: the same bytes give the
@@ -251,26 +274,55 @@ export class WorkloadApiClient {
   }
 
   #ensureOpen(): void {
-    if (this.#closed) throw new WorkloadApiError('WORKLOADAPI_ERROR', 'Workload API client is closed');
+    if (this.#closed) throw closedError();
   }
 
   /**
    * Runs a call, retrying UNAVAILABLE with backoff until the time limit or abort (the agent may be starting).
    * A connection lost under the call is retried once at once: the next call opens a fresh connection.
    */
-  async #oneShot<T>(
+  #oneShot<T>(
     what: string,
     options: CallOptions,
     run: (deadline: number | undefined, onCancel: (cancel: () => void) => void) => Promise<T>,
   ): Promise<T> {
-    this.#ensureOpen();
+    if (this.#closed) return Promise.reject(closedError());
     const timeoutMs = options.timeoutMs ?? this.#timeoutMs;
     const deadline = timeoutMs > 0 ? Date.now() + timeoutMs : undefined;
-    let backoff: Backoff | undefined; // most calls succeed at once: no backoff state for them
     const signal = options.signal;
+    if (signal) return this.#retrying(what, signal, deadline, run, undefined);
+    // Nearly every call succeeds at once: it gets no async frame, abort wiring or backoff state.
+    return run(deadline, ignoreCancel).catch((error: unknown) =>
+      this.#retrying(what, undefined, deadline, run, { error }),
+    );
+  }
+
+  async #retrying<T>(
+    what: string,
+    signal: AbortSignal | undefined,
+    deadline: number | undefined,
+    run: (deadline: number | undefined, onCancel: (cancel: () => void) => void) => Promise<T>,
+    failed: { error: unknown } | undefined,
+  ): Promise<T> {
+    let backoff: Backoff | undefined;
     let retriedAtOnce = false;
+    let failure = failed;
     for (;;) {
       if (signal?.aborted) throw signal.reason;
+      if (failure) {
+        const err = failure.error;
+        failure = undefined;
+        const mapped = mapGrpcError(err, what);
+        const remaining = deadline === undefined ? Number.POSITIVE_INFINITY : deadline - Date.now();
+        if (mapped.grpcCode !== GrpcStatus.UNAVAILABLE || this.#closed || remaining <= 5) throw mapped;
+        if (err instanceof GrpcCallError && err.connectionLost && !retriedAtOnce) {
+          retriedAtOnce = true;
+        } else {
+          // Keep trying until the time limit: the last wait is clamped so the final attempt lands on it.
+          backoff ??= new Backoff(this.#backoff);
+          await sleep(Math.min(backoff.next(), remaining - 5), signal);
+        }
+      }
       let cancel: (() => void) | undefined;
       const onAbort = () => cancel?.();
       signal?.addEventListener('abort', onAbort, { once: true });
@@ -281,18 +333,9 @@ export class WorkloadApiClient {
             }
           : ignoreCancel;
         return await run(deadline, onCancel);
-      } catch (err) {
+      } catch (error) {
         if (signal?.aborted) throw signal.reason;
-        const mapped = mapGrpcError(err, what);
-        const remaining = deadline === undefined ? Number.POSITIVE_INFINITY : deadline - Date.now();
-        if (mapped.grpcCode !== GrpcStatus.UNAVAILABLE || this.#closed || remaining <= 5) throw mapped;
-        if (err instanceof GrpcCallError && err.connectionLost && !retriedAtOnce) {
-          retriedAtOnce = true;
-          continue;
-        }
-        // Keep trying until the time limit: the last wait is clamped so the final attempt lands on it.
-        backoff ??= new Backoff(this.#backoff);
-        await sleep(Math.min(backoff.next(), remaining - 5), signal);
+        failure = { error };
       } finally {
         signal?.removeEventListener('abort', onAbort);
       }
@@ -305,11 +348,10 @@ export class WorkloadApiClient {
    */
   #encode(method: string, request: object, encode: (value: object) => Uint8Array): Uint8Array {
     if (method === 'ValidateJWTSVID') return frame(encode(request));
-    const key = JSON.stringify(request);
     const last = this.#lastRequest.get(method);
-    if (last?.key === key) return last.bytes;
+    if (last && sameRequest(last.request, request)) return last.bytes;
     const bytes = frame(encode(request));
-    this.#lastRequest.set(method, { key, bytes });
+    this.#lastRequest.set(method, { request, bytes });
     return bytes;
   }
 
@@ -399,6 +441,16 @@ export class WorkloadApiClient {
 
   /** Fetches JWT-SVIDs for the audience (all of the workload's identities, or the one asked for). */
   fetchJwtSvids(params: JwtSvidParams, options: CallOptions = {}): Promise<JwtSvid[]> {
+    // a new array each time: the SVIDs in it are immutable and shared, the array is the caller's
+    return this.#fetchJwt(params, options, (svids) => [...svids]);
+  }
+
+  /** Fetches one JWT-SVID (the first / default identity unless `subject` is given). */
+  fetchJwtSvid(params: JwtSvidParams, options: CallOptions = {}): Promise<JwtSvid> {
+    return this.#fetchJwt(params, options, (svids) => svids[0] as JwtSvid);
+  }
+
+  #fetchJwt<T>(params: JwtSvidParams, options: CallOptions, pick: (svids: readonly JwtSvid[]) => T): Promise<T> {
     const audience = typeof params.audience === 'string' ? [params.audience] : [...params.audience];
     if (audience.length === 0 || audience.some((a) => typeof a !== 'string' || a === '')) {
       return Promise.reject(new WorkloadApiError('WORKLOADAPI_INVALID_ARGUMENT', 'audience must be specified'));
@@ -410,15 +462,9 @@ export class WorkloadApiClient {
       return Promise.reject(err);
     }
     const request: JWTSVIDRequestMessage = { audience, spiffe_id: subject };
-    return this.#oneShot('FetchJWTSVID', options, async (deadline, onCancel) => [
-      // a new array each time: the SVIDs in it are immutable and shared, the array is the caller's
-      ...(await this.#first('FetchJWTSVID', request, true, deadline, onCancel, (b) => this.#jwtMemo.read(b))),
-    ]);
-  }
-
-  /** Fetches one JWT-SVID (the first / default identity unless `subject` is given). */
-  async fetchJwtSvid(params: JwtSvidParams, options: CallOptions = {}): Promise<JwtSvid> {
-    return (await this.fetchJwtSvids(params, options))[0] as JwtSvid;
+    return this.#oneShot('FetchJWTSVID', options, (deadline, onCancel) =>
+      this.#first('FetchJWTSVID', request, true, deadline, onCancel, (b) => pick(this.#jwtMemo.read(b))),
+    );
   }
 
   /** Asks the Workload API to validate a JWT-SVID for an audience. */

@@ -197,11 +197,14 @@ export class GrpcTransport {
     let have = 0;
     let need = 5;
     let inMessage = false;
-    const finish = (error: GrpcCallError | undefined) => {
+    // `reset`: stop the stream (cancel, deadline, a bad response). Never after the server's status: the
+    // server has ended the stream, and a node:http2 server (grpc-js, the dev server) counts a reset of an
+    // ended stream as an invalid frame and drops the connection after 1,000 of them.
+    const finish = (error: GrpcCallError | undefined, reset = true) => {
       if (ended) return;
       ended = true;
       if (deadline !== undefined) this.#deadlines.delete(expire);
-      if (stream && !stream.closed) stream.close(NGHTTP2_CANCEL);
+      if (reset && stream && !stream.closed) stream.close(NGHTTP2_CANCEL);
       if (session) this.#use(session, -1);
       // node:http2 streams outlive the call (their native handle keeps them through minor GCs), and with
       // them our listeners: let go of the caller's handlers and buffers so those can die young.
@@ -309,22 +312,29 @@ export class GrpcTransport {
     st.on('error', (err) => {
       streamError = err;
     });
-    st.on('close', () => {
-      if (ended) return;
+    // The call's outcome, once the status has arrived (trailers, or a trailers-only response).
+    const settle = (): boolean => {
       const status = trailers ?? (trailersOnly ? responseHeaders : undefined);
-      if (status) {
-        const code = Number(status['grpc-status']);
-        if (!Number.isInteger(code)) {
-          finish(new GrpcCallError(GrpcStatus.UNKNOWN, 'response ended without a grpc-status'));
-        } else if (code === GrpcStatus.OK && have > 0) {
-          finish(new GrpcCallError(GrpcStatus.INTERNAL, 'response ended inside a message'));
-        } else {
-          finish(
-            code === GrpcStatus.OK ? undefined : new GrpcCallError(code, decodeGrpcMessage(status['grpc-message'])),
-          );
-        }
-        return;
+      if (!status) return false;
+      const code = Number(status['grpc-status']);
+      if (!Number.isInteger(code)) {
+        finish(new GrpcCallError(GrpcStatus.UNKNOWN, 'response ended without a grpc-status'), false);
+      } else if (code === GrpcStatus.OK && have > 0) {
+        finish(new GrpcCallError(GrpcStatus.INTERNAL, 'response ended inside a message'), false);
+      } else {
+        const error =
+          code === GrpcStatus.OK ? undefined : new GrpcCallError(code, decodeGrpcMessage(status['grpc-message']));
+        finish(error, false);
       }
+      return true;
+    };
+    // The response has been read to its end: with the status in hand the call is over, without waiting for
+    // 'close' (which node:http2 emits after tearing the stream down, a few microseconds later).
+    st.on('end', () => {
+      if (!ended) settle();
+    });
+    st.on('close', () => {
+      if (ended || settle()) return;
       // No status: the stream was reset or the connection went away. Every Workload API call is a read, so
       // this is reported as UNAVAILABLE (retried) whatever the point at which it happened.
       const why =
