@@ -283,6 +283,24 @@ describe('gRPC transport edge cases (raw HTTP/2 server)', () => {
     }
   });
 
+  test('aborting a call in flight rejects it with the reason at once and resets its stream', async () => {
+    const closed: number[] = [];
+    handler = (stream) => stream.on('close', () => closed.push(stream.rstCode)); // never answers
+    const c = client({ timeoutMs: 5000 });
+    try {
+      const ac = new AbortController();
+      const t0 = performance.now();
+      const call = c.fetchJwtBundles({ signal: ac.signal });
+      setTimeout(() => ac.abort(new Error('caller gave up')), 150);
+      await assert.rejects(call, /caller gave up/);
+      assert.ok(performance.now() - t0 < 1000, 'rejected on abort, not at the time limit');
+      for (let i = 0; i < 50 && closed.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.deepEqual(closed, [http2.constants.NGHTTP2_CANCEL], 'the server saw the stream cancelled');
+    } finally {
+      await c.close();
+    }
+  });
+
   test('an idle client does not keep the process alive; an open watch does', async () => {
     const script = (watch: boolean) => `
       import { WorkloadApiClient } from '@spiffe-ts/core';
