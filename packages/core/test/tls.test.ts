@@ -36,6 +36,12 @@ function clientSource(svid: X509Svid): StaticX509Source {
   return new StaticX509Source(svid, new X509BundleSet([ca.x509Bundle(), partner.x509Bundle()]));
 }
 
+/** The serial number of the client certificate the server receives on its next connection. */
+async function serialSeenByServer(): Promise<string | undefined> {
+  const [socket] = (await once(server, 'secureConnection')) as [import('node:tls').TLSSocket];
+  return socket.getPeerX509Certificate()?.serialNumber;
+}
+
 async function get(svid: X509Svid, expectServer = SERVER): Promise<{ status: number; body: string }> {
   const dispatcher = createSpiffeDispatcher({ source: clientSource(svid), authorize: matchId(expectServer) });
   try {
@@ -161,6 +167,58 @@ describe('SPIFFE mTLS with node:https and real sockets', () => {
     });
     agent.destroy();
     assert.equal(body, ALLOWED);
+  });
+
+  test('client connections share a TLS context per SVID and bundle set, and follow the source as it rotates', async () => {
+    const { spiffeTlsConnectOptions } = await import('@spiffe-ts/core');
+    const first = await ca.issueX509Svid(ALLOWED);
+    const source = new StaticX509Source(first, new X509BundleSet([stranger.x509Bundle()])); // server not trusted
+    const connect = () => connectSpiffeTls({ source, authorize: matchId(SERVER), host: '127.0.0.1', port });
+    const a = spiffeTlsConnectOptions({ source, authorize: matchAny() });
+    const b = spiffeTlsConnectOptions({ source, authorize: matchAny() });
+    assert.ok(a.secureContext && a.secureContext === b.secureContext, 'one context for the same material');
+    await assert.rejects(connect(), 'the bundle does not hold the server CA');
+
+    // The bundle now trusts the server: a new context, so the handshake's chain check uses the new bundle.
+    source.update(first, new X509BundleSet([ca.x509Bundle(), partner.x509Bundle()]));
+    let seen = serialSeenByServer();
+    let socket = await connect();
+    assert.equal(await seen, first.leaf.serialNumber);
+    socket.destroy();
+    // A new client SVID: new connections present it.
+    const second = await ca.issueX509Svid(ALLOWED);
+    source.update(second);
+    seen = serialSeenByServer();
+    socket = await connect();
+    assert.equal(await seen, second.leaf.serialNumber);
+    socket.destroy();
+  });
+
+  test('tlsOptions that shape the TLS context are honored (they get a context of their own)', async () => {
+    const { spiffeTlsConnectOptions } = await import('@spiffe-ts/core');
+    const source = clientSource(await ca.issueX509Svid(ALLOWED));
+    assert.equal(
+      spiffeTlsConnectOptions({ source, authorize: matchAny(), tlsOptions: { maxVersion: 'TLSv1.2' } }).secureContext,
+      undefined,
+    );
+    const tls12 = await connectSpiffeTls({
+      source,
+      authorize: matchAny(),
+      host: '127.0.0.1',
+      port,
+      tlsOptions: { maxVersion: 'TLSv1.2' },
+    });
+    assert.equal(tls12.getProtocol(), 'TLSv1.2');
+    tls12.destroy();
+    const shared = await connectSpiffeTls({
+      source,
+      authorize: matchAny(),
+      host: '127.0.0.1',
+      port,
+      tlsOptions: { ALPNProtocols: ['http/1.1'] },
+    });
+    assert.equal(shared.getProtocol(), 'TLSv1.3');
+    shared.destroy();
   });
 
   test('live rotation: new handshakes use the new server SVID, open connections keep working', async () => {

@@ -42,7 +42,7 @@ function peerKey(socket: tls.TLSSocket): string | undefined {
 
 function remember(socket: tls.TLSSocket, id: SpiffeId): void {
   const key = peerKey(socket);
-  const raw = socket.getPeerCertificate()?.raw;
+  const raw = socket.getPeerX509Certificate()?.raw; // not getPeerCertificate(): no names, fingerprints to build
   if (!key || !raw) return;
   const entry: VerifiedConnection = { id, raw };
   let set = verifiedConnections.get(key);
