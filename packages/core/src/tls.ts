@@ -140,6 +140,9 @@ function material(svid: X509Svid, bundles: X509BundleSet): Material {
   return m;
 }
 
+// Our default floor, for servers, client connect options and the shared client context alike.
+const MIN_TLS_VERSION = 'TLSv1.2';
+
 // The connect options node:tls reads when it builds a SecureContext (tls.createSecureContext).
 const CONTEXT_OPTIONS = [
   'ca',
@@ -174,7 +177,7 @@ const clientContexts = new WeakMap<Material, tls.SecureContext>();
 function clientContext(m: Material): tls.SecureContext {
   let ctx = clientContexts.get(m);
   if (!ctx) {
-    ctx = tls.createSecureContext({ minVersion: 'TLSv1.2', key: m.key, cert: m.cert, ca: m.ca });
+    ctx = tls.createSecureContext({ minVersion: MIN_TLS_VERSION, key: m.key, cert: m.cert, ca: m.ca });
     clientContexts.set(m, ctx);
   }
   return ctx;
@@ -218,7 +221,7 @@ export function createSpiffeTlsServer(options: SpiffeTlsServerOptions): SpiffeTl
   const { source } = options;
   const authorizer = toMatcher(options.authorize);
   const base: tls.TlsOptions = {
-    minVersion: 'TLSv1.2',
+    minVersion: MIN_TLS_VERSION,
     ...options.tlsOptions,
     requestCert: true,
     rejectUnauthorized: true,
@@ -291,7 +294,7 @@ export function spiffeTlsConnectOptions(
   const material = tlsMaterial(options.source);
   const extra = options.tlsOptions;
   return {
-    minVersion: 'TLSv1.2',
+    minVersion: MIN_TLS_VERSION,
     ...extra,
     ...material,
     // node:tls builds a SecureContext per connection from these PEM strings (~0.9 ms: key, certificates,
