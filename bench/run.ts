@@ -81,12 +81,7 @@ const plainClient: tls.ConnectionOptions = {
 
 const plainClientSharedContext: tls.ConnectionOptions = {
   ...plainClient,
-  secureContext: tls.createSecureContext({
-    cert: plainClient.cert,
-    key: plainClient.key,
-    ca: plainClient.ca,
-    minVersion: 'TLSv1.2',
-  }),
+  secureContext: tls.createSecureContext(plainClient), // what tls.connect builds per connection, once
 };
 
 const children: ChildProcess[] = [];

@@ -1,4 +1,4 @@
-import { constants as cryptoConstants, type X509Certificate } from 'node:crypto';
+import { constants as cryptoConstants } from 'node:crypto';
 import type { AgentOptions as HttpsAgentOptions, Agent as HttpsAgentType } from 'node:https';
 import { Agent as HttpsAgent } from 'node:https';
 import { isIP, type Socket } from 'node:net';
@@ -36,14 +36,27 @@ export function peerSpiffeId(socket: Socket | tls.TLSSocket | null | undefined):
  * per handshake, more than the rest of the SPIFFE checks together.
  */
 export function peerCertificateChain(socket: tls.TLSSocket): Buffer[] {
+  return derChain(socket.getPeerX509Certificate());
+}
+
+/** A certificate as node:tls links it to its issuer: X509Certificate, or getPeerCertificate(true)'s objects. */
+interface LinkedCertificate<C> {
+  readonly raw?: Buffer;
+  readonly issuerCertificate?: C;
+}
+
+/** DER of `leaf` and its issuers, leaf first, up to a self-issued one (at most 16). */
+function derChain<C extends LinkedCertificate<C>>(leaf: C | undefined): Buffer[] {
   const out: Buffer[] = [];
-  let cur: X509Certificate | undefined = socket.getPeerX509Certificate();
-  while (cur && out.length < 16) {
-    const raw = cur.raw;
+  let cur = leaf;
+  let raw = cur?.raw; // a getter that copies, on X509Certificate: read once per certificate
+  while (cur && raw && out.length < 16) {
     out.push(raw);
-    const issuer: X509Certificate | undefined = cur.issuerCertificate;
-    if (!issuer || issuer === cur || issuer.raw.equals(raw)) break;
+    const issuer: C | undefined = cur.issuerCertificate;
+    const issuerRaw = issuer?.raw;
+    if (!issuer || issuer === cur || !issuerRaw || issuerRaw.equals(raw)) break;
     cur = issuer;
+    raw = issuerRaw;
   }
   return out;
 }
@@ -322,16 +335,7 @@ export function spiffeCheckServerIdentity(
   const authorizer = toMatcher(authorize);
   return (_host, cert) => {
     try {
-      const chain: Buffer[] = [];
-      let cur: tls.DetailedPeerCertificate | undefined = cert as tls.DetailedPeerCertificate;
-      while (cur?.raw && chain.length < 16) {
-        chain.push(cur.raw);
-        if (!cur.issuerCertificate || cur.issuerCertificate === cur || cur.issuerCertificate.raw?.equals(cur.raw)) {
-          break;
-        }
-        cur = cur.issuerCertificate;
-      }
-      const id = verifyPeer(chain, bundles, authorizer);
+      const id = verifyPeer(derChain(cert as tls.DetailedPeerCertificate), bundles, authorizer);
       onVerified?.(id);
       return undefined;
     } catch (err) {

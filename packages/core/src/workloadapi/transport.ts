@@ -184,8 +184,9 @@ export class GrpcTransport {
   }
 
   /**
-   * Starts a call: sends `request` (one message, already framed with `frame`) and delivers each response message until the server's status, a
-   * transport failure, the deadline (epoch ms) or `cancel()`. Returns `cancel`.
+   * Starts a call: sends `request` (one message, already framed with `frame`) and delivers each response
+   * message until the server's status, a transport failure, the deadline (epoch ms) or `cancel()`.
+   * Returns `cancel`.
    */
   call(method: string, request: Uint8Array, deadline: number | undefined, callHandlers: CallHandlers): () => void {
     let handlers = callHandlers;
