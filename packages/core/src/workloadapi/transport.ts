@@ -1,8 +1,10 @@
-import http2 from 'node:http2';
 import net from 'node:net';
+import { Http2Connection, type StreamEvents } from './h2.js';
+import { encodeLiterals, type HeaderList } from './hpack.js';
 
 /**
- * A minimal gRPC client transport (the HTTP/2 protocol in grpc/doc/PROTOCOL-HTTP2.md) over node:http2, for
+ * A minimal gRPC client transport (the HTTP/2 protocol in grpc/doc/PROTOCOL-HTTP2.md) over our own HTTP/2
+ * connection (h2.ts), for
  * the five calls of the Workload API. A general-purpose gRPC stack (name resolution, load balancing, service
  * config, retries, channelz) costs a round trip several times what the socket does; the Workload API needs
  * none of it: one local endpoint, plaintext, identity-free requests. Reconnecting and backoff live in the
@@ -56,8 +58,6 @@ export interface TransportOptions {
   headers?: Readonly<Record<string, string>>;
 }
 
-const { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM } = http2.constants;
-
 // One shared value: a one-shot fetch cancels its stream after the first message, on every call, and an
 // Error per call (with its captured stack) is measurable in the tail latency.
 const CANCELLED = new GrpcCallError(GrpcStatus.CANCELLED, 'call cancelled');
@@ -85,8 +85,14 @@ function fromHttpStatus(status: number): number {
   }
 }
 
-function decodeGrpcMessage(value: string | string[] | undefined): string {
-  const s = Array.isArray(value) ? value.join(',') : (value ?? '');
+/** The value of a field (several joined with ","), or undefined. */
+function field(fields: HeaderList, name: string): string | undefined {
+  let value: string | undefined;
+  for (const [n, v] of fields) if (n === name) value = value === undefined ? v : `${value},${v}`;
+  return value;
+}
+
+function decodeGrpcMessage(s: string): string {
   try {
     return decodeURIComponent(s);
   } catch {
@@ -104,11 +110,15 @@ export function frame(message: Uint8Array): Buffer {
 }
 
 export class GrpcTransport {
-  readonly #target: string;
+  readonly #connect: () => net.Socket;
+  readonly #authority: string;
   readonly #maxMessageBytes: number;
   readonly #headers: Readonly<Record<string, string>>;
-  #session: http2.ClientHttp2Session | undefined;
-  readonly #active = new Map<http2.ClientHttp2Session, number>();
+  // Request headers of each method, HPACK-encoded once; a call appends only its grpc-timeout.
+  readonly #blocks = new Map<string, Buffer>();
+  #connection: Http2Connection | undefined;
+  // Connections that may still have calls: the current one, and older ones finishing after a GOAWAY.
+  readonly #connections = new Set<Http2Connection>();
   // Deadlines of open calls, enforced by one timer armed for the earliest: a timer per call would create,
   // schedule and tear down a timer list on every fetch (they all share one timeout, so one fire covers them).
   readonly #deadlines = new Map<() => void, number>();
@@ -118,44 +128,53 @@ export class GrpcTransport {
 
   /** `target` as returned by `targetFromAddress`: `unix:///path`, `ipv4:IP:port` or `ipv6:[IP]:port`. */
   constructor(target: string, options: TransportOptions = {}) {
-    this.#target = target;
+    if (target.startsWith('unix://')) {
+      const path = target.slice('unix://'.length);
+      this.#connect = () => net.connect(path);
+      // :authority for a unix socket is "localhost", as grpc-go and grpc-js send.
+      this.#authority = 'localhost';
+    } else {
+      const hostPort = target.slice(target.indexOf(':') + 1); // "IP:port" or "[IPv6]:port"
+      const colon = hostPort.lastIndexOf(':');
+      const host = hostPort.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
+      const port = Number(hostPort.slice(colon + 1));
+      this.#connect = () => net.connect({ host, port });
+      this.#authority = hostPort;
+    }
     this.#maxMessageBytes = options.maxMessageBytes ?? 4 * 1024 * 1024;
     this.#headers = options.headers ?? {};
   }
 
-  #connect(): http2.ClientHttp2Session {
-    const t = this.#target;
-    const settings = { enablePush: false };
-    let session: http2.ClientHttp2Session;
-    if (t.startsWith('unix://')) {
-      const path = t.slice('unix://'.length);
-      // :authority for a unix socket is "localhost", as grpc-go and grpc-js send.
-      session = http2.connect('http://localhost', { settings, createConnection: () => net.connect(path) });
-    } else {
-      session = http2.connect(`http://${t.slice(t.indexOf(':') + 1)}`, { settings });
+  #block(method: string): Buffer {
+    let block = this.#blocks.get(method);
+    if (!block) {
+      block = encodeLiterals([
+        [':method', 'POST'],
+        [':scheme', 'http'],
+        [':path', `/SpiffeWorkloadAPI/${method}`],
+        [':authority', this.#authority],
+        ['content-type', 'application/grpc'],
+        ['te', 'trailers'],
+        ['user-agent', 'spiffe-ts'],
+        ...Object.entries(this.#headers).map(([k, v]) => [k.toLowerCase(), v] as const),
+      ]);
+      this.#blocks.set(method, block);
     }
-    // Failures reach every open stream as its own error; an 'error' without a listener would throw.
-    session.on('error', () => {});
-    const forget = () => {
-      if (this.#session === session) this.#session = undefined;
-    };
-    session.on('goaway', forget); // streams in flight may finish; new ones go to a new connection
-    session.on('close', () => {
-      forget();
-      this.#active.delete(session);
-    });
-    // An idle client must not keep the process alive; open calls do (ref'd while any is active).
-    session.unref();
-    return session;
+    return block;
   }
 
-  #use(session: http2.ClientHttp2Session, delta: 1 | -1): void {
-    const n = (this.#active.get(session) ?? 0) + delta;
-    if (n > 0) this.#active.set(session, n);
-    else this.#active.delete(session);
-    if (session.destroyed) return;
-    if (delta === 1 && n === 1) session.ref();
-    if (n === 0) session.unref();
+  #usableConnection(): Http2Connection {
+    const current = this.#connection;
+    if (current?.usable) return current;
+    const connection: Http2Connection = new Http2Connection(this.#connect, {
+      onGone: () => {
+        if (this.#connection === connection) this.#connection = undefined;
+      },
+      onClosed: () => this.#connections.delete(connection),
+    });
+    this.#connection = connection;
+    this.#connections.add(connection);
+    return connection;
   }
 
   #watchDeadline(expire: () => void, deadline: number): void {
@@ -191,24 +210,19 @@ export class GrpcTransport {
   call(method: string, request: Uint8Array, deadline: number | undefined, callHandlers: CallHandlers): () => void {
     let handlers = callHandlers;
     let ended = false;
-    let stream: http2.ClientHttp2Stream | undefined;
-    let session: http2.ClientHttp2Session | undefined;
+    let resetStream: (() => void) | undefined;
     // Message framing: a 1-byte compressed flag, a 4-byte big-endian length, then the message.
     let chunks: Buffer[] = [];
     let have = 0;
     let need = 5;
     let inMessage = false;
-    // `reset`: stop the stream (cancel, deadline, a bad response). Never after the server's status: the
-    // server has ended the stream, and a node:http2 server (grpc-js, the dev server) counts a reset of an
-    // ended stream as an invalid frame and drops the connection after 1,000 of them.
-    const finish = (error: GrpcCallError | undefined, reset = true) => {
+    // Ends the call once. Resetting the stream is safe after the server's status too: the connection never
+    // resets a stream the server has ended (see h2.ts).
+    const finish = (error: GrpcCallError | undefined) => {
       if (ended) return;
       ended = true;
       if (deadline !== undefined) this.#deadlines.delete(expire);
-      if (reset && stream && !stream.closed) stream.close(NGHTTP2_CANCEL);
-      if (session) this.#use(session, -1);
-      // node:http2 streams outlive the call (their native handle keeps them through minor GCs), and with
-      // them our listeners: let go of the caller's handlers and buffers so those can die young.
+      resetStream?.();
       const h = handlers;
       handlers = DONE;
       chunks = [];
@@ -221,59 +235,30 @@ export class GrpcTransport {
       return cancel;
     }
 
-    const headers: http2.OutgoingHttpHeaders = {
-      ':method': 'POST',
-      ':path': `/SpiffeWorkloadAPI/${method}`,
-      'content-type': 'application/grpc',
-      te: 'trailers',
-      'user-agent': 'spiffe-ts',
-      ...this.#headers,
-    };
+    let block = this.#block(method);
     if (deadline !== undefined) {
       const ms = Math.max(1, Math.ceil(deadline - Date.now()));
-      headers['grpc-timeout'] = `${ms}m`;
+      block = Buffer.concat([block, encodeLiterals([['grpc-timeout', `${ms}m`]])]);
       this.#watchDeadline(expire, deadline);
     }
-    try {
-      session = this.#session ?? this.#connect();
-      this.#session = session;
-      stream = session.request(headers);
-    } catch (err) {
-      // e.g. the session was destroyed between the check and the request
-      const s = session;
-      session = undefined;
-      if (s && this.#session === s) this.#session = undefined;
-      queueMicrotask(() =>
-        finish(new GrpcCallError(GrpcStatus.UNAVAILABLE, `connection failed: ${(err as Error).message}`, true)),
-      );
-      return cancel;
-    }
-    this.#use(session, 1);
-    const s = session;
-    const st = stream;
-    let connected = !s.connecting;
-    if (!connected) s.once('connect', () => (connected = true));
 
-    let responseHeaders: http2.IncomingHttpHeaders | undefined;
-    let trailersOnly = false;
-    let trailers: http2.IncomingHttpHeaders | undefined;
-    let streamError: Error | undefined;
-
-    st.on('response', (h, flags) => {
-      responseHeaders = h;
-      trailersOnly = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
-      const status = Number(h[':status']);
-      if (status !== 200) {
-        finish(new GrpcCallError(fromHttpStatus(status), `unexpected HTTP status ${status} from the Workload API`));
-        return;
+    let responseHeaders: HeaderList | undefined;
+    // The call's outcome from the block that carries its status (trailers, or a trailers-only response).
+    const settle = (status: HeaderList): void => {
+      const code = Number(field(status, 'grpc-status') ?? Number.NaN);
+      if (!Number.isInteger(code)) {
+        finish(new GrpcCallError(GrpcStatus.UNKNOWN, 'response ended without a grpc-status'));
+      } else if (code === GrpcStatus.OK && have > 0) {
+        finish(new GrpcCallError(GrpcStatus.INTERNAL, 'response ended inside a message'));
+      } else {
+        const error =
+          code === GrpcStatus.OK
+            ? undefined
+            : new GrpcCallError(code, decodeGrpcMessage(field(status, 'grpc-message') ?? ''));
+        finish(error);
       }
-      const ct = String(h['content-type'] ?? '');
-      if (!ct.startsWith('application/grpc')) {
-        finish(new GrpcCallError(GrpcStatus.UNKNOWN, `unexpected content-type "${ct}" from the Workload API`));
-      }
-    });
-    st.on('data', (chunk: Buffer) => {
-      if (ended) return;
+    };
+    const onData = (chunk: Buffer): void => {
       chunks.push(chunk);
       have += chunk.length;
       while (have >= need && !ended) {
@@ -306,47 +291,45 @@ export class GrpcTransport {
         inMessage = false;
         handlers.onMessage(message);
       }
-    });
-    st.on('trailers', (t) => {
-      trailers = t;
-    });
-    st.on('error', (err) => {
-      streamError = err;
-    });
-    // The call's outcome, once the status has arrived (trailers, or a trailers-only response).
-    const settle = (): boolean => {
-      const status = trailers ?? (trailersOnly ? responseHeaders : undefined);
-      if (!status) return false;
-      const code = Number(status['grpc-status']);
-      if (!Number.isInteger(code)) {
-        finish(new GrpcCallError(GrpcStatus.UNKNOWN, 'response ended without a grpc-status'), false);
-      } else if (code === GrpcStatus.OK && have > 0) {
-        finish(new GrpcCallError(GrpcStatus.INTERNAL, 'response ended inside a message'), false);
-      } else {
-        const error =
-          code === GrpcStatus.OK ? undefined : new GrpcCallError(code, decodeGrpcMessage(status['grpc-message']));
-        finish(error, false);
-      }
-      return true;
     };
-    // The response has been read to its end: with the status in hand the call is over, without waiting for
-    // 'close' (which node:http2 emits after tearing the stream down, a few microseconds later).
-    st.on('end', () => {
-      if (!ended) settle();
-    });
-    st.on('close', () => {
-      if (ended || settle()) return;
-      // No status: the stream was reset or the connection went away. Every Workload API call is a read, so
-      // this is reported as UNAVAILABLE (retried) whatever the point at which it happened.
-      const why =
-        st.rstCode === NGHTTP2_REFUSED_STREAM
-          ? 'stream refused'
-          : streamError
-            ? streamError.message
-            : `stream closed without a status (HTTP/2 code ${st.rstCode})`;
-      finish(new GrpcCallError(GrpcStatus.UNAVAILABLE, why, connected));
-    });
-    st.end(request);
+    const events: StreamEvents = {
+      onHeaders: (fields, endStream) => {
+        if (ended) return;
+        if (responseHeaders !== undefined) {
+          // Trailers: the status. A second block that does not end the stream is not gRPC.
+          if (endStream) settle(fields);
+          else finish(new GrpcCallError(GrpcStatus.INTERNAL, 'unexpected second header block'));
+          return;
+        }
+        responseHeaders = fields;
+        const status = Number(field(fields, ':status'));
+        if (status !== 200) {
+          finish(new GrpcCallError(fromHttpStatus(status), `unexpected HTTP status ${status} from the Workload API`));
+          return;
+        }
+        const ct = field(fields, 'content-type') ?? '';
+        if (!ct.startsWith('application/grpc')) {
+          finish(new GrpcCallError(GrpcStatus.UNKNOWN, `unexpected content-type "${ct}" from the Workload API`));
+          return;
+        }
+        if (endStream) settle(fields); // trailers-only
+      },
+      onData: (chunk, endStream) => {
+        if (ended) return;
+        if (responseHeaders === undefined) {
+          finish(new GrpcCallError(GrpcStatus.INTERNAL, 'response data before its headers'));
+          return;
+        }
+        if (chunk.length > 0) onData(chunk);
+        // Ending on DATA leaves no trailers, so no status.
+        if (endStream && !ended) finish(new GrpcCallError(GrpcStatus.UNKNOWN, 'response ended without a grpc-status'));
+      },
+      // Every Workload API call is a read, so a stream lost without a status is UNAVAILABLE (retried),
+      // whatever the point at which it happened.
+      onAbort: (why, connectionLost) => finish(new GrpcCallError(GrpcStatus.UNAVAILABLE, why, connectionLost)),
+    };
+    const body = Buffer.from(request.buffer, request.byteOffset, request.length);
+    resetStream = this.#usableConnection().request(block, body, events);
     return cancel;
   }
 
@@ -354,9 +337,7 @@ export class GrpcTransport {
   close(): void {
     this.#closed = true;
     if (this.#deadlineTimer) clearTimeout(this.#deadlineTimer);
-    const s = this.#session;
-    this.#session = undefined;
-    s?.close();
-    for (const open of [...this.#active.keys()]) open.destroy();
+    this.#connection = undefined;
+    for (const c of [...this.#connections]) c.destroy('client is closed');
   }
 }
