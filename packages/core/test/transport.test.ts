@@ -228,6 +228,43 @@ describe('gRPC transport edge cases (raw HTTP/2 server)', () => {
     }
   });
 
+  test('over TCP (IPv4 and IPv6 loopback), with the address as :authority', async (t) => {
+    const ok: Handler = (stream) => {
+      stream.respond(OK_HEADERS, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+      stream.end(grpcFrame(jwtBundles(['example.org'])));
+    };
+    for (const [host, shown] of [
+      ['127.0.0.1', '127.0.0.1'],
+      ['::1', '[::1]'],
+    ] as const) {
+      const tcp = http2.createServer();
+      let authority: string | undefined;
+      tcp.on('stream', (stream, headers) => {
+        authority = headers[':authority'];
+        ok(stream, headers);
+      });
+      const listening = await new Promise<boolean>((resolve) => {
+        tcp.once('error', () => resolve(false));
+        tcp.listen(0, host, () => resolve(true));
+      });
+      if (!listening) {
+        t.diagnostic(`no ${host} on this machine: skipped`);
+        continue;
+      }
+      const port = (tcp.address() as { port: number }).port;
+      const c = new WorkloadApiClient({ address: `tcp://${shown}:${port}`, timeoutMs: 2000 });
+      try {
+        const set = await c.fetchJwtBundles();
+        assert.deepEqual(set.trustDomains().map(String), ['example.org']);
+        assert.equal(authority, `${shown}:${port}`);
+      } finally {
+        await c.close();
+        await new Promise((r) => tcp.close(r));
+      }
+    }
+  });
+
   test('a connection lost under an established call is retried at once on a new connection', async () => {
     let calls = 0;
     handler = (stream) => {
