@@ -372,6 +372,7 @@ describe('HTTP/2 connection (scripted server)', () => {
       /never opened/,
     ],
     ['a first frame that is not SETTINGS', (p) => p.send(frame(PING, 0, 0, Buffer.alloc(8))), 0x1, /SETTINGS/],
+    ['an HTTP/1.1 answer', (p) => p.socket.write('HTTP/1.1 400 Bad Request\r\n\r\n'), 0x1, /not HTTP\/2/],
     [
       'an undecodable header block',
       (p) => p.send(SERVER_SETTINGS, frame(HEADERS, 0x4, 1, [0xbf])),

@@ -310,6 +310,10 @@ export class Http2Connection {
     try {
       while (buf.length - pos >= 9 && this.#dead === undefined) {
         const length = buf.readUIntBE(pos, 3);
+        if (!this.#sawSettings && buf[pos + 3] !== SETTINGS) {
+          // Checked before the length: an HTTP/1.1 answer ("HTTP/1.1 400") would read as a huge frame.
+          throw new ConnectionError(H2Code.PROTOCOL_ERROR, 'the server did not start with SETTINGS (not HTTP/2?)');
+        }
         if (length > MAX_FRAME_SIZE) {
           throw new ConnectionError(H2Code.FRAME_SIZE_ERROR, `frame of ${length} bytes exceeds our limit`);
         }
@@ -341,9 +345,6 @@ export class Http2Connection {
   }
 
   #frame(type: number, flags: number, id: number, payload: Buffer): void {
-    if (!this.#sawSettings && type !== SETTINGS) {
-      throw new ConnectionError(H2Code.PROTOCOL_ERROR, 'the server did not start with SETTINGS');
-    }
     if (this.#headerBlock && type !== CONTINUATION) {
       throw new ConnectionError(H2Code.PROTOCOL_ERROR, 'header block interrupted by another frame');
     }
