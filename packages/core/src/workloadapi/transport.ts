@@ -4,11 +4,11 @@ import { encodeLiterals, type HeaderList } from './hpack.js';
 
 /**
  * A minimal gRPC client transport (the HTTP/2 protocol in grpc/doc/PROTOCOL-HTTP2.md) over our own HTTP/2
- * connection (h2.ts), for
- * the five calls of the Workload API. A general-purpose gRPC stack (name resolution, load balancing, service
- * config, retries, channelz) costs a round trip several times what the socket does; the Workload API needs
- * none of it: one local endpoint, plaintext, identity-free requests. Reconnecting and backoff live in the
- * client, not here: a call on a broken connection fails UNAVAILABLE and the next call connects again.
+ * connection (h2.ts), for the five calls of the Workload API. A general-purpose gRPC stack (name resolution,
+ * load balancing, service config, retries, channelz) costs a round trip several times what the socket does;
+ * the Workload API needs none of it: one local endpoint, plaintext, identity-free requests. Reconnecting and
+ * backoff live in the client, not here: a call on a broken connection fails UNAVAILABLE and the next call
+ * connects again.
  */
 
 /** gRPC status codes (grpc/doc/statuscodes.md). */
