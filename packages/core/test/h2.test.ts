@@ -158,11 +158,18 @@ describe('HTTP/2 connection (scripted server)', () => {
     return Object.assign(r, { cancel });
   };
 
-  test('opens with the preface, SETTINGS (push off, our window) and a connection WINDOW_UPDATE', async () => {
+  test('opens with the preface, SETTINGS (push off, our window) and a connection WINDOW_UPDATE; streams wait for the server SETTINGS', async () => {
     peers = [];
     const c = connect();
     const r = request(c);
     const p = await peer(1);
+    await new Promise((res) => setTimeout(res, 30));
+    assert.equal(
+      p.frames.some((f) => f.type === HEADERS),
+      false,
+      'no stream before the server preface',
+    );
+    p.send(SERVER_SETTINGS);
     const settings = await p.take((f) => f.type === SETTINGS, 'SETTINGS');
     const values = new Map<number, number>();
     for (let i = 0; i < settings.payload.length; i += 6) {
@@ -181,7 +188,7 @@ describe('HTTP/2 connection (scripted server)', () => {
     assert.equal(d.flags & 0x1, 0x1, 'END_STREAM with the request body');
     assert.equal(d.payload.toString(), 'hello');
     // Our SETTINGS are acknowledged by the server; the server's are acknowledged by us.
-    p.send(SERVER_SETTINGS, frame(SETTINGS, 1, 0), frame(HEADERS, 0x4, 1, OK), frame(DATA, 0, 1, [1, 2, 3]));
+    p.send(frame(SETTINGS, 1, 0), frame(HEADERS, 0x4, 1, OK), frame(DATA, 0, 1, [1, 2, 3]));
     p.send(frame(HEADERS, 0x5, 1, STATUS_OK));
     await r.done;
     assert.equal(r.ended, 'end');
@@ -201,6 +208,7 @@ describe('HTTP/2 connection (scripted server)', () => {
     const c = connect();
     const r = request(c);
     const p = await peer(1);
+    p.send(SERVER_SETTINGS);
     await p.take((f) => f.type === DATA, 'request');
     const block = encodeLiterals([
       [':status', '200'],
@@ -211,7 +219,6 @@ describe('HTTP/2 connection (scripted server)', () => {
     // CONTINUATIONs.
     const first = Buffer.concat([Buffer.from([3, 0, 0, 0, 0, 16]), block.subarray(0, 10), Buffer.alloc(3)]);
     p.send(
-      SERVER_SETTINGS,
       frame(HEADERS, 0x8 | 0x20, 1, first),
       frame(CONTINUATION, 0, 1, block.subarray(10, 50)),
       frame(CONTINUATION, 0x4, 1, block.subarray(50)),
@@ -268,8 +275,9 @@ describe('HTTP/2 connection (scripted server)', () => {
     const r = request(c);
     const p = await peer(1);
     await p.take((f) => f.type === WINDOW_UPDATE && f.id === 0, 'the initial connection WINDOW_UPDATE');
+    p.send(SERVER_SETTINGS);
     await p.take((f) => f.type === DATA, 'request');
-    p.send(SERVER_SETTINGS, frame(HEADERS, 0x4, 1, OK));
+    p.send(frame(HEADERS, 0x4, 1, OK));
     const chunk = Buffer.alloc(16_384, 7);
     const total = 9 * 1024 * 1024; // past half of our 16 MiB window
     for (let sent = 0; sent < total; sent += chunk.length) p.send(frame(DATA, 0, 1, chunk));
@@ -308,6 +316,23 @@ describe('HTTP/2 connection (scripted server)', () => {
     assert.equal(b.ended, 'end');
   });
 
+  test('a cancelled stream is reset before the waiting stream that takes its slot is opened', async () => {
+    peers = [];
+    const c = connect();
+    const p = await peer(1);
+    p.send(frame(SETTINGS, 0, 0, setting(3, 1)));
+    const a = request(c);
+    const b = request(c);
+    await p.take((f) => f.type === HEADERS && f.id === 1, 'first stream');
+    await p.take((f) => f.type === DATA && f.id === 1, 'its request');
+    a.cancel();
+    await p.take((f) => f.type === DATA && f.id === 3, 'second stream');
+    const order = p.frames.filter((f) => f.type === RST_STREAM || f.type === HEADERS).map((f) => `${f.type}:${f.id}`);
+    // A server reading HEADERS 3 before RST_STREAM 1 would see two streams open over a limit of one.
+    assert.deepEqual(order, [`${RST_STREAM}:1`, `${HEADERS}:3`]);
+    b.cancel();
+  });
+
   test('GOAWAY: streams above its last ID are aborted as retryable, earlier ones finish, no new streams', async () => {
     peers = [];
     gone = 0;
@@ -315,8 +340,9 @@ describe('HTTP/2 connection (scripted server)', () => {
     const a = request(c);
     const b = request(c);
     const p = await peer(1);
+    p.send(SERVER_SETTINGS);
     await p.take((f) => f.type === HEADERS && f.id === 3, 'both streams');
-    p.send(SERVER_SETTINGS, frame(GOAWAY, 0, 0, [...u32(1), ...u32(0)]));
+    p.send(frame(GOAWAY, 0, 0, [...u32(1), ...u32(0)]));
     await b.done;
     assert.match(b.ended ?? '', /abort: .*GOAWAY.*\(lost\)/);
     assert.equal(gone, 1);
@@ -334,13 +360,14 @@ describe('HTTP/2 connection (scripted server)', () => {
     const c = connect();
     const a = request(c);
     const p = await peer(1);
+    p.send(SERVER_SETTINGS);
     await p.take((f) => f.type === DATA && f.id === 1, 'request');
     a.cancel();
     const rst = await p.take((f) => f.type === RST_STREAM, 'RST_STREAM');
     assert.equal(rst.id, 1);
     assert.equal(rst.payload.readUInt32BE(0), H2Code.CANCEL);
     const b = request(c);
-    p.send(SERVER_SETTINGS, frame(HEADERS, 0x5, 3, encodeLiterals([[':status', '200']])));
+    p.send(frame(HEADERS, 0x5, 3, encodeLiterals([[':status', '200']])));
     await b.done;
     b.cancel();
     const c2 = request(c); // a later stream, to know the reset would have been written by now
@@ -352,53 +379,39 @@ describe('HTTP/2 connection (scripted server)', () => {
     c2.cancel();
   });
 
-  const protocolErrors: [string, (p: Peer) => void, number, RegExp][] = [
-    [
-      'a frame over our 16 KiB limit',
-      (p) => p.send(SERVER_SETTINGS, frame(DATA, 0, 1, Buffer.alloc(16_385))),
-      0x6,
-      /exceeds/,
-    ],
+  // `open`: the server sends its SETTINGS and reads our request first, then misbehaves.
+  const protocolErrors: [string, (p: Peer) => void, number, RegExp, boolean][] = [
+    ['a frame over our 16 KiB limit', (p) => p.send(frame(DATA, 0, 1, Buffer.alloc(16_385))), 0x6, /exceeds/, true],
     [
       'PUSH_PROMISE with push disabled',
-      (p) => p.send(SERVER_SETTINGS, frame(PUSH_PROMISE, 0x4, 1, [0, 0, 0, 2])),
+      (p) => p.send(frame(PUSH_PROMISE, 0x4, 1, [0, 0, 0, 2])),
       0x1,
       /PUSH_PROMISE/,
+      true,
     ],
-    [
-      'HEADERS on a stream never opened',
-      (p) => p.send(SERVER_SETTINGS, frame(HEADERS, 0x4, 9, OK)),
-      0x1,
-      /never opened/,
-    ],
-    ['a first frame that is not SETTINGS', (p) => p.send(frame(PING, 0, 0, Buffer.alloc(8))), 0x1, /SETTINGS/],
-    ['an HTTP/1.1 answer', (p) => p.socket.write('HTTP/1.1 400 Bad Request\r\n\r\n'), 0x1, /not HTTP\/2/],
-    [
-      'an undecodable header block',
-      (p) => p.send(SERVER_SETTINGS, frame(HEADERS, 0x4, 1, [0xbf])),
-      0x9,
-      /not in the table/,
-    ],
+    ['HEADERS on a stream never opened', (p) => p.send(frame(HEADERS, 0x4, 9, OK)), 0x1, /never opened/, true],
+    ['a first frame that is not SETTINGS', (p) => p.send(frame(PING, 0, 0, Buffer.alloc(8))), 0x1, /SETTINGS/, false],
+    ['an HTTP/1.1 answer', (p) => p.socket.write('HTTP/1.1 400 Bad Request\r\n\r\n'), 0x1, /not HTTP\/2/, false],
+    ['an undecodable header block', (p) => p.send(frame(HEADERS, 0x4, 1, [0xbf])), 0x9, /not in the table/, true],
     [
       'a header block interrupted',
-      (p) => p.send(SERVER_SETTINGS, frame(HEADERS, 0, 1, OK), frame(DATA, 0, 1)),
+      (p) => p.send(frame(HEADERS, 0, 1, OK), frame(DATA, 0, 1)),
       0x1,
       /interrupted/,
+      true,
     ],
-    [
-      'a window pushed past 2^31-1',
-      (p) => p.send(SERVER_SETTINGS, frame(WINDOW_UPDATE, 0, 0, u32(2 ** 31 - 1))),
-      0x3,
-      /overflow/,
-    ],
+    ['a window pushed past 2^31-1', (p) => p.send(frame(WINDOW_UPDATE, 0, 0, u32(2 ** 31 - 1))), 0x3, /overflow/, true],
   ];
-  for (const [what, send, code, message] of protocolErrors) {
+  for (const [what, send, code, message, open] of protocolErrors) {
     test(`${what}: GOAWAY with the error code, the connection's streams aborted`, async () => {
       peers = [];
       const c = connect();
       const r = request(c);
       const p = await peer(1);
-      await p.take((f) => f.type === DATA, 'request');
+      if (open) {
+        p.send(SERVER_SETTINGS);
+        await p.take((f) => f.type === DATA, 'request');
+      }
       send(p);
       const goaway = await p.take((f) => f.type === GOAWAY, 'GOAWAY');
       assert.equal(goaway.payload.readUInt32BE(4), code);

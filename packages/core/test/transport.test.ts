@@ -228,6 +228,39 @@ describe('gRPC transport edge cases (raw HTTP/2 server)', () => {
     }
   });
 
+  test('300 concurrent calls against a server allowing 16 streams, some answers of 1 MB: one connection, none refused', async () => {
+    const limited = http2.createServer({ settings: { maxConcurrentStreams: 16 } });
+    let streams = 0;
+    let sessionsSeen = 0;
+    limited.on('session', () => sessionsSeen++);
+    limited.on('stream', (stream) => {
+      stream.on('error', () => {});
+      const big = streams++ % 50 === 0;
+      const tds = big ? Array.from({ length: 1000 }, (_, k) => `td${k}.example.org`) : ['example.org'];
+      const msg = def.FetchJWTBundles?.responseSerialize({
+        bundles: Object.fromEntries(tds.map((td) => [td, Buffer.from(`{"keys":[],"pad":"${'x'.repeat(1000)}"}`)])),
+      }) as Buffer;
+      stream.respond(OK_HEADERS, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+      // Answers finish out of order, so streams free their slots in any order.
+      setTimeout(() => stream.end(grpcFrame(msg)), Math.random() * 5);
+    });
+    const path = join(dir, 'limited.sock');
+    await new Promise<void>((r) => limited.listen(path, r));
+    const c = new WorkloadApiClient({ address: `unix://${path}`, timeoutMs: 20_000 });
+    try {
+      const sets = await Promise.all(Array.from({ length: 300 }, () => c.fetchJwtBundles()));
+      const sizes = sets.map((s) => s.trustDomains().length);
+      assert.equal(sizes.filter((n) => n === 1000).length, 6);
+      assert.equal(sizes.filter((n) => n === 1).length, 294);
+      assert.equal(streams, 300, 'no call was refused and retried');
+      assert.equal(sessionsSeen, 1);
+    } finally {
+      await c.close();
+      await new Promise((r) => limited.close(r));
+    }
+  });
+
   test('over TCP (IPv4 and IPv6 loopback), with the address as :authority', async (t) => {
     const ok: Handler = (stream) => {
       stream.respond(OK_HEADERS, { waitForTrailers: true });

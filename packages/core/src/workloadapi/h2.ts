@@ -128,10 +128,14 @@ export class Http2Connection {
   #pending: Buffer | undefined; // bytes of a frame not fully read yet
   #headerBlock: HeaderBlock | undefined;
   #out: Buffer[] = [];
+  #busy = false; // whether the socket is ref'd (open or waiting streams)
   // What the server allows us.
   #peerInitialWindow = DEFAULT_WINDOW;
   #peerMaxFrame = MAX_FRAME_SIZE;
-  #peerMaxStreams = Number.POSITIVE_INFINITY;
+  // No stream before the server's SETTINGS (its preface), as grpc-go waits for it: until then its stream limit
+  // is unknown, and a burst of calls over it would be refused (a node:http2 server closes the connection
+  // after 100 refusals). From the SETTINGS on: unlimited unless they say otherwise.
+  #peerMaxStreams = 0;
   #sendWindow = DEFAULT_WINDOW;
   #receiveWindow = RECEIVE_WINDOW;
   readonly #owner: ConnectionOwner;
@@ -238,18 +242,19 @@ export class Http2Connection {
   #cancel(stream: Stream): void {
     if (stream.id === 0) {
       const i = this.#waiting.indexOf(stream);
-      if (i >= 0) this.#waiting.splice(i, 1);
+      if (i < 0) return;
+      this.#waiting.splice(i, 1);
       this.#ref();
       return;
     }
     // Only a stream the server has not ended: resetting an ended stream is a protocol error to some servers
     // (node:http2 counts them as invalid frames and drops the connection after 1,000).
     if (this.#streams.get(stream.id) !== stream) return;
+    // The reset goes out before any stream this frees a slot for: the server counts open streams in the
+    // order it reads frames, and a new stream ahead of the reset would go over its limit.
+    this.#out.push(u32Frame(RST_STREAM, stream.id, H2Code.CANCEL));
     this.#remove(stream);
-    if (this.#dead === undefined) {
-      this.#out.push(u32Frame(RST_STREAM, stream.id, H2Code.CANCEL));
-      this.#flush();
-    }
+    this.#flush();
   }
 
   #remove(stream: Stream): void {
@@ -262,7 +267,12 @@ export class Http2Connection {
   }
 
   #ref(): void {
-    if (this.#streams.size + this.#waiting.length > 0) this.#socket.ref();
+    // Only on a change, and not on a closed socket: before it has a handle, net.Socket defers each
+    // ref()/unref() with a 'connect' listener of its own, which would pile up.
+    const busy = this.#streams.size + this.#waiting.length > 0;
+    if (busy === this.#busy || this.#dead !== undefined) return;
+    this.#busy = busy;
+    if (busy) this.#socket.ref();
     else this.#socket.unref();
   }
 
@@ -452,8 +462,8 @@ export class Http2Connection {
   }
 
   #resetByUs(stream: Stream, code: number): void {
-    this.#remove(stream);
     this.#out.push(u32Frame(RST_STREAM, stream.id, code));
+    this.#remove(stream);
     stream.events.onAbort(`stream error from the Workload API (HTTP/2 code ${code})`, true);
   }
 
@@ -517,8 +527,8 @@ export class Http2Connection {
 
   /** The server ended the stream. Our request is fully sent by then in practice; if not, stop sending it. */
   #endByServer(stream: Stream): void {
-    this.#remove(stream);
     if (stream.body) this.#out.push(u32Frame(RST_STREAM, stream.id, H2Code.NO_ERROR));
+    this.#remove(stream);
   }
 
   #settings(flags: number, id: number, payload: Buffer): void {
@@ -528,6 +538,7 @@ export class Http2Connection {
       return;
     }
     if (payload.length % 6 !== 0) throw new ConnectionError(H2Code.FRAME_SIZE_ERROR, 'SETTINGS length');
+    if (!this.#sawSettings) this.#peerMaxStreams = Number.POSITIVE_INFINITY; // the server's own, from here on
     this.#sawSettings = true;
     for (let i = 0; i < payload.length; i += 6) {
       const key = payload.readUInt16BE(i);
