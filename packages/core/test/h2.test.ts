@@ -422,6 +422,19 @@ describe('HTTP/2 connection (scripted server)', () => {
     });
   }
 
+  test('a listener that never sends SETTINGS: the connection gives up after the preface timeout', async () => {
+    peers = [];
+    const c = new Http2Connection(() => net.connect(path), { onGone: () => {}, onClosed: () => {} }, 100);
+    connections.push(c);
+    const r = recorder();
+    const t0 = performance.now();
+    c.request(encodeLiterals([[':path', '/x']]), Buffer.alloc(0), r.events);
+    await r.done;
+    assert.match(r.ended ?? '', /no HTTP\/2 SETTINGS from the server within 100 ms \(lost\)/);
+    assert.ok(performance.now() - t0 >= 95);
+    assert.equal((await peer(1)).frames.filter((f) => f.type === HEADERS).length, 0);
+  });
+
   test('a server that is not there: streams abort as not connected', async () => {
     const c = new Http2Connection(() => net.connect(join(dir, 'nobody.sock')), {
       onGone: () => {},

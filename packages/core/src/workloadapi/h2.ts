@@ -129,6 +129,7 @@ export class Http2Connection {
   #headerBlock: HeaderBlock | undefined;
   #out: Buffer[] = [];
   #busy = false; // whether the socket is ref'd (open or waiting streams)
+  #prefaceTimer: NodeJS.Timeout | undefined;
   // What the server allows us.
   #peerInitialWindow = DEFAULT_WINDOW;
   #peerMaxFrame = MAX_FRAME_SIZE;
@@ -140,8 +141,13 @@ export class Http2Connection {
   #receiveWindow = RECEIVE_WINDOW;
   readonly #owner: ConnectionOwner;
 
-  /** `connect` makes the socket (unix or TCP). */
-  constructor(connect: () => net.Socket, owner: ConnectionOwner) {
+  /**
+   * `connect` makes the socket (unix or TCP). `prefaceTimeoutMs`: how long to wait, from the start, for the
+   * server's SETTINGS before giving up on the connection (grpc-go's connect timeout: 20 s). Streams wait for
+   * them, and a watch has no deadline of its own: without this limit a listener that never speaks HTTP/2
+   * would hold a watch forever instead of sending it back to retry.
+   */
+  constructor(connect: () => net.Socket, owner: ConnectionOwner, prefaceTimeoutMs = 20_000) {
     this.#owner = owner;
     const socket = connect();
     this.#socket = socket;
@@ -149,6 +155,11 @@ export class Http2Connection {
     socket.on('connect', () => {
       this.#connected = true;
     });
+    this.#prefaceTimer = setTimeout(
+      () => this.#fail(`no HTTP/2 SETTINGS from the server within ${prefaceTimeoutMs} ms`),
+      prefaceTimeoutMs,
+    );
+    this.#prefaceTimer.unref();
     socket.on('data', (chunk: Buffer) => this.#read(chunk));
     socket.on('error', (err) => this.#fail(err.message));
     socket.on('close', () => this.#fail('connection closed'));
@@ -294,6 +305,7 @@ export class Http2Connection {
     if (this.#dead !== undefined) return;
     this.#dead = message;
     this.#out = [];
+    clearTimeout(this.#prefaceTimer);
     if (last && this.#socket.writable) {
       // Flush the GOAWAY, then close; a server that does not close its side is cut off shortly after.
       this.#socket.end(last);
@@ -538,7 +550,10 @@ export class Http2Connection {
       return;
     }
     if (payload.length % 6 !== 0) throw new ConnectionError(H2Code.FRAME_SIZE_ERROR, 'SETTINGS length');
-    if (!this.#sawSettings) this.#peerMaxStreams = Number.POSITIVE_INFINITY; // the server's own, from here on
+    if (!this.#sawSettings) {
+      this.#peerMaxStreams = Number.POSITIVE_INFINITY; // the server's own, from here on
+      clearTimeout(this.#prefaceTimer);
+    }
     this.#sawSettings = true;
     for (let i = 0; i < payload.length; i += 6) {
       const key = payload.readUInt16BE(i);
