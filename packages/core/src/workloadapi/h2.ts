@@ -270,16 +270,21 @@ export class Http2Connection {
 
   #remove(stream: Stream): void {
     this.#streams.delete(stream.id);
-    while (this.#waiting.length > 0 && this.#streams.size < this.#peerMaxStreams && this.usable) {
-      this.#open(this.#waiting.shift() as Stream);
-    }
+    this.#openWaiting();
     this.#ref();
     if (this.#goingAway && this.#streams.size === 0) this.#socket.end();
   }
 
+  /** Opens waiting streams while the server's limit allows. */
+  #openWaiting(): void {
+    while (this.#waiting.length > 0 && this.#streams.size < this.#peerMaxStreams && this.usable) {
+      this.#open(this.#waiting.shift() as Stream);
+    }
+  }
+
   #ref(): void {
-    // Only on a change, and not on a closed socket: before it has a handle, net.Socket defers each
-    // ref()/unref() with a 'connect' listener of its own, which would pile up.
+    // Only on a change, and never once the socket is closed: without a handle, net.Socket defers each
+    // ref()/unref() to a 'connect' listener of its own, and those would pile up.
     const busy = this.#streams.size + this.#waiting.length > 0;
     if (busy === this.#busy || this.#dead !== undefined) return;
     this.#busy = busy;
@@ -313,10 +318,7 @@ export class Http2Connection {
     } else {
       this.#socket.destroy();
     }
-    if (!this.#goingAway) {
-      this.#goingAway = true;
-      this.#owner.onGone();
-    }
+    this.#goAway();
     const lost = this.#connected;
     const streams = [...this.#streams.values(), ...this.#waiting];
     this.#streams.clear();
@@ -583,8 +585,6 @@ export class Http2Connection {
     }
     this.#out.push(frameHeader(0, SETTINGS, FLAG_ACK, 0));
     this.#resumeBodies();
-    while (this.#waiting.length > 0 && this.#streams.size < this.#peerMaxStreams && this.usable) {
-      this.#open(this.#waiting.shift() as Stream);
-    }
+    this.#openWaiting();
   }
 }

@@ -114,8 +114,9 @@ export class GrpcTransport {
   readonly #authority: string;
   readonly #maxMessageBytes: number;
   readonly #headers: Readonly<Record<string, string>>;
-  // Request headers of each method, HPACK-encoded once; a call appends only its grpc-timeout.
-  readonly #blocks = new Map<string, Buffer>();
+  // Request headers of each method, HPACK-encoded once and again only when a call's grpc-timeout differs from
+  // the previous call's (rarely: it is the client's time limit, in whole milliseconds).
+  readonly #blocks = new Map<string, { timeout: string | undefined; block: Buffer }>();
   #connection: Http2Connection | undefined;
   // Connections that may still have calls: the current one, and older ones finishing after a GOAWAY.
   readonly #connections = new Set<Http2Connection>();
@@ -145,21 +146,21 @@ export class GrpcTransport {
     this.#headers = options.headers ?? {};
   }
 
-  #block(method: string): Buffer {
-    let block = this.#blocks.get(method);
-    if (!block) {
-      block = encodeLiterals([
-        [':method', 'POST'],
-        [':scheme', 'http'],
-        [':path', `/SpiffeWorkloadAPI/${method}`],
-        [':authority', this.#authority],
-        ['content-type', 'application/grpc'],
-        ['te', 'trailers'],
-        ['user-agent', 'spiffe-ts'],
-        ...Object.entries(this.#headers).map(([k, v]) => [k.toLowerCase(), v] as const),
-      ]);
-      this.#blocks.set(method, block);
-    }
+  #block(method: string, timeout: string | undefined): Buffer {
+    const cached = this.#blocks.get(method);
+    if (cached && cached.timeout === timeout) return cached.block;
+    const block = encodeLiterals([
+      [':method', 'POST'],
+      [':scheme', 'http'],
+      [':path', `/SpiffeWorkloadAPI/${method}`],
+      [':authority', this.#authority],
+      ['content-type', 'application/grpc'],
+      ['te', 'trailers'],
+      ['user-agent', 'spiffe-ts'],
+      ...Object.entries(this.#headers).map(([k, v]) => [k.toLowerCase(), v] as const),
+      ...(timeout === undefined ? [] : [['grpc-timeout', timeout] as const]),
+    ]);
+    this.#blocks.set(method, { timeout, block });
     return block;
   }
 
@@ -235,10 +236,9 @@ export class GrpcTransport {
       return cancel;
     }
 
-    let block = this.#block(method);
+    let timeout: string | undefined;
     if (deadline !== undefined) {
-      const ms = Math.max(1, Math.ceil(deadline - Date.now()));
-      block = Buffer.concat([block, encodeLiterals([['grpc-timeout', `${ms}m`]])]);
+      timeout = `${Math.max(1, Math.ceil(deadline - Date.now()))}m`;
       this.#watchDeadline(expire, deadline);
     }
 
@@ -329,7 +329,7 @@ export class GrpcTransport {
       onAbort: (why, connectionLost) => finish(new GrpcCallError(GrpcStatus.UNAVAILABLE, why, connectionLost)),
     };
     const body = Buffer.from(request.buffer, request.byteOffset, request.length);
-    resetStream = this.#usableConnection().request(block, body, events);
+    resetStream = this.#usableConnection().request(this.#block(method, timeout), body, events);
     return cancel;
   }
 
