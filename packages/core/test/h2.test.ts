@@ -32,6 +32,7 @@ const OK = encodeLiterals([
   ['content-type', 'application/grpc'],
 ]);
 const STATUS_OK = encodeLiterals([['grpc-status', '0']]);
+const STATUS_200 = encodeLiterals([[':status', '200']]);
 
 /** One accepted connection, seen from the server side. */
 class Peer {
@@ -67,6 +68,15 @@ class Peer {
       for (const w of this.#waiters.splice(0)) w();
     });
     socket.on('error', () => {});
+  }
+  /** Asserts that no frame of `type` arrives within `ms` (beyond those already taken). */
+  async expectNone(type: number, ms: number, message: string): Promise<void> {
+    await new Promise((r) => setTimeout(r, ms));
+    assert.equal(
+      this.frames.some((f) => f.type === type),
+      false,
+      message,
+    );
   }
   send(...frames: Buffer[]): void {
     this.socket.write(Buffer.concat(frames));
@@ -163,12 +173,7 @@ describe('HTTP/2 connection (scripted server)', () => {
     const c = connect();
     const r = request(c);
     const p = await peer(1);
-    await new Promise((res) => setTimeout(res, 30));
-    assert.equal(
-      p.frames.some((f) => f.type === HEADERS),
-      false,
-      'no stream before the server preface',
-    );
+    await p.expectNone(HEADERS, 30, 'no stream before the server preface');
     p.send(SERVER_SETTINGS);
     const settings = await p.take((f) => f.type === SETTINGS, 'SETTINGS');
     const values = new Map<number, number>();
@@ -254,17 +259,12 @@ describe('HTTP/2 connection (scripted server)', () => {
     const d1 = await p.take((f) => f.type === DATA, 'first DATA');
     assert.equal(d1.payload.toString(), 'abc');
     assert.equal(d1.flags & 1, 0, 'not the end yet');
-    await new Promise((res) => setTimeout(res, 30));
-    assert.equal(
-      p.frames.some((f) => f.type === DATA),
-      false,
-      'nothing more until the window opens',
-    );
+    await p.expectNone(DATA, 30, 'nothing more until the window opens');
     p.send(frame(WINDOW_UPDATE, 0, 1, u32(100)));
     const d2 = await p.take((f) => f.type === DATA, 'rest of the body');
     assert.equal(d2.payload.toString(), 'defgh');
     assert.equal(d2.flags & 1, 1);
-    p.send(frame(HEADERS, 0x5, 1, encodeLiterals([[':status', '200']])));
+    p.send(frame(HEADERS, 0x5, 1, STATUS_200));
     await r.done;
     assert.equal(r.ended, 'end');
   });
@@ -302,16 +302,11 @@ describe('HTTP/2 connection (scripted server)', () => {
     const a = request(c);
     const b = request(c);
     await p.take((f) => f.type === HEADERS && f.id === 1, 'first stream');
-    await new Promise((r) => setTimeout(r, 20));
-    assert.equal(
-      p.frames.some((f) => f.type === HEADERS),
-      false,
-      'the second waits',
-    );
-    p.send(frame(HEADERS, 0x5, 1, encodeLiterals([[':status', '200']])));
+    await p.expectNone(HEADERS, 20, 'the second waits');
+    p.send(frame(HEADERS, 0x5, 1, STATUS_200));
     await a.done;
     await p.take((f) => f.type === HEADERS && f.id === 3, 'second stream, once the first ended');
-    p.send(frame(HEADERS, 0x5, 3, encodeLiterals([[':status', '200']])));
+    p.send(frame(HEADERS, 0x5, 3, STATUS_200));
     await b.done;
     assert.equal(b.ended, 'end');
   });
@@ -347,7 +342,7 @@ describe('HTTP/2 connection (scripted server)', () => {
     assert.match(b.ended ?? '', /abort: .*GOAWAY.*\(lost\)/);
     assert.equal(gone, 1);
     assert.equal(c.usable, false);
-    p.send(frame(HEADERS, 0x5, 1, encodeLiterals([[':status', '200']])));
+    p.send(frame(HEADERS, 0x5, 1, STATUS_200));
     await a.done;
     assert.equal(a.ended, 'end');
     // With its last stream done, the connection closes.
@@ -367,15 +362,12 @@ describe('HTTP/2 connection (scripted server)', () => {
     assert.equal(rst.id, 1);
     assert.equal(rst.payload.readUInt32BE(0), H2Code.CANCEL);
     const b = request(c);
-    p.send(frame(HEADERS, 0x5, 3, encodeLiterals([[':status', '200']])));
+    p.send(frame(HEADERS, 0x5, 3, STATUS_200));
     await b.done;
     b.cancel();
     const c2 = request(c); // a later stream, to know the reset would have been written by now
     await p.take((f) => f.type === DATA && f.id === 5, 'third request');
-    assert.equal(
-      p.frames.some((f) => f.type === RST_STREAM),
-      false,
-    );
+    await p.expectNone(RST_STREAM, 0, 'no reset of a stream the server ended');
     c2.cancel();
   });
 
