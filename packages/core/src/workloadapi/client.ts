@@ -1,3 +1,4 @@
+import * as grpc from '@grpc/grpc-js';
 import { JwtBundle, JwtBundleSet, X509Bundle, X509BundleSet } from '../bundle.js';
 import { SpiffeError, WorkloadApiError } from '../errors.js';
 import { insecureParseJwtSvid, JwtSvid } from '../jwtsvid.js';
@@ -8,17 +9,40 @@ import { resolveAddress } from './address.js';
 import { Backoff, type BackoffOptions, sleep } from './backoff.js';
 import {
   type JWTBundlesResponseMessage,
-  type JWTSVIDRequestMessage,
   type JWTSVIDResponseMessage,
   structToJson,
-  type ValidateJWTSVIDRequestMessage,
-  type ValidateJWTSVIDResponseMessage,
   WORKLOAD_API_HEADER,
+  type WorkloadApiMessages,
   workloadApiServiceDefinition,
   type X509BundlesResponseMessage,
   type X509SVIDResponseMessage,
 } from './proto.js';
-import { type CallHandlers, frame, GrpcCallError, GrpcStatus, GrpcTransport } from './transport.js';
+
+/**
+ * gRPC status codes (grpc/doc/statuscodes.md), as found in `WorkloadApiError.grpcCode`:
+ * `err.grpcCode === GrpcStatus.PERMISSION_DENIED`. The values are the protocol's and those of
+ * @grpc/grpc-js's `status` enum (checked when this package is compiled).
+ */
+export const GrpcStatus = {
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  ABORTED: 10,
+  OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  DATA_LOSS: 15,
+  UNAUTHENTICATED: 16,
+} as const satisfies { readonly [K in keyof typeof grpc.status]: (typeof grpc.status)[K] };
+export type GrpcStatus = (typeof GrpcStatus)[keyof typeof GrpcStatus];
 
 /** What FetchX509SVID delivers: every SVID of the workload and the bundles it trusts. */
 export interface X509Context {
@@ -67,6 +91,21 @@ export interface Watch {
   readonly done: Promise<void>;
 }
 
+/** A call's non-OK status, as @grpc/grpc-js reports it (a ServiceError) or as the client makes one. */
+type StatusError = Error & { code: number; details: string };
+
+function statusError(code: GrpcStatus, details: string): StatusError {
+  return Object.assign(new Error(details), { code, details });
+}
+
+function isStatusError(err: unknown): err is StatusError {
+  return (
+    err instanceof Error &&
+    typeof (err as Partial<StatusError>).code === 'number' &&
+    typeof (err as Partial<StatusError>).details === 'string'
+  );
+}
+
 function mapGrpcError(err: unknown, what: string): WorkloadApiError {
   if (err instanceof WorkloadApiError) return err;
   if (err instanceof SpiffeError) {
@@ -74,7 +113,7 @@ function mapGrpcError(err: unknown, what: string): WorkloadApiError {
       cause: err,
     });
   }
-  const e = err instanceof GrpcCallError ? err : undefined;
+  const e = isStatusError(err) ? err : undefined;
   const details = e?.details || (err as Error)?.message || String(err);
   switch (e?.code) {
     case GrpcStatus.UNAVAILABLE:
@@ -179,22 +218,18 @@ function parseJwtSvidResponse(res: JWTSVIDResponseMessage): readonly JwtSvid[] {
   return Object.freeze(res.svids.map((s) => insecureParseJwtSvid(s.svid, s.hint)));
 }
 
-/** Protobuf codecs of the Workload API methods (from the embedded workload.proto). */
-type Codec = { encode(value: object): Uint8Array; decode<T>(bytes: Buffer): T };
-let codecs: Record<string, Codec> | undefined;
-function codec(method: string): Codec {
-  if (!codecs) {
-    const def = workloadApiServiceDefinition();
-    codecs = {};
-    for (const [name, m] of Object.entries(def)) {
-      codecs[name] = {
-        encode: (value) => m.requestSerialize(value),
-        decode: <T>(bytes: Buffer) => m.responseDeserialize(bytes) as T,
-      };
-    }
-  }
-  return codecs[method] as Codec;
+type Method = keyof WorkloadApiMessages;
+type Request<M extends Method> = WorkloadApiMessages[M]['request'];
+type Response<M extends Method> = WorkloadApiMessages[M]['response'];
+
+/** Decodes a response message of `method`; throws on bytes that are not one. */
+function decode<M extends Method>(method: M, bytes: Buffer): Response<M> {
+  return workloadApiServiceDefinition()[method].responseDeserialize(bytes) as Response<M>;
 }
+
+// Responses arrive as bytes (decoded by the client, not by grpc-js): undecodable bytes are then our typed
+// BAD_RESPONSE rather than grpc-js's INTERNAL status, and an unchanged response is recognised by its bytes.
+const asBytes = (bytes: Buffer): Buffer => bytes;
 
 /** Remembers the last response's bytes and what they were read into. */
 class LastResponse<T> {
@@ -213,26 +248,6 @@ class LastResponse<T> {
   }
 }
 
-/**
- * Same request: the same fields with the same values. Workload API requests are flat (strings and string
- * lists), compared in place rather than through a serialized key built on every call.
- */
-function sameRequest(a: object, b: object): boolean {
-  const x = a as Readonly<Record<string, unknown>>;
-  const y = b as Readonly<Record<string, unknown>>;
-  let fields = 0;
-  for (const k in x) {
-    fields++;
-    const u = x[k];
-    const v = y[k];
-    if (u === v) continue;
-    if (!Array.isArray(u) || !Array.isArray(v) || u.length !== v.length) return false;
-    for (let i = 0; i < u.length; i++) if (u[i] !== v[i]) return false;
-  }
-  for (const _ in y) fields--;
-  return fields === 0;
-}
-
 const closedError = (): WorkloadApiError => new WorkloadApiError('WORKLOADAPI_ERROR', 'Workload API client is closed');
 
 function freezeContext(ctx: X509Context): X509Context {
@@ -240,36 +255,46 @@ function freezeContext(ctx: X509Context): X509Context {
   return Object.freeze(ctx);
 }
 
+type StreamMethod = 'FetchX509SVID' | 'FetchX509Bundles' | 'FetchJWTBundles';
+type Run<T> = (deadline: number | undefined, onCancel: (cancel: () => void) => void) => Promise<T>;
+
 /**
- * A SPIFFE Workload API client over gRPC (unix socket or TCP). One-shot calls wait for an unavailable
- * agent up to their time limit; watches reconnect forever with capped, jittered exponential backoff.
+ * A SPIFFE Workload API client over gRPC (@grpc/grpc-js; unix socket or TCP). One-shot calls wait for an
+ * unavailable agent up to their time limit; watches reconnect forever with capped, jittered exponential
+ * backoff.
  */
 export class WorkloadApiClient {
   readonly target: string;
-  readonly #transport: GrpcTransport;
+  readonly #channel: grpc.Client;
   readonly #backoff: BackoffOptions;
   readonly #timeoutMs: number;
-  // Request objects are the client's own (built per call, never handed out), so keeping one is safe.
-  readonly #lastRequest = new Map<string, { request: object; bytes: Uint8Array }>();
   #closed = false;
   readonly #watches = new Set<Watch>();
+  /** Cancels each one-shot call in flight: `close()` ends them at once. */
+  readonly #inFlight = new Set<() => void>();
   // The agent answers every fetch with the same bytes until something rotates: the same bytes give the
   // same (immutable) context without decoding them again.
   readonly #x509Memo = new LastResponse((bytes) =>
-    freezeContext(parseX509SvidResponse(codec('FetchX509SVID').decode<X509SVIDResponseMessage>(bytes))),
+    freezeContext(parseX509SvidResponse(decode('FetchX509SVID', bytes))),
   );
   // SPIRE also answers FetchJWTSVID from its cache until the token nears expiry.
-  readonly #jwtMemo = new LastResponse((bytes) =>
-    parseJwtSvidResponse(codec('FetchJWTSVID').decode<JWTSVIDResponseMessage>(bytes)),
-  );
+  readonly #jwtMemo = new LastResponse((bytes) => parseJwtSvidResponse(decode('FetchJWTSVID', bytes)));
 
   constructor(options: WorkloadApiClientOptions = {}) {
     this.target = resolveAddress(options.address);
     this.#backoff = options.backoff ?? {};
     this.#timeoutMs = options.timeoutMs ?? 10_000;
-    this.#transport = new GrpcTransport(this.target, {
-      maxMessageBytes: options.maxMessageBytes,
-      headers: { [WORKLOAD_API_HEADER]: 'true' },
+    this.#channel = new grpc.Client(this.target, grpc.credentials.createInsecure(), {
+      // The agent is local: an HTTP proxy from the environment must never carry its traffic.
+      'grpc.enable_http_proxy': 0,
+      'grpc.max_receive_message_length': options.maxMessageBytes ?? 4 * 1024 * 1024,
+      // grpc-js waits up to 120 s between connection attempts by default, and fails calls at once meanwhile:
+      // an agent that comes back would go unseen for that long. Its waits follow ours instead.
+      'grpc.initial_reconnect_backoff_ms': this.#backoff.initialMs ?? 100,
+      'grpc.max_reconnect_backoff_ms': this.#backoff.maxMs ?? 10_000,
+      // A connection of its own: closing this client closes it, whatever other clients of the address do.
+      'grpc.use_local_subchannel_pool': 1,
+      'grpc.enable_channelz': 0,
     });
   }
 
@@ -277,21 +302,21 @@ export class WorkloadApiClient {
     if (this.#closed) throw closedError();
   }
 
-  /**
-   * Runs a call, retrying UNAVAILABLE with backoff until the time limit or abort (the agent may be starting).
-   * A connection lost under the call is retried once at once: the next call opens a fresh connection.
-   */
-  #oneShot<T>(
-    what: string,
-    options: CallOptions,
-    run: (deadline: number | undefined, onCancel: (cancel: () => void) => void) => Promise<T>,
-  ): Promise<T> {
+  /** The Workload API's security header, on every call (a new object: grpc-js may add to it). */
+  #metadata(): grpc.Metadata {
+    const md = new grpc.Metadata();
+    md.set(WORKLOAD_API_HEADER, 'true');
+    return md;
+  }
+
+  /** Runs a call, retrying UNAVAILABLE with backoff until the time limit or abort (the agent may be starting). */
+  #oneShot<T>(what: string, options: CallOptions, run: Run<T>): Promise<T> {
     if (this.#closed) return Promise.reject(closedError());
     const timeoutMs = options.timeoutMs ?? this.#timeoutMs;
     const deadline = timeoutMs > 0 ? Date.now() + timeoutMs : undefined;
     const signal = options.signal;
     if (signal) return this.#retrying(what, signal, deadline, run, undefined);
-    // Nearly every call succeeds at once: it gets no async frame, abort wiring or backoff state.
+    // Nearly every call succeeds at once: no async frame, abort wiring or backoff state unless it fails.
     return run(deadline, ignoreCancel).catch((error: unknown) =>
       this.#retrying(what, undefined, deadline, run, { error }),
     );
@@ -301,27 +326,21 @@ export class WorkloadApiClient {
     what: string,
     signal: AbortSignal | undefined,
     deadline: number | undefined,
-    run: (deadline: number | undefined, onCancel: (cancel: () => void) => void) => Promise<T>,
+    run: Run<T>,
     failed: { error: unknown } | undefined,
   ): Promise<T> {
     let backoff: Backoff | undefined;
-    let retriedAtOnce = false;
     let failure = failed;
     for (;;) {
       if (signal?.aborted) throw signal.reason;
       if (failure) {
-        const err = failure.error;
+        const mapped = mapGrpcError(failure.error, what);
         failure = undefined;
-        const mapped = mapGrpcError(err, what);
         const remaining = deadline === undefined ? Number.POSITIVE_INFINITY : deadline - Date.now();
         if (mapped.grpcCode !== GrpcStatus.UNAVAILABLE || this.#closed || remaining <= 5) throw mapped;
-        if (err instanceof GrpcCallError && err.connectionLost && !retriedAtOnce) {
-          retriedAtOnce = true;
-        } else {
-          // Keep trying until the time limit: the last wait is clamped so the final attempt lands on it.
-          backoff ??= new Backoff(this.#backoff);
-          await sleep(Math.min(backoff.next(), remaining - 5), signal);
-        }
+        // Keep trying until the time limit: the last wait is clamped so the final attempt lands on it.
+        backoff ??= new Backoff(this.#backoff);
+        await sleep(Math.min(backoff.next(), remaining - 5), signal);
       }
       let cancel: (() => void) | undefined;
       const onAbort = () => cancel?.();
@@ -343,72 +362,84 @@ export class WorkloadApiClient {
   }
 
   /**
-   * The framed request, reused while a method is asked the same question (a service fetching JWT-SVIDs for
-   * one audience): no protobuf encoding or framing per fetch. Tokens sent for validation are not kept.
+   * The first response message, read by `read`: of a server stream (which is then cancelled, as go-spiffe
+   * does), or of a unary call (a message then an error status is an error).
    */
-  #encode(method: string, request: object, encode: (value: object) => Uint8Array): Uint8Array {
-    if (method === 'ValidateJWTSVID') return frame(encode(request));
-    const last = this.#lastRequest.get(method);
-    if (last && sameRequest(last.request, request)) return last.bytes;
-    const bytes = frame(encode(request));
-    this.#lastRequest.set(method, { request, bytes });
-    return bytes;
-  }
-
-  /**
-   * The first response message, decoded (or read by `read`): of a server stream (which is then cancelled,
-   * as go-spiffe does), or of a unary call (whose status is awaited: a message then an error is an error).
-   */
-  #first<T>(
-    method: string,
-    request: object,
-    unary: boolean,
+  #first<M extends Method, T>(
+    method: M,
+    request: Request<M>,
     deadline: number | undefined,
-    onCancel: (c: () => void) => void,
-    read?: (bytes: Buffer) => T,
+    onCancel: (cancel: () => void) => void,
+    read: (bytes: Buffer) => T,
   ): Promise<T> {
+    if (this.#closed) return Promise.reject(closedError());
     return new Promise<T>((resolve, reject) => {
-      const { encode, decode } = codec(method);
-      let message: T | undefined;
+      const def = workloadApiServiceDefinition()[method];
       let settled = false;
-      let cancel: (() => void) | undefined;
-      const handlers: CallHandlers = {
-        onMessage: (bytes) => {
-          if (message !== undefined || settled) return;
-          try {
-            message = read ? read(bytes) : decode<T>(bytes);
-          } catch (err) {
-            settled = true;
-            reject(
-              err instanceof SpiffeError
-                ? err
-                : new WorkloadApiError('WORKLOADAPI_BAD_RESPONSE', `${method}: undecodable response`, { cause: err }),
-            );
-            cancel?.();
-            return;
-          }
-          if (!unary) {
-            settled = true;
-            resolve(message);
-            cancel?.();
-          }
-        },
-        onEnd: (err) => {
-          if (settled) return;
-          settled = true;
-          if (err) reject(err);
-          else if (message !== undefined) resolve(message);
-          else reject(new GrpcCallError(GrpcStatus.UNAVAILABLE, `${method} ended before any message`));
-        },
+      const done = (error: unknown, bytes: Buffer | undefined): void => {
+        if (settled) return;
+        settled = true;
+        this.#inFlight.delete(cancel);
+        if (error !== undefined || bytes === undefined) {
+          reject(this.#closed ? closedError() : error);
+          return;
+        }
+        try {
+          resolve(read(bytes));
+        } catch (err) {
+          reject(
+            err instanceof SpiffeError
+              ? err
+              : new WorkloadApiError('WORKLOADAPI_BAD_RESPONSE', `${method}: undecodable response`, { cause: err }),
+          );
+        }
       };
-      cancel = this.#transport.call(method, this.#encode(method, request, encode), deadline, handlers);
-      onCancel(cancel);
+      const options: grpc.CallOptions = deadline === undefined ? {} : { deadline };
+      let call: grpc.ClientUnaryCall;
+      if (def.responseStream) {
+        const stream = this.#channel.makeServerStreamRequest(
+          def.path,
+          def.requestSerialize,
+          asBytes,
+          request,
+          this.#metadata(),
+          options,
+        );
+        stream.on('data', (bytes: Buffer) => {
+          if (settled) return;
+          done(undefined, bytes);
+          stream.cancel();
+        });
+        stream.on('error', (err: Error) => done(err, undefined));
+        stream.on('status', (status: grpc.StatusObject) => {
+          if (status.code === GrpcStatus.OK) {
+            done(statusError(GrpcStatus.UNAVAILABLE, `${method} ended before any message`), undefined);
+          }
+        });
+        call = stream;
+      } else {
+        call = this.#channel.makeUnaryRequest(
+          def.path,
+          def.requestSerialize,
+          asBytes,
+          request,
+          this.#metadata(),
+          options,
+          (err, bytes) => done(err ?? undefined, bytes),
+        );
+      }
+      const cancel = () => call.cancel();
+      if (!settled) {
+        this.#inFlight.add(cancel);
+        onCancel(cancel);
+      }
     });
   }
+
   /** Fetches the workload's X.509-SVIDs and bundles once. */
   fetchX509Context(options: CallOptions = {}): Promise<X509Context> {
     return this.#oneShot('FetchX509SVID', options, (deadline, onCancel) =>
-      this.#first('FetchX509SVID', {}, false, deadline, onCancel, (bytes) => this.#x509Memo.read(bytes)),
+      this.#first('FetchX509SVID', {}, deadline, onCancel, (bytes) => this.#x509Memo.read(bytes)),
     );
   }
 
@@ -423,18 +454,18 @@ export class WorkloadApiClient {
 
   /** Fetches the X.509 bundles (local and federated) once. */
   fetchX509Bundles(options: CallOptions = {}): Promise<X509BundleSet> {
-    return this.#oneShot('FetchX509Bundles', options, async (deadline, onCancel) =>
-      parseX509BundlesResponse(
-        await this.#first<X509BundlesResponseMessage>('FetchX509Bundles', {}, false, deadline, onCancel),
+    return this.#oneShot('FetchX509Bundles', options, (deadline, onCancel) =>
+      this.#first('FetchX509Bundles', {}, deadline, onCancel, (bytes) =>
+        parseX509BundlesResponse(decode('FetchX509Bundles', bytes)),
       ),
     );
   }
 
   /** Fetches the JWT bundles once. */
   fetchJwtBundles(options: CallOptions = {}): Promise<JwtBundleSet> {
-    return this.#oneShot('FetchJWTBundles', options, async (deadline, onCancel) =>
-      parseJwtBundlesResponse(
-        await this.#first<JWTBundlesResponseMessage>('FetchJWTBundles', {}, false, deadline, onCancel),
+    return this.#oneShot('FetchJWTBundles', options, (deadline, onCancel) =>
+      this.#first('FetchJWTBundles', {}, deadline, onCancel, (bytes) =>
+        parseJwtBundlesResponse(decode('FetchJWTBundles', bytes)),
       ),
     );
   }
@@ -461,42 +492,43 @@ export class WorkloadApiClient {
     } catch (err) {
       return Promise.reject(err);
     }
-    const request: JWTSVIDRequestMessage = { audience, spiffe_id: subject };
+    const request: Request<'FetchJWTSVID'> = { audience, spiffe_id: subject };
     return this.#oneShot('FetchJWTSVID', options, (deadline, onCancel) =>
-      this.#first('FetchJWTSVID', request, true, deadline, onCancel, (b) => pick(this.#jwtMemo.read(b))),
+      this.#first('FetchJWTSVID', request, deadline, onCancel, (b) => pick(this.#jwtMemo.read(b))),
     );
   }
 
   /** Asks the Workload API to validate a JWT-SVID for an audience. */
   validateJwtSvid(token: string, audience: string, options: CallOptions = {}): Promise<JwtSvid> {
-    return this.#oneShot('ValidateJWTSVID', options, async (deadline, onCancel) => {
-      const request: ValidateJWTSVIDRequestMessage = { audience, svid: token };
-      const res = await this.#first<ValidateJWTSVIDResponseMessage>(
-        'ValidateJWTSVID',
-        request,
-        true,
-        deadline,
-        onCancel,
-      );
-      const claims = structToJson(res.claims);
-      const id = toSpiffeId(res.spiffe_id);
-      const aud = claims.aud;
-      const exp = typeof claims.exp === 'number' ? claims.exp : 0;
-      return new JwtSvid({
-        id,
-        audience: typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud.map(String) : [],
-        expiresAt: new Date(exp * 1000),
-        claims,
-        token,
-      });
-    });
+    const request: Request<'ValidateJWTSVID'> = { audience, svid: token };
+    return this.#oneShot('ValidateJWTSVID', options, (deadline, onCancel) =>
+      this.#first('ValidateJWTSVID', request, deadline, onCancel, (bytes) => {
+        const res = decode('ValidateJWTSVID', bytes);
+        const claims = structToJson(res.claims);
+        const aud = claims.aud;
+        const exp = typeof claims.exp === 'number' ? claims.exp : 0;
+        return new JwtSvid({
+          id: toSpiffeId(res.spiffe_id),
+          audience: typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud.map(String) : [],
+          expiresAt: new Date(exp * 1000),
+          claims,
+          token,
+        });
+      }),
+    );
   }
 
-  #watch<M, T>(method: string, parse: (m: M) => T, watcher: Watcher<T>, options: { signal?: AbortSignal } = {}): Watch {
+  #watch<M extends StreamMethod, T>(
+    method: M,
+    parse: (m: Response<M>) => T,
+    watcher: Watcher<T>,
+    options: { signal?: AbortSignal } = {},
+  ): Watch {
     this.#ensureOpen();
     const stopper = new AbortController();
     const signal = options.signal ? AbortSignal.any([options.signal, stopper.signal]) : stopper.signal;
     const backoff = new Backoff(this.#backoff);
+    const def = workloadApiServiceDefinition()[method];
     const report = (err: WorkloadApiError) => {
       try {
         watcher.onError?.(err);
@@ -504,37 +536,47 @@ export class WorkloadApiClient {
         // a throwing error handler must not kill the watch
       }
     };
-    const { encode, decode } = codec(method);
-    const request = frame(encode({}));
+    const onMessage = (bytes: Buffer): void => {
+      let value: T;
+      try {
+        value = parse(decode(method, bytes));
+      } catch (err) {
+        report(
+          err instanceof SpiffeError
+            ? mapGrpcError(err, method)
+            : new WorkloadApiError('WORKLOADAPI_BAD_RESPONSE', `${method}: undecodable response`, { cause: err }),
+        );
+        return;
+      }
+      backoff.reset();
+      try {
+        watcher.onUpdate(value);
+      } catch (err) {
+        report(new WorkloadApiError('WORKLOADAPI_ERROR', `${method}: update handler threw`, { cause: err }));
+      }
+    };
+    /** One stream, until it ends: resolves with why. */
     const runOnce = () =>
-      new Promise<GrpcCallError | undefined>((resolve) => {
-        const cancel = this.#transport.call(method, request, undefined, {
-          onMessage: (bytes) => {
-            let value: T;
-            try {
-              value = parse(decode<M>(bytes));
-            } catch (err) {
-              report(
-                err instanceof SpiffeError
-                  ? mapGrpcError(err, method)
-                  : new WorkloadApiError('WORKLOADAPI_BAD_RESPONSE', `${method}: undecodable response`, { cause: err }),
-              );
-              return;
-            }
-            backoff.reset();
-            try {
-              watcher.onUpdate(value);
-            } catch (err) {
-              report(new WorkloadApiError('WORKLOADAPI_ERROR', `${method}: update handler threw`, { cause: err }));
-            }
-          },
-          onEnd: (err) => {
-            signal.removeEventListener('abort', cancel);
-            // A stream the server ends with OK is still a lost watch: reconnect.
-            resolve(err ?? new GrpcCallError(GrpcStatus.UNAVAILABLE, 'stream closed by the server'));
-          },
-        });
+      new Promise<unknown>((resolve) => {
+        const call = this.#channel.makeServerStreamRequest(
+          def.path,
+          def.requestSerialize,
+          asBytes,
+          {},
+          this.#metadata(),
+        );
+        const cancel = () => call.cancel();
+        const end = (why: unknown) => {
+          signal.removeEventListener('abort', cancel);
+          resolve(why);
+        };
         signal.addEventListener('abort', cancel, { once: true });
+        call.on('data', onMessage);
+        call.on('error', end);
+        call.on('status', (status: grpc.StatusObject) => {
+          // A stream the server ends with OK is still a lost watch: reconnect.
+          if (status.code === GrpcStatus.OK) end(statusError(GrpcStatus.UNAVAILABLE, 'stream closed by the server'));
+        });
       });
     const done = (async () => {
       while (!signal.aborted) {
@@ -573,13 +615,14 @@ export class WorkloadApiClient {
     return this.#watch('FetchJWTBundles', parseJwtBundlesResponse, watcher, options);
   }
 
-  /** Stops all watches and closes the channel. */
+  /** Stops all watches, ends the calls in flight (they fail as closed) and closes the channel. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     const watches = [...this.#watches];
     for (const w of watches) w.stop();
+    for (const cancel of [...this.#inFlight]) cancel();
     await Promise.all(watches.map((w) => w.done));
-    this.#transport.close();
+    this.#channel.close();
   }
 }

@@ -1,5 +1,4 @@
 import type * as grpc from '@grpc/grpc-js';
-import { fromJSON } from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
 
 /**
@@ -61,7 +60,8 @@ message ValidateJWTSVIDResponse {
 /** The gRPC metadata header every Workload API request must carry. */
 export const WORKLOAD_API_HEADER = 'workload.spiffe.io';
 
-// Message shapes as @grpc/proto-loader decodes them (keepCase, bytes as Buffer, defaults on).
+// Message shapes as @grpc/proto-loader decodes// Message shapes as decoded here: field names as in the .proto, bytes as Buffer, every field present.
+export type X509SVIDRequestMessage = Record<string, never>;
 export interface X509SVIDMessage {
   spiffe_id: string;
   x509_svid: Buffer;
@@ -74,6 +74,7 @@ export interface X509SVIDResponseMessage {
   crl: Buffer[];
   federated_bundles: Record<string, Buffer>;
 }
+export type X509BundlesRequestMessage = Record<string, never>;
 export interface X509BundlesResponseMessage {
   crl: Buffer[];
   bundles: Record<string, Buffer>;
@@ -90,6 +91,7 @@ export interface JWTSVIDMessage {
 export interface JWTSVIDResponseMessage {
   svids: JWTSVIDMessage[];
 }
+export type JWTBundlesRequestMessage = Record<string, never>;
 export interface JWTBundlesResponseMessage {
   bundles: Record<string, Buffer>;
 }
@@ -114,23 +116,79 @@ export interface ValidateJWTSVIDResponseMessage {
   claims: StructMessage | null;
 }
 
-let cached: grpc.ServiceDefinition | undefined;
+/** Request and response message of each Workload API method. */
+export interface WorkloadApiMessages {
+  FetchX509SVID: { request: X509SVIDRequestMessage; response: X509SVIDResponseMessage };
+  FetchX509Bundles: { request: X509BundlesRequestMessage; response: X509BundlesResponseMessage };
+  FetchJWTSVID: { request: JWTSVIDRequestMessage; response: JWTSVIDResponseMessage };
+  FetchJWTBundles: { request: JWTBundlesRequestMessage; response: JWTBundlesResponseMessage };
+  ValidateJWTSVID: { request: ValidateJWTSVIDRequestMessage; response: ValidateJWTSVIDResponseMessage };
+}
+export type WorkloadApiMethod = keyof WorkloadApiMessages;
+
+/** The SpiffeWorkloadAPI service, typed per method, for @grpc/grpc-js clients and servers. */
+export type WorkloadApiServiceDefinition = {
+  readonly [M in WorkloadApiMethod]: grpc.MethodDefinition<
+    WorkloadApiMessages[M]['request'],
+    WorkloadApiMessages[M]['response']
+  >;
+};
+
+/** Protobuf encoding and decoding of one message type. */
+interface MessageCodec<T> {
+  encode(value: T): Buffer;
+  /** Throws on bytes that are not this message. */
+  decode(bytes: Uint8Array): T;
+}
+
+// What @grpc/proto-loader's conversion gave (and the interfaces above describe): every field present with its
+// default, enums as names, the set member of a oneof named by its virtual field.
+const TO_OBJECT: protobuf.IConversionOptions = { longs: String, enums: String, defaults: true, oneofs: true };
+
+function messageCodec<T>(type: protobuf.Type): MessageCodec<T> {
+  return {
+    encode: (value) => {
+      const bytes = type.encode(type.fromObject(value as Record<string, unknown>)).finish();
+      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+    },
+    decode: (bytes) => type.toObject(type.decode(bytes), TO_OBJECT) as T,
+  };
+}
+
+let cached: WorkloadApiServiceDefinition | undefined;
 
 /** The SpiffeWorkloadAPI service definition for @grpc/grpc-js clients and servers. */
-export function workloadApiServiceDefinition(): grpc.ServiceDefinition {
+export function workloadApiServiceDefinition(): WorkloadApiServiceDefinition {
   if (cached) return cached;
   const root = new protobuf.Root();
   protobuf.parse(WORKLOAD_PROTO, root, { keepCase: true });
   const struct = protobuf.common.get('google/protobuf/struct.proto');
   if (struct) root.addJSON(struct.nested as protobuf.INamespace['nested'] & object);
-  const pkg = fromJSON(root.toJSON(), {
-    keepCase: true,
-    longs: String,
-    enums: String,
-    defaults: true,
-    oneofs: true,
-  });
-  cached = pkg.SpiffeWorkloadAPI as grpc.ServiceDefinition;
+  root.resolveAll();
+  const service = root.lookupService('SpiffeWorkloadAPI');
+  const method = <M extends WorkloadApiMethod>(
+    name: M,
+  ): grpc.MethodDefinition<WorkloadApiMessages[M]['request'], WorkloadApiMessages[M]['response']> => {
+    const m = service.methods[name] as protobuf.Method;
+    const request = messageCodec<WorkloadApiMessages[M]['request']>(m.resolvedRequestType as protobuf.Type);
+    const response = messageCodec<WorkloadApiMessages[M]['response']>(m.resolvedResponseType as protobuf.Type);
+    return {
+      path: `/SpiffeWorkloadAPI/${name}`,
+      requestStream: false,
+      responseStream: m.responseStream === true,
+      requestSerialize: request.encode,
+      requestDeserialize: request.decode,
+      responseSerialize: response.encode,
+      responseDeserialize: response.decode,
+    };
+  };
+  cached = {
+    FetchX509SVID: method('FetchX509SVID'),
+    FetchX509Bundles: method('FetchX509Bundles'),
+    FetchJWTSVID: method('FetchJWTSVID'),
+    FetchJWTBundles: method('FetchJWTBundles'),
+    ValidateJWTSVID: method('ValidateJWTSVID'),
+  };
   return cached;
 }
 
