@@ -4,6 +4,22 @@
 import assert from 'node:assert/strict';
 import type { KeyObject } from 'node:crypto';
 import { once } from 'node:events';
+import { watch } from 'node:fs';
+import {
+  chmod,
+  chown,
+  lchown,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as tls from 'node:tls';
 import {
@@ -18,11 +34,14 @@ import {
   StaticX509Source,
   verifyX509Svid,
   X509BundleSet,
+  type X509Context,
   type X509Svid,
   X509SvidError,
 } from '@spiffe-ts/core';
 import { createAuthority, DevCa, issueX509SvidWith, KeyUsage } from '@spiffe-ts/dev-server';
 import { SignJWT } from 'jose';
+// The CLI's file writer from source: the cross-package test package does not depend on @spiffe-ts/cli.
+import { UnsafeDirectoryError, writeAtomic, writeJwtFile, writeX509Files } from '../../packages/cli/src/files.js';
 
 let caA: DevCa; // example.org
 let caB: DevCa; // other.org
@@ -378,5 +397,148 @@ describe('JWT-SVID attacks', () => {
       await sign(claims(), stranger.jwtSigningKey.privateKey, { kid: k.kid }),
       ['JWTSVID_BAD_SIGNATURE'],
     );
+  });
+});
+
+describe('CLI file writing attacks', () => {
+  // The attacker (uid 65534 when we run as root) owns a file outside the output directory and has planted
+  // symlinks to it at every name the old writer would have used: <file>.tmp-<pid>-<ms> and the targets.
+  const ATTACKER_UID = 65534;
+  const asRoot = process.geteuid?.() === 0;
+  const X509_NAMES = ['svid_key.pem', 'svid.pem', 'svid_bundle.pem', 'federated_bundle.pem'];
+  let base: string;
+  let ctx: X509Context;
+
+  before(async () => {
+    base = await mkdtemp(join(tmpdir(), 'spiffe-file-attacks-'));
+    ctx = { svids: [goodClient], bundles: new X509BundleSet([caA.x509Bundle(), caB.x509Bundle()]) };
+  });
+  after(async () => {
+    await rm(base, { recursive: true, force: true });
+  });
+
+  /**
+   * A 0700 output directory with symlinks to an attacker-owned file at the target names and, for the secret
+   * files, at the temp names the old writer would use during the next `windowMs`.
+   */
+  async function plantedDirectory(name: string, targets: string[], secrets: string[], windowMs: number) {
+    const out = join(base, name, 'out');
+    const loot = join(base, name, 'attacker', 'loot');
+    await mkdir(out, { recursive: true, mode: 0o700 });
+    await mkdir(dirname(loot), { mode: 0o777 });
+    await chmod(dirname(loot), 0o777);
+    await writeFile(loot, 'attacker', { mode: 0o666 });
+    await chmod(loot, 0o666);
+    const planted = targets.map((f) => join(out, f));
+    const start = Date.now();
+    for (const f of secrets)
+      for (let t = start; t < start + windowMs; t++) planted.push(join(out, `${f}.tmp-${process.pid}-${t}`));
+    for (let i = 0; i < planted.length; i += 500)
+      await Promise.all(planted.slice(i, i + 500).map((p) => symlink(loot, p)));
+    if (asRoot) {
+      await chown(loot, ATTACKER_UID, ATTACKER_UID);
+      await chown(dirname(loot), ATTACKER_UID, ATTACKER_UID);
+      for (let i = 0; i < planted.length; i += 500)
+        await Promise.all(planted.slice(i, i + 500).map((p) => lchown(p, ATTACKER_UID, ATTACKER_UID)));
+    }
+    return { out, loot, planted: new Set(planted.map((p) => basename(p))) };
+  }
+
+  /** No regular file owned by the attacker (or reachable through the attacker's file) holds a secret. */
+  async function assertNothingLeaked(root: string, loot: string, secrets: string[]): Promise<void> {
+    assert.equal(await readFile(loot, 'utf8'), 'attacker', 'the attacker file is unchanged');
+    assert.equal((await lstat(loot)).mode & 0o7777, 0o666, 'and not chmod-ed');
+    for (const entry of await readdir(root, { recursive: true })) {
+      const p = join(root, entry);
+      const st = await lstat(p);
+      if (!st.isFile()) continue;
+      if (st.uid === ATTACKER_UID) {
+        const content = await readFile(p, 'utf8');
+        for (const s of secrets) assert.ok(!content.includes(s), `${p} (uid ${ATTACKER_UID}) holds a secret`);
+      }
+    }
+  }
+
+  async function assertOwnSecretFile(p: string, content: string): Promise<void> {
+    const st = await lstat(p);
+    assert.ok(st.isFile() && !st.isSymbolicLink(), `${p} is a regular file, not a symlink`);
+    assert.equal(st.mode & 0o7777, 0o600);
+    assert.equal(st.uid, process.geteuid?.() ?? st.uid, 'owned by us, not by the attacker');
+    assert.equal(await readFile(p, 'utf8'), content);
+  }
+
+  test('symlinks planted at the guessable temp names and at the targets: key never written through them', async () => {
+    const targets = [...X509_NAMES, 'billing.jwt'];
+    const { out, loot, planted } = await plantedDirectory('planted', targets, ['svid_key.pem', 'billing.jwt'], 3000);
+    const token = await caA.issueJwtSvid(CLIENT, 'billing');
+    const key = ctx.svids[0]?.toPem().privateKey as string;
+    // Several rotations, as the helper does: every one of them went through a planted name before.
+    for (let i = 0; i < 3; i++) {
+      await writeX509Files(out, ctx);
+      await writeJwtFile(join(out, 'billing.jwt'), token);
+    }
+    await assertNothingLeaked(join(base, 'planted'), loot, [key, token.token]);
+    await assertOwnSecretFile(join(out, 'svid_key.pem'), key);
+    await assertOwnSecretFile(join(out, 'billing.jwt'), token.token);
+    for (const f of X509_NAMES.slice(1)) assert.ok((await lstat(join(out, f))).isFile(), `${f} is a regular file`);
+    report.push(
+      `CLI files: ${planted.size} symlinks at pid/time temp names and target names${asRoot ? ` (uid ${ATTACKER_UID})` : ''}, key and JWT written to new 0600 files`,
+    );
+  });
+
+  test('the temp name cannot be predicted: two writes, two random names, none of them planted', async () => {
+    const { out, loot, planted } = await plantedDirectory('random', ['svid_key.pem'], ['svid_key.pem'], 2000);
+    const created: string[] = [];
+    const watcher = watch(out, (event, name) => {
+      if (event === 'rename' && name && name.toString() !== 'svid_key.pem') created.push(name.toString());
+    });
+    try {
+      await writeAtomic(join(out, 'svid_key.pem'), 'secret one', 0o600);
+      await writeAtomic(join(out, 'svid_key.pem'), 'secret two', 0o600);
+      await new Promise((r) => setTimeout(r, 200)); // inotify events arrive asynchronously
+    } finally {
+      watcher.close();
+    }
+    const names = [...new Set(created)];
+    assert.equal(names.length, 2, `two different temp names: ${names.join(', ')}`);
+    for (const n of names) {
+      assert.ok(!planted.has(n), `temp name ${n} was guessed and planted by the attacker`);
+      assert.match(n, /^\.svid_key\.pem\.[0-9a-f]{32}\.tmp$/);
+    }
+    await assertOwnSecretFile(join(out, 'svid_key.pem'), 'secret two');
+    await assertNothingLeaked(join(base, 'random'), loot, ['secret one', 'secret two']);
+    report.push('CLI files: temp names guessed from pid and time (names are 128 random bits)');
+  });
+
+  for (const [label, mode] of [
+    ['group-writable', 0o770],
+    ['world-writable', 0o777],
+    ['sticky world-writable (like /tmp)', 0o1777],
+  ] as const) {
+    test(`${label} output directory is refused (FILE_UNSAFE_DIRECTORY), nothing written`, async () => {
+      const out = join(base, `open-${mode.toString(8)}`);
+      await mkdir(out);
+      await chmod(out, mode);
+      await assert.rejects(writeX509Files(out, ctx), (err: unknown) => {
+        assert.ok(err instanceof UnsafeDirectoryError);
+        assert.equal(err.code, 'FILE_UNSAFE_DIRECTORY' satisfies SpiffeErrorCode);
+        if (mode & 0o1000) assert.match(err.message, /sticky bit/);
+        return true;
+      });
+      await assert.rejects(writeJwtFile(join(out, 'billing.jwt'), await caA.issueJwtSvid(CLIENT, 'billing')), {
+        code: 'FILE_UNSAFE_DIRECTORY',
+      });
+      assert.deepEqual(await readdir(out), []);
+      report.push(`CLI files: ${label} output directory (FILE_UNSAFE_DIRECTORY)`);
+    });
+  }
+
+  test('a directory whose parent others can write to (they could swap it) is refused', async () => {
+    const parent = join(base, 'swappable');
+    await mkdir(join(parent, 'out'), { recursive: true, mode: 0o700 });
+    await chmod(parent, 0o777);
+    await assert.rejects(writeX509Files(join(parent, 'out'), ctx), { code: 'FILE_UNSAFE_DIRECTORY' });
+    assert.deepEqual(await readdir(join(parent, 'out')), []);
+    report.push('CLI files: output directory under a parent writable by others (FILE_UNSAFE_DIRECTORY)');
   });
 });

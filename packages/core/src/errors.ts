@@ -65,6 +65,8 @@ export type SpiffeErrorCode =
   | 'SOURCE_NO_SVID'
   | 'SOURCE_SVID_EXPIRED'
   | 'FILE_SOURCE_ERROR'
+  // files written by the CLI
+  | 'FILE_UNSAFE_DIRECTORY'
   // TLS
   | 'TLS_PEER_UNVERIFIED'
   | 'TLS_NO_PEER_CERTIFICATE';
