@@ -542,3 +542,217 @@ describe('CLI file writing attacks', () => {
     report.push('CLI files: output directory under a parent writable by others (FILE_UNSAFE_DIRECTORY)');
   });
 });
+
+describe('gRPC attacks', () => {
+  // Loaded here rather than at the top of this shared file: the gRPC package from source (the cross-package
+  // test package does not depend on @spiffe-ts/grpc) and grpc-js.
+  type Grpc = typeof import('@grpc/grpc-js');
+  type SpiffeGrpc = typeof import('../../packages/grpc/src/index.js');
+  let grpc: Grpc;
+  let sg: SpiffeGrpc;
+  let http2: typeof import('node:http2');
+  let net: typeof import('node:net');
+  const closers: Array<() => unknown> = [];
+  const PATH = '/attack.Probe/Guarded';
+
+  before(async () => {
+    grpc = await import('@grpc/grpc-js');
+    sg = await import('../../packages/grpc/src/index.js');
+    http2 = await import('node:http2');
+    net = await import('node:net');
+  });
+  after(async () => {
+    for (const close of closers.reverse()) await close();
+  });
+
+  /** One method with raw byte messages; the reply is the handler's spiffeIdOf (or jwtSvidOf subject). */
+  function probeServer(interceptors: import('@grpc/grpc-js').ServerInterceptor[]) {
+    const raw = (b: Buffer) => b;
+    const service = {
+      guarded: {
+        path: PATH,
+        requestStream: false,
+        responseStream: false,
+        requestSerialize: raw,
+        requestDeserialize: raw,
+        responseSerialize: raw,
+        responseDeserialize: raw,
+      },
+    };
+    const server = new grpc.Server({ interceptors });
+    server.addService(service, {
+      guarded: (
+        call: import('@grpc/grpc-js').ServerUnaryCall<Buffer, Buffer>,
+        cb: import('@grpc/grpc-js').sendUnaryData<Buffer>,
+      ) => cb(null, Buffer.from(sg.spiffeIdOf(call)?.toString() ?? sg.jwtSvidOf(call)?.id.toString() ?? '')),
+    });
+    closers.push(() => server.forceShutdown());
+    const Client = grpc.makeGenericClientConstructor(service, 'Probe');
+    return { server, Client };
+  }
+
+  /** Records, for every call, the local port it arrived on, spiffeIdOf in an interceptor and the authorization. */
+  function recorder(seen: Array<{ port: number | undefined; id: string; authorization: number }>) {
+    const interceptor: import('@grpc/grpc-js').ServerInterceptor = (_d, call) =>
+      new grpc.ServerInterceptingCall(call, {
+        start: (next) =>
+          next({
+            onReceiveMetadata: (md, mdNext) => {
+              seen.push({
+                port: call.getConnectionInfo().localPort,
+                id: sg.spiffeIdOf(call)?.toString() ?? '',
+                authorization: md.get('authorization').length,
+              });
+              mdNext(md);
+            },
+          }),
+      });
+    return interceptor;
+  }
+
+  /** Calls the method through a grpc-js client: the error, if any. */
+  function callWith(
+    client: import('@grpc/grpc-js').Client,
+    metadata: import('@grpc/grpc-js').Metadata,
+    options: import('@grpc/grpc-js').CallOptions,
+  ) {
+    type Unary = (
+      req: Buffer,
+      md: import('@grpc/grpc-js').Metadata,
+      opts: import('@grpc/grpc-js').CallOptions,
+      cb: (err: import('@grpc/grpc-js').ServiceError | null) => void,
+    ) => void;
+    const guarded = (client as unknown as { guarded: Unary }).guarded.bind(client);
+    return new Promise<import('@grpc/grpc-js').ServiceError | null>((resolve) =>
+      guarded(Buffer.alloc(0), metadata, { deadline: Date.now() + 5000, ...options }, resolve),
+    );
+  }
+
+  const bind = (server: import('@grpc/grpc-js').Server, creds: import('@grpc/grpc-js').ServerCredentials) =>
+    new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', creds, (err, port) => (err ? reject(err) : resolve(port))),
+    );
+
+  /** An HTTP/2 session over TLS presenting `svid`, from 127.0.0.1:`localPort` (0: any). */
+  async function session(port: number, svid: X509Svid, localPort = 0) {
+    const tcp = net.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.1', localPort });
+    await once(tcp, 'connect');
+    closers.push(() => tcp.destroy());
+    const socket = tls.connect({
+      socket: tcp,
+      ALPNProtocols: ['h2'],
+      rejectUnauthorized: false, // the attacker does not care who the server is
+      cert: svid.certificates.map((c) => c.toString()).join(''),
+      key: svid.privateKey.export({ format: 'pem', type: 'pkcs8' }),
+    });
+    await once(socket, 'secureConnect');
+    const s = http2.connect(`https://127.0.0.1:${port}`, { createConnection: () => socket });
+    s.on('error', () => undefined);
+    closers.push(() => s.destroy());
+    return { session: s, localPort: tcp.localPort as number };
+  }
+
+  /** One unary call with an empty message: grpc-status and the reply message. */
+  function unary(s: import('node:http2').ClientHttp2Session) {
+    return new Promise<{ status: number; reply: string }>((resolve, reject) => {
+      const req = s.request({ ':method': 'POST', ':path': PATH, 'content-type': 'application/grpc', te: 'trailers' });
+      let status: number | undefined;
+      const chunks: Buffer[] = [];
+      const take = (h: import('node:http2').IncomingHttpHeaders) => {
+        if (h['grpc-status'] !== undefined) status = Number(h['grpc-status']);
+      };
+      req.on('response', take);
+      req.on('trailers', take);
+      req.on('data', (d: Buffer) => chunks.push(d));
+      req.on('error', reject);
+      req.on('close', () =>
+        status === undefined
+          ? reject(new Error('no grpc-status'))
+          : resolve({ status, reply: Buffer.concat(chunks).subarray(5).toString() }),
+      );
+      req.end(Buffer.alloc(5)); // one uncompressed message of length 0
+    });
+  }
+
+  test('same key, same source port, ordinary TLS port of the same server: no SPIFFE ID there', async () => {
+    const seen: Array<{ port: number | undefined; id: string; authorization: number }> = [];
+    const { server } = probeServer([recorder(seen), sg.spiffeAuthorization({ methods: { [PATH]: [CLIENT] } })]);
+    const source = new StaticX509Source(serverSvid, [caA.x509Bundle()]);
+    const spiffe = await sg.listenSpiffe(server, { source });
+    closers.push(() => spiffe.close(50));
+    // A second SPIFFE listener on the same server that admits another ID only.
+    const other = await sg.listenSpiffe(server, { source, authorize: [`spiffe://${TD_A}/someone-else`] });
+    closers.push(() => other.close(50));
+    // An ordinary grpc-js TLS port: client certificates required and checked against the same CA.
+    const ordinary = await bind(
+      server,
+      grpc.ServerCredentials.createSsl(
+        Buffer.from(caA.currentAuthority.certificate.toString()),
+        [
+          {
+            cert_chain: Buffer.from(serverSvid.certificates.map((c) => c.toString()).join('')),
+            private_key: Buffer.from(serverSvid.privateKey.export({ format: 'pem', type: 'pkcs8' })),
+          },
+        ],
+        true,
+      ),
+    );
+
+    // The key holder calls the SPIFFE port and keeps that connection open...
+    const first = await session(spiffe.port, goodClient);
+    assert.deepEqual(await unary(first.session), { status: grpc.status.OK, reply: CLIENT });
+    // ...and connects from the very same source address and port to the ordinary port. TCP allows it: the
+    // destination port differs, so it is another connection (node binds with SO_REUSEADDR). The old lookup,
+    // keyed by the remote address and port only, gave this connection the SPIFFE port's ID.
+    const second = await session(ordinary, goodClient, first.localPort);
+    assert.equal(second.localPort, first.localPort);
+    const denied = await unary(second.session);
+    assert.equal(denied.status, grpc.status.PERMISSION_DENIED, `the ordinary port authorized ${denied.reply}`);
+    assert.deepEqual(
+      seen.map((s) => [s.port, s.id]),
+      [
+        [spiffe.port, CLIENT],
+        [ordinary, ''],
+      ],
+    );
+    // The same source port to the other SPIFFE listener: its own allowlist decides, at the handshake.
+    await assert.rejects(async () => unary((await session(other.port, goodClient, first.localPort)).session));
+    assert.equal(seen.length, 2, 'no call reached the server through the other listener');
+    // The SPIFFE connection still has its ID.
+    assert.deepEqual(await unary(first.session), { status: grpc.status.OK, reply: CLIENT });
+    report.push(
+      'gRPC: SPIFFE ID of a listenSpiffe connection claimed on an ordinary TLS port from the same source port',
+    );
+  });
+
+  test('JWT-SVID on a plaintext port: UNAUTHENTICATED', async () => {
+    const bundles = new JwtBundleSet([caA.jwtBundle()]);
+    const { server, Client } = probeServer([sg.jwtSvidAuthentication({ bundles, audience: 'api' })]);
+    const port = await bind(server, grpc.ServerCredentials.createInsecure());
+    const client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    closers.push(() => client.close());
+    const md = new grpc.Metadata();
+    md.set('authorization', `Bearer ${(await caA.issueJwtSvid(CLIENT, 'api')).token}`);
+    const err = await callWith(client, md, {});
+    assert.equal(err?.code, grpc.status.UNAUTHENTICATED, 'a valid token was accepted in clear');
+    report.push('gRPC: valid JWT-SVID presented on a plaintext port (UNAUTHENTICATED)');
+  });
+
+  test('JWT-SVID call credentials given per call on an insecure channel: the token never leaves', async () => {
+    const seen: Array<{ port: number | undefined; id: string; authorization: number }> = [];
+    const { server, Client } = probeServer([recorder(seen)]);
+    const port = await bind(server, grpc.ServerCredentials.createInsecure());
+    const client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    closers.push(() => client.close());
+    const svid = await caA.issueJwtSvid(CLIENT, 'api');
+    const credentials = sg.jwtSvidCallCredentials({ fetchJwtSvid: async () => svid }, { audience: 'api' });
+    const outcome = await callWith(client, new grpc.Metadata(), { credentials });
+    assert.deepEqual(
+      seen.filter((s) => s.authorization > 0),
+      [],
+      'the bearer token arrived over plaintext',
+    );
+    assert.equal(outcome?.code, grpc.status.UNAUTHENTICATED);
+    report.push('gRPC: JWT-SVID call credentials attached per call to an insecure channel (refused client-side)');
+  });
+});

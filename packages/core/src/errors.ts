@@ -69,7 +69,9 @@ export type SpiffeErrorCode =
   | 'FILE_UNSAFE_DIRECTORY'
   // TLS
   | 'TLS_PEER_UNVERIFIED'
-  | 'TLS_NO_PEER_CERTIFICATE';
+  | 'TLS_NO_PEER_CERTIFICATE'
+  // @spiffe-ts/grpc
+  | 'GRPC_UNSUPPORTED_VERSION';
 
 export class SpiffeError extends Error {
   readonly code: SpiffeErrorCode;

@@ -1,3 +1,4 @@
+import * as net from 'node:net';
 import * as tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import {
@@ -8,6 +9,7 @@ import {
   type JwtSvidSource,
   matchAny,
   peerSpiffeId,
+  SpiffeError,
   type SpiffeId,
   type SpiffeIdAllowlist,
   type SpiffeIdMatcher,
@@ -26,22 +28,40 @@ import {
 // by a node:tls server built with the core (verification, rotation, no resumption) and only verified
 // connections are handed to the gRPC server through its public connection injector.
 
+// grpc-js gained `getConnectionInfo()` on interceptor calls (ServerInterceptingCallInterface) in 1.14.0; handler
+// calls (ServerUnaryCall etc.) have no such method in any release up to 1.14.7. Without it a call cannot be tied
+// to its connection, so every server-side entry point checks for it up front instead of never matching.
+function requireConnectionInfo(what: string): void {
+  const proto: Partial<grpc.ServerInterceptingCallInterface> = grpc.ServerInterceptingCall.prototype;
+  if (typeof proto.getConnectionInfo !== 'function') {
+    throw new SpiffeError(
+      'GRPC_UNSUPPORTED_VERSION',
+      `${what} needs @grpc/grpc-js >= 1.14.0 (ServerInterceptingCall.getConnectionInfo); the loaded version lacks it`,
+    );
+  }
+}
+
+type ConnectionInfo = ReturnType<grpc.ServerInterceptingCallInterface['getConnectionInfo']>;
+
 interface VerifiedConnection {
   id: SpiffeId;
   raw: Buffer;
 }
 
-// Keyed by "remoteAddress:remotePort", the form grpc-js reports in call.getPeer(). The peer certificate is
-// compared too, so an entry can only ever match the very connection that was verified.
+// Keyed by the TCP 4-tuple (local address and port, remote address and port) of each connection a
+// `listenSpiffe` listener verified: that names one live connection, so the same key holder connecting from the
+// same source port to another port of the same server (a different local port) never matches. The peer
+// certificate is compared too, and entries go when the socket closes.
 const verifiedConnections = new Map<string, Set<VerifiedConnection>>();
 
-function peerKey(socket: tls.TLSSocket): string | undefined {
-  if (!socket.remoteAddress) return undefined;
-  return socket.remotePort ? `${socket.remoteAddress}:${socket.remotePort}` : socket.remoteAddress;
+function tupleKey(info: ConnectionInfo): string | undefined {
+  const { localAddress, localPort, remoteAddress, remotePort } = info;
+  if (!localAddress || !localPort || !remoteAddress || !remotePort) return undefined;
+  return `${localAddress}|${localPort}|${remoteAddress}|${remotePort}`;
 }
 
 function remember(socket: tls.TLSSocket, id: SpiffeId): void {
-  const key = peerKey(socket);
+  const key = tupleKey(socket);
   const raw = socket.getPeerX509Certificate()?.raw; // not getPeerCertificate(): no names, fingerprints to build
   if (!key || !raw) return;
   const entry: VerifiedConnection = { id, raw };
@@ -57,23 +77,45 @@ function remember(socket: tls.TLSSocket, id: SpiffeId): void {
   });
 }
 
-/** The parts of a grpc-js call (handler call or interceptor call) needed to identify its peer. */
-export interface CallWithPeer {
-  getPeer(): string;
-  getAuthContext(): { sslPeerCertificate?: { raw?: Buffer } } | null;
+type InterceptorCall = Pick<grpc.ServerInterceptingCallInterface, 'getConnectionInfo' | 'getAuthContext'>;
+
+function connectionSpiffeId(call: InterceptorCall): SpiffeId | undefined {
+  const raw = call.getAuthContext()?.sslPeerCertificate?.raw;
+  if (!raw) return undefined;
+  const key = tupleKey(call.getConnectionInfo());
+  const set = key === undefined ? undefined : verifiedConnections.get(key);
+  if (!set) return undefined;
+  for (const entry of set) if (entry.raw.equals(raw)) return entry.id;
+  return undefined;
 }
+
+// Handler calls cannot name their connection (see requireConnectionInfo), so our interceptors pass the ID they
+// found on to the handler keyed by the call's Metadata object, which grpc-js hands to the handler unchanged;
+// a client cannot forge an entry in this map.
+const handlerIds = new WeakMap<grpc.Metadata, SpiffeId>();
+
+/**
+ * A grpc-js server call: an interceptor call (`ServerInterceptingCallInterface`, which names its connection) or
+ * a handler call (`ServerUnaryCall`, `ServerReadableStream`, ..., identified through its metadata).
+ */
+export type CallWithPeer = InterceptorCall | { readonly metadata: grpc.Metadata };
 
 /**
  * The verified SPIFFE ID of the caller, for calls that arrived on a `listenSpiffe` listener; undefined for
  * any other call (plain or foreign-TLS ports never yield an ID).
+ *
+ * In an interceptor the ID is looked up by the call's connection. In a handler it is the ID that
+ * `spiffeIdentity()` or `spiffeAuthorization()` found for the call: without one of them on the server,
+ * handlers get undefined. Throws a `SpiffeError` (`GRPC_UNSUPPORTED_VERSION`) for an interceptor call of a
+ * grpc-js older than 1.14.0.
  */
 export function spiffeIdOf(call: CallWithPeer): SpiffeId | undefined {
-  const raw = call.getAuthContext()?.sslPeerCertificate?.raw;
-  if (!raw) return undefined;
-  const set = verifiedConnections.get(call.getPeer());
-  if (!set) return undefined;
-  for (const entry of set) if (entry.raw.equals(raw)) return entry.id;
-  return undefined;
+  if ('getConnectionInfo' in call && typeof call.getConnectionInfo === 'function') return connectionSpiffeId(call);
+  if ('metadata' in call) return handlerIds.get(call.metadata);
+  throw new SpiffeError(
+    'GRPC_UNSUPPORTED_VERSION',
+    'spiffeIdOf: the call has neither getConnectionInfo() (interceptor calls, @grpc/grpc-js >= 1.14.0) nor metadata (handler calls)',
+  );
 }
 
 export interface ListenSpiffeOptions extends Omit<SpiffeTlsServerOptions, 'source' | 'authorize'> {
@@ -98,9 +140,11 @@ export interface SpiffeListener {
  * Serves a grpc-js `Server` over SPIFFE mTLS on a TCP port: client certificates required and verified
  * against the bundle of the client's own trust domain before any call reaches the server; certificate and
  * bundles rotate live from the source (new handshakes use the new material, open connections continue).
- * Use instead of `server.bindAsync` for this port.
+ * Use instead of `server.bindAsync` for this port. Rejects with a `SpiffeError` (`GRPC_UNSUPPORTED_VERSION`)
+ * on a grpc-js older than 1.14.0, which cannot tell `spiffeIdOf` which connection a call came on.
  */
 export async function listenSpiffe(server: grpc.Server, options: ListenSpiffeOptions): Promise<SpiffeListener> {
+  requireConnectionInfo('listenSpiffe');
   const { source, host = '127.0.0.1', port = 0, authorize, ...rest } = options;
   const spiffe = createSpiffeTlsServer({
     ...rest,
@@ -182,9 +226,11 @@ function denyCall(call: grpc.ServerInterceptingCallInterface, code: grpc.status,
 /**
  * A server interceptor that authorizes each call by the caller's verified SPIFFE ID (from `listenSpiffe`),
  * per method or service; others get PERMISSION_DENIED before the handler runs. Deny by default: a method
- * with no matching entry and no `allow` is refused, and so is a call without a verified peer.
+ * with no matching entry and no `allow` is refused, and so is a call without a verified peer. Handlers of
+ * allowed calls get the ID from `spiffeIdOf(call)`. Throws `GRPC_UNSUPPORTED_VERSION` on grpc-js < 1.14.0.
  */
 export function spiffeAuthorization(options: SpiffeAuthorizationOptions): grpc.ServerInterceptor {
+  requireConnectionInfo('spiffeAuthorization');
   const methods = compileMethods(options.methods);
   const fallback = options.allow === undefined ? undefined : toMatcher(options.allow);
   const matcherFor = (path: string): SpiffeIdMatcher | undefined =>
@@ -195,7 +241,7 @@ export function spiffeAuthorization(options: SpiffeAuthorizationOptions): grpc.S
       start: (next) => {
         next({
           onReceiveMetadata: (metadata, mdNext) => {
-            const id = spiffeIdOf(call);
+            const id = connectionSpiffeId(call);
             const matcher = matcherFor(descriptor.path);
             let allowed = false;
             if (id && matcher) {
@@ -205,7 +251,8 @@ export function spiffeAuthorization(options: SpiffeAuthorizationOptions): grpc.S
                 allowed = false;
               }
             }
-            if (allowed) {
+            if (allowed && id) {
+              handlerIds.set(metadata, id);
               mdNext(metadata);
               return;
             }
@@ -214,6 +261,27 @@ export function spiffeAuthorization(options: SpiffeAuthorizationOptions): grpc.S
               : `SPIFFE ID "${id}" is not authorized for ${descriptor.path}`;
             options.onDenied?.({ path: descriptor.path, spiffeId: id, reason });
             denyCall(call, grpc.status.PERMISSION_DENIED, reason);
+          },
+        });
+      },
+    });
+}
+
+/**
+ * A server interceptor that authorizes nothing: it only makes the caller's verified SPIFFE ID available to
+ * handlers through `spiffeIdOf(call)`, for servers that decide in their handlers (with `spiffeAuthorization`
+ * installed it is not needed). Throws `GRPC_UNSUPPORTED_VERSION` on grpc-js < 1.14.0.
+ */
+export function spiffeIdentity(): grpc.ServerInterceptor {
+  requireConnectionInfo('spiffeIdentity');
+  return (_descriptor, call) =>
+    new grpc.ServerInterceptingCall(call, {
+      start: (next) => {
+        next({
+          onReceiveMetadata: (metadata, mdNext) => {
+            const id = connectionSpiffeId(call);
+            if (id) handlerIds.set(metadata, id);
+            mdNext(metadata);
           },
         });
       },
@@ -240,15 +308,47 @@ export interface JwtSvidAuthenticationOptions {
   skip?: readonly string[];
   /** Clock skew tolerance in seconds (default 30). */
   clockTolerance?: number;
+  /**
+   * Accept tokens on connections that are not TLS, but only from a loopback address (127.0.0.0/8, ::1) or
+   * over a unix domain socket, e.g. from a sidecar proxy that terminated TLS on this host (default false:
+   * a bearer token seen in clear by anyone on the path must not be honoured).
+   */
+  allowInsecureTransport?: boolean;
+  /** Told about every denial (for logging). */
   onDenied?: (event: { path: string; reason: string }) => void;
+}
+
+// grpc-js reports `transportSecurityType: 'ssl'` only for TLS connections whose client certificate it verified
+// (listenSpiffe, or bindAsync with createSsl(..., checkClientCertificate = true)); a TLS port that does not
+// request client certificates looks like plaintext here, and its tokens are refused too.
+function isTls(call: grpc.ServerInterceptingCallInterface): boolean {
+  return call.getAuthContext()?.transportSecurityType === 'ssl';
+}
+
+// A TCP connection always has an IP peer address, which grpc-js records when the session starts; no address at
+// all means a unix domain socket (or an in-process stream handed to a connection injector).
+function isLocalConnection(info: ConnectionInfo): boolean {
+  const address = info.remoteAddress;
+  if (address === undefined || address === '') return info.remotePort === undefined;
+  const v4 = net.isIPv4(address) ? address : /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1];
+  if (v4 !== undefined) return net.isIPv4(v4) && v4.startsWith('127.');
+  return address === '::1';
 }
 
 /**
  * A server interceptor that requires a JWT-SVID in the `authorization: Bearer <token>` metadata of every
  * call, validated against the bundles and audience; failures end the call with UNAUTHENTICATED (a valid
  * token whose subject is not allowed: PERMISSION_DENIED). `jwtSvidOf(call)` gives handlers the token.
+ * Calls on connections that are not TLS are refused with UNAUTHENTICATED before the token is looked at,
+ * unless `allowInsecureTransport` is set and the connection is loopback or a unix socket. Throws
+ * `GRPC_UNSUPPORTED_VERSION` on grpc-js < 1.14.0.
  */
 export function jwtSvidAuthentication(options: JwtSvidAuthenticationOptions): grpc.ServerInterceptor {
+  requireConnectionInfo('jwtSvidAuthentication');
+  if (options.allowInsecureTransport !== undefined && typeof options.allowInsecureTransport !== 'boolean') {
+    throw new TypeError('jwtSvidAuthentication: allowInsecureTransport must be a boolean');
+  }
+  const allowInsecure = options.allowInsecureTransport === true;
   const allow = options.allow === undefined ? undefined : toMatcher(options.allow);
   const skip = new Set(options.skip ?? []);
   return (descriptor, call) => {
@@ -260,6 +360,14 @@ export function jwtSvidAuthentication(options: JwtSvidAuthenticationOptions): gr
       start: (next) => {
         next({
           onReceiveMetadata: (metadata, mdNext) => {
+            if (!isTls(call) && !(allowInsecure && isLocalConnection(call.getConnectionInfo()))) {
+              const reason = allowInsecure
+                ? 'JWT-SVIDs are accepted over TLS, loopback or unix sockets only; this connection is none of them'
+                : 'JWT-SVIDs are accepted over TLS only; this connection is not TLS';
+              options.onDenied?.({ path, reason });
+              denyCall(call, grpc.status.UNAUTHENTICATED, reason);
+              return;
+            }
             const header = metadata.get('authorization').map(String);
             authenticateBearer(header.length === 1 ? header[0] : undefined, {
               bundles: options.bundles,
@@ -366,9 +474,32 @@ export function spiffeChannelCredentials(
   options: SpiffeChannelCredentialsOptions,
 ): grpc.ChannelCredentials {
   const provider = new SourceCertificateProvider(source);
-  return grpc.experimental.createCertificateProviderChannelCredentials(provider, provider, {
-    checkServerIdentity: spiffeCheckServerIdentity(source, options.authorize),
-  });
+  return allowJwtSvids(
+    grpc.experimental.createCertificateProviderChannelCredentials(provider, provider, {
+      checkServerIdentity: spiffeCheckServerIdentity(source, options.authorize),
+    }),
+  );
+}
+
+// grpc-js (1.14.7 included) sends call credentials given per call (`{ credentials }` in the call options) on
+// insecure channels too, and a metadata generator learns nothing about the transport (`service_url` is always
+// https://...). So channel credentials known to be secure carry this marker: grpc-js composes the per-call and
+// the channel's call credentials into one and passes every generator the same options object, synchronously,
+// so our JWT-SVID generator sends its token only if the marker saw that object in the same round. Should
+// grpc-js ever stop sharing the object, tokens are refused, never leaked.
+const secureRounds = new WeakSet<object>();
+const secureChannelMarker = grpc.credentials.createFromMetadataGenerator((params, callback) => {
+  secureRounds.add(params);
+  callback(null, new grpc.Metadata());
+});
+
+/**
+ * Marks secure channel credentials (TLS, e.g. `grpc.credentials.createSsl(...)`) as ones that
+ * `jwtSvidCallCredentials` may send tokens over. `spiffeChannelCredentials` are marked already. grpc-js
+ * throws for insecure credentials ("Cannot compose insecure credentials").
+ */
+export function allowJwtSvids(channelCredentials: grpc.ChannelCredentials): grpc.ChannelCredentials {
+  return grpc.credentials.combineChannelCredentials(channelCredentials, secureChannelMarker);
 }
 
 export interface JwtSvidCallCredentialsOptions {
@@ -380,20 +511,34 @@ export interface JwtSvidCallCredentialsOptions {
  * Call credentials that attach `authorization: Bearer <JWT-SVID>` to every call, fetched from a JwtSource
  * (which caches tokens until they near expiry). Compose with channel credentials:
  * `grpc.credentials.combineChannelCredentials(channelCreds, jwtSvidCallCredentials(jwt, { audience }))`.
+ * Tokens go only over channels built from `spiffeChannelCredentials` or `allowJwtSvids(...)` credentials, also
+ * when given per call (`{ credentials }`); on any other channel the call fails with UNAUTHENTICATED before
+ * anything is sent.
  */
 export function jwtSvidCallCredentials(
   source: JwtSvidSource,
   options: JwtSvidCallCredentialsOptions,
 ): grpc.CallCredentials {
-  return grpc.credentials.createFromMetadataGenerator((_params, callback) => {
-    source.fetchJwtSvid({ audience: options.audience }).then(
-      (svid) => {
-        const metadata = new grpc.Metadata();
-        metadata.set('authorization', `Bearer ${svid.token}`);
-        callback(null, metadata);
-      },
-      (err: unknown) => callback(err instanceof Error ? err : new Error(String(err))),
-    );
+  return grpc.credentials.createFromMetadataGenerator((params, callback) => {
+    // The marker runs in the same synchronous pass as this generator (before or after it): look once it ends.
+    queueMicrotask(() => {
+      if (!secureRounds.has(params)) {
+        const error = new Error(
+          'JWT-SVID call credentials refused: the channel is not known to be secure (use spiffeChannelCredentials or allowJwtSvids)',
+        );
+        // grpc-js takes the call's status from a numeric `code` on the generator's error.
+        callback(Object.assign(error, { code: grpc.status.UNAUTHENTICATED }));
+        return;
+      }
+      source.fetchJwtSvid({ audience: options.audience }).then(
+        (svid) => {
+          const metadata = new grpc.Metadata();
+          metadata.set('authorization', `Bearer ${svid.token}`);
+          callback(null, metadata);
+        },
+        (err: unknown) => callback(err instanceof Error ? err : new Error(String(err))),
+      );
+    });
   });
 }
 

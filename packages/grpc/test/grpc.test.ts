@@ -22,6 +22,7 @@ import {
   type SpiffeListener,
   spiffeAuthorization,
   spiffeChannelCredentials,
+  spiffeIdentity,
   spiffeIdOf,
 } from '@spiffe-ts/grpc';
 
@@ -286,6 +287,8 @@ describe('@spiffe-ts/grpc JWT-SVID call credentials and validation', () => {
     jwtServer = await JwtSource.create({ address: dev.address('orders'), timeoutMs: 5000 });
     server = new grpc.Server({
       interceptors: [
+        // handlers see the mTLS peer's ID only through one of our interceptors (no authorization here)
+        spiffeIdentity(),
         jwtSvidAuthentication({
           bundles: jwtServer,
           audience: 'greeter',
