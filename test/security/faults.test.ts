@@ -1,14 +1,18 @@
-// Faults survived: the Workload API down at start, killed mid-stream, answering garbage, slow or failing;
-// a CA rotation that removes the old CA while connections are open; clock skew within tolerance.
-// Everything runs against the real dev Workload API server on real unix sockets and real TLS.
+// Faults survived: the Workload API down at start, killed mid-stream, shut down gracefully (GOAWAY),
+// answering garbage or oversized messages, slow or failing, refusing an unregistered workload; thousands of
+// cancelled calls; a CA rotation that removes the old CA while connections are open; clock skew within
+// tolerance. Everything runs against real grpc-js servers (the dev Workload API server, or a bare one where
+// the fault needs raw bytes or the server's shutdown) on real unix sockets, and real TLS.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { getEventListeners } from 'node:events';
+import { mkdtempSync, rmSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import {
   createSpiffeDispatcher,
+  GrpcStatus,
   JwtBundleSet,
   parseAndValidateJwtSvid,
   SourceError,
@@ -16,6 +20,7 @@ import {
   verifyX509Svid,
   WorkloadApiClient,
   WorkloadApiError,
+  workloadApiServiceDefinition,
   X509BundleSet,
   X509Source,
 } from '@spiffe-ts/core';
@@ -40,6 +45,39 @@ const until = async (what: string, cond: () => boolean, ms = 10_000) => {
   }
 };
 const fast = { backoff: { initialMs: 50, maxMs: 200 } };
+
+type BytesStream = grpc.ServerWritableStream<unknown, Buffer>;
+const jwtBundlesBytes = (tds: string[], pad = ''): Buffer =>
+  workloadApiServiceDefinition().FetchJWTBundles.responseSerialize({
+    bundles: Object.fromEntries(tds.map((td) => [td, Buffer.from(`{"keys":[]${pad ? `,"pad":"${pad}"` : ''}}`)])),
+  });
+
+/**
+ * A bare grpc-js Workload API answering FetchJWTBundles with whatever bytes `handler` writes (encoded by the
+ * caller: garbage is possible), on a unix socket.
+ */
+async function bareAgent(path: string, handler: (call: BytesStream) => void): Promise<grpc.Server> {
+  const server = new grpc.Server();
+  server.addService(
+    {
+      ...workloadApiServiceDefinition(),
+      FetchJWTBundles: { ...workloadApiServiceDefinition().FetchJWTBundles, responseSerialize: (b: Buffer) => b },
+    },
+    {
+      FetchJWTBundles: (call: BytesStream) => {
+        call.on('error', () => {});
+        handler(call);
+      },
+    },
+  );
+  await new Promise<void>((resolve, reject) =>
+    server.bindAsync(`unix://${path}`, grpc.ServerCredentials.createInsecure(), (err) =>
+      err ? reject(err) : resolve(),
+    ),
+  );
+  return server;
+}
+const names = (set: JwtBundleSet): string => set.trustDomains().map(String).join();
 
 describe('Workload API faults', () => {
   test('down at start: the source reports not-ready (typed), then becomes ready when the API appears', async () => {
@@ -123,6 +161,8 @@ describe('Workload API faults', () => {
       const start = Date.now();
       await assert.rejects(client.fetchJwtBundles({ timeoutMs: 300 }), (e: WorkloadApiError) => {
         assert.ok(e instanceof WorkloadApiError, String(e));
+        assert.equal(e.code, 'WORKLOADAPI_UNAVAILABLE');
+        assert.equal(e.grpcCode, GrpcStatus.DEADLINE_EXCEEDED);
         return true;
       });
       assert.ok(Date.now() - start < 1400, 'the time limit was honoured');
@@ -146,12 +186,225 @@ describe('Workload API faults', () => {
       dev.setFault({ kind: 'error', code: grpc.status.PERMISSION_DENIED, message: 'no identity issued' });
       await assert.rejects(
         client.fetchX509Context({ timeoutMs: 2000 }),
-        (e: WorkloadApiError) => e.code === 'WORKLOADAPI_PERMISSION_DENIED',
+        (e: WorkloadApiError) =>
+          e.code === 'WORKLOADAPI_PERMISSION_DENIED' && e.grpcCode === GrpcStatus.PERMISSION_DENIED,
       );
       survived.push('Workload API errors (UNAVAILABLE retried, PERMISSION_DENIED surfaced)');
     } finally {
       await client.close();
       await dev.stop();
+    }
+  });
+
+  test('workload not registered yet (PERMISSION_DENIED): typed error at once; a watch keeps retrying until it is', async () => {
+    const dev = await DevWorkloadApiServer.start({ workloads: { w: SERVER_ID } });
+    dev.setFault({ kind: 'error', code: grpc.status.PERMISSION_DENIED, message: 'no identity issued' });
+    const client = new WorkloadApiClient({ address: dev.address('w'), ...fast });
+    const errors: WorkloadApiError[] = [];
+    let svid: string | undefined;
+    const watch = client.watchX509Context({
+      onUpdate: (ctx) => {
+        svid = ctx.svids[0]?.id.toString();
+      },
+      onError: (e) => errors.push(e),
+    });
+    try {
+      const t0 = Date.now();
+      await assert.rejects(client.fetchX509Context({ timeoutMs: 5000 }), (e: WorkloadApiError) => {
+        assert.ok(e instanceof WorkloadApiError);
+        assert.equal(e.code, 'WORKLOADAPI_PERMISSION_DENIED');
+        assert.equal(e.grpcCode, GrpcStatus.PERMISSION_DENIED);
+        assert.match(e.message, /no identity/);
+        return true;
+      });
+      assert.ok(Date.now() - t0 < 2000, 'not retried until the time limit: the agent answered');
+      await until('three refusals seen by the watch', () => errors.length >= 3);
+      assert.ok(errors.every((e) => e.code === 'WORKLOADAPI_PERMISSION_DENIED'));
+      dev.setFault({ kind: 'none' }); // the workload is registered
+      await until('the watch delivers the SVID', () => svid !== undefined);
+      assert.equal(svid, SERVER_ID);
+      survived.push(`workload not registered yet (${errors.length} PermissionDenied, watch kept retrying)`);
+    } finally {
+      watch.stop();
+      await client.close();
+      await dev.stop();
+    }
+  });
+
+  test('graceful shutdown (GOAWAY): the call in flight is answered; calls and the watch move to the restarted agent', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wl-goaway-'));
+    const path = join(dir, 'api.sock');
+    const open = new Set<BytesStream>();
+    let slow = false;
+    const agentA = await bareAgent(path, (call) => {
+      if (slow) {
+        setTimeout(() => call.write(jwtBundlesBytes(['a.test'])), 400);
+        return;
+      }
+      open.add(call);
+      call.on('cancelled', () => open.delete(call));
+      call.write(jwtBundlesBytes(['a.test']));
+    });
+    let agentB: grpc.Server | undefined;
+    const client = new WorkloadApiClient({ address: `unix://${path}`, timeoutMs: 5000, ...fast });
+    const seen: string[] = [];
+    const errors: WorkloadApiError[] = [];
+    const watch = client.watchJwtBundles({ onUpdate: (s) => seen.push(names(s)), onError: (e) => errors.push(e) });
+    try {
+      await until('the watch has agent A', () => seen.length === 1);
+      assert.equal(names(await client.fetchJwtBundles()), 'a.test');
+      slow = true;
+      const inFlight = client.fetchJwtBundles();
+      await new Promise((r) => setTimeout(r, 50));
+      let shutDown = false;
+      agentA.tryShutdown(() => {
+        shutDown = true;
+      });
+      // As an agent does on its way out, it ends its open streams.
+      await new Promise((r) => setTimeout(r, 50));
+      for (const call of open)
+        call.emit('error', Object.assign(new Error('agent stopping'), { code: grpc.status.UNAVAILABLE }));
+      assert.equal(names(await inFlight), 'a.test', 'the call in flight at the GOAWAY was answered');
+      await until('agent A shut down', () => shutDown);
+      try {
+        unlinkSync(path);
+      } catch {
+        // removed with its listener
+      }
+      agentB = await bareAgent(path, (call) => call.write(jwtBundlesBytes(['b.test'])));
+      assert.equal(names(await client.fetchJwtBundles()), 'b.test');
+      await until('the watch has agent B', () => seen.includes('b.test'));
+      assert.deepEqual(seen, ['a.test', 'b.test']);
+      assert.ok(
+        errors.every((e) => e.code === 'WORKLOADAPI_UNAVAILABLE'),
+        errors.map(String).join('; '),
+      );
+      survived.push(`graceful shutdown of the Workload API (GOAWAY; ${errors.length} reconnects of the watch)`);
+    } finally {
+      watch.stop();
+      await client.close();
+      agentA.forceShutdown();
+      agentB?.forceShutdown();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('undecodable and oversized messages: typed errors, no crash; the watch reports them and goes on', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wl-bytes-'));
+    const path = join(dir, 'api.sock');
+    // Field 1 (bundles), length-delimited, announcing far more bytes than follow: not a protobuf message.
+    const garbage = Buffer.from([0x0a, 0xff, 0xff, 0xff, 0x0f, 0x01, 0x02]);
+    const oversized = jwtBundlesBytes(['big.test'], 'x'.repeat(5 * 1024 * 1024)); // over the 4 MiB default
+    let script: Array<Buffer | 'hold'> = [];
+    let streams = 0;
+    const agent = await bareAgent(path, (call) => {
+      streams++;
+      for (const step of script.splice(0, script.indexOf('hold') + 1)) if (step !== 'hold') call.write(step);
+    });
+    const client = new WorkloadApiClient({ address: `unix://${path}`, timeoutMs: 3000, ...fast });
+    try {
+      script = [garbage, 'hold'];
+      await assert.rejects(client.fetchJwtBundles(), (e: WorkloadApiError) => {
+        assert.ok(e instanceof WorkloadApiError, String(e));
+        assert.equal(e.code, 'WORKLOADAPI_BAD_RESPONSE');
+        return true;
+      });
+      script = [oversized, 'hold'];
+      await assert.rejects(client.fetchJwtBundles(), (e: WorkloadApiError) => {
+        assert.ok(e instanceof WorkloadApiError, String(e));
+        assert.equal(e.grpcCode, GrpcStatus.RESOURCE_EXHAUSTED);
+        return true;
+      });
+      // The limit is the client's option.
+      const roomy = new WorkloadApiClient({ address: `unix://${path}`, maxMessageBytes: 8 * 1024 * 1024 });
+      script = [oversized, 'hold'];
+      assert.equal(names(await roomy.fetchJwtBundles()), 'big.test');
+      await roomy.close();
+
+      // A watch: garbage (reported, stream goes on), a good update, an oversized message (the stream fails:
+      // reported, reconnected), then a good update on the new stream.
+      script = [garbage, jwtBundlesBytes(['one.test']), oversized, 'hold', jwtBundlesBytes(['two.test']), 'hold'];
+      const before = streams;
+      const seen: string[] = [];
+      const errors: WorkloadApiError[] = [];
+      const watch = client.watchJwtBundles({ onUpdate: (s) => seen.push(names(s)), onError: (e) => errors.push(e) });
+      await until('two updates', () => seen.length === 2);
+      watch.stop();
+      await watch.done;
+      assert.deepEqual(seen, ['one.test', 'two.test']);
+      assert.equal(streams - before, 2);
+      assert.deepEqual(
+        errors.map((e) => [e.code, e.grpcCode]),
+        [
+          ['WORKLOADAPI_BAD_RESPONSE', undefined],
+          ['WORKLOADAPI_ERROR', GrpcStatus.RESOURCE_EXHAUSTED],
+        ],
+      );
+      survived.push('undecodable and oversized (5 MiB) Workload API messages');
+    } finally {
+      await client.close();
+      agent.forceShutdown();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('2,000 aborted calls: each rejects with its reason, the agent sees them end, no listener is left behind', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wl-abort-'));
+    const path = join(dir, 'api.sock');
+    let answer = false;
+    const held: BytesStream[] = [];
+    let lastArrival = Date.now();
+    const agent = await bareAgent(path, (call) => {
+      if (answer) {
+        call.write(jwtBundlesBytes(['example.org']));
+        return;
+      }
+      held.push(call); // never answered
+      lastArrival = Date.now();
+    });
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on('warning', onWarning);
+    const client = new WorkloadApiClient({ address: `unix://${path}`, timeoutMs: 30_000, ...fast });
+    try {
+      await client.fetchJwtBundles({ timeoutMs: 200 }).catch(() => undefined); // connected (answer is false: held)
+      const outcomes = await Promise.all(
+        Array.from({ length: 2000 }, (_, i) => {
+          const ac = new AbortController();
+          const call = client.fetchJwtBundles({ signal: ac.signal });
+          const reason = new Error(`gave up ${i}`);
+          // some before the call is even sent, the rest while the agent holds it
+          if (i % 4 === 0) ac.abort(reason);
+          else setTimeout(() => ac.abort(reason), Math.random() * 200);
+          return call.then(
+            () => 'answered',
+            (e: unknown) => (e === reason ? 'aborted' : String(e)),
+          );
+        }),
+      );
+      assert.deepEqual(new Set(outcomes), new Set(['aborted']));
+      // The agent shares this process, so it may handle the calls after the client has cancelled them, and it
+      // gets fewer than 2,000 when its node:http2 drops a connection resetting streams that fast: retried.
+      const settled = Date.now();
+      await until('the agent got no call for 1 s', () => Date.now() - Math.max(lastArrival, settled) > 1000, 30_000);
+      assert.ok(held.length > 1);
+      assert.deepEqual(held.filter((c) => !c.cancelled).length, 0, 'every call the agent got was cancelled');
+
+      // A long-lived signal over many completed calls keeps no listener from them.
+      answer = true;
+      const keep = new AbortController();
+      for (let i = 0; i < 10; i++) {
+        await Promise.all(Array.from({ length: 200 }, () => client.fetchJwtBundles({ signal: keep.signal })));
+      }
+      assert.equal(getEventListeners(keep.signal, 'abort').length, 0);
+      assert.equal(names(await client.fetchJwtBundles()), 'example.org');
+      assert.deepEqual(warnings.map(String), [], 'no MaxListenersExceeded or other warning');
+      survived.push(`2,000 aborted calls (${held.length - 1} reached the agent, all cancelled), then normal calls`);
+    } finally {
+      process.off('warning', onWarning);
+      await client.close();
+      agent.forceShutdown();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

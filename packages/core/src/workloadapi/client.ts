@@ -106,6 +106,16 @@ function isStatusError(err: unknown): err is StatusError {
   );
 }
 
+/**
+ * A stream reset without a gRPC status: grpc-js reports INTERNAL "Received RST_STREAM with code N …", also
+ * when the connection under the call is closed by the server's GOAWAY with an error (a node:http2 server does
+ * that to a client that has reset about 1,000 streams in quick succession, as one-shot fetches of a
+ * server-streaming method do). Every Workload API call is a read, so such a loss is UNAVAILABLE: retried.
+ */
+function lostWithoutStatus(e: StatusError): boolean {
+  return e.code === GrpcStatus.INTERNAL && e.details.startsWith('Received RST_STREAM');
+}
+
 function mapGrpcError(err: unknown, what: string): WorkloadApiError {
   if (err instanceof WorkloadApiError) return err;
   if (err instanceof SpiffeError) {
@@ -113,7 +123,8 @@ function mapGrpcError(err: unknown, what: string): WorkloadApiError {
       cause: err,
     });
   }
-  const e = isStatusError(err) ? err : undefined;
+  let e = isStatusError(err) ? err : undefined;
+  if (e && lostWithoutStatus(e)) e = statusError(GrpcStatus.UNAVAILABLE, `connection lost (${e.details})`);
   const details = e?.details || (err as Error)?.message || String(err);
   switch (e?.code) {
     case GrpcStatus.UNAVAILABLE:
@@ -255,6 +266,37 @@ function freezeContext(ctx: X509Context): X509Context {
   return Object.freeze(ctx);
 }
 
+const noop = (): void => {};
+const abortListeners = new WeakMap<AbortSignal, { fns: Set<() => void>; listener: () => void }>();
+
+/**
+ * Runs `fn` when `signal` aborts; returns the unsubscribe. One listener per signal however many calls share
+ * it (a signal for a whole service's shutdown, say): Node warns of a leak past 10 listeners on one signal.
+ */
+function onAbort(signal: AbortSignal, fn: () => void): () => void {
+  let entry = abortListeners.get(signal);
+  if (!entry) {
+    const fns = new Set<() => void>();
+    const listener = () => {
+      abortListeners.delete(signal);
+      for (const f of fns) f();
+    };
+    entry = { fns, listener };
+    abortListeners.set(signal, entry);
+    signal.addEventListener('abort', listener, { once: true });
+  }
+  const { fns, listener } = entry;
+  const own = () => fn(); // a function of its own: the same `fn` twice is two subscriptions
+  fns.add(own);
+  return () => {
+    fns.delete(own);
+    if (fns.size === 0 && abortListeners.get(signal)?.fns === fns) {
+      abortListeners.delete(signal);
+      signal.removeEventListener('abort', listener);
+    }
+  };
+}
+
 type StreamMethod = 'FetchX509SVID' | 'FetchX509Bundles' | 'FetchJWTBundles';
 type Run<T> = (deadline: number | undefined, onCancel: (cancel: () => void) => void) => Promise<T>;
 
@@ -331,33 +373,44 @@ export class WorkloadApiClient {
   ): Promise<T> {
     let backoff: Backoff | undefined;
     let failure = failed;
-    for (;;) {
-      if (signal?.aborted) throw signal.reason;
-      if (failure) {
-        const mapped = mapGrpcError(failure.error, what);
-        failure = undefined;
-        const remaining = deadline === undefined ? Number.POSITIVE_INFINITY : deadline - Date.now();
-        if (mapped.grpcCode !== GrpcStatus.UNAVAILABLE || this.#closed || remaining <= 5) throw mapped;
-        // Keep trying until the time limit: the last wait is clamped so the final attempt lands on it.
-        backoff ??= new Backoff(this.#backoff);
-        await sleep(Math.min(backoff.next(), remaining - 5), signal);
-      }
-      let cancel: (() => void) | undefined;
-      const onAbort = () => cancel?.();
-      signal?.addEventListener('abort', onAbort, { once: true });
-      try {
-        const onCancel = signal
-          ? (c: () => void) => {
-              cancel = c;
-            }
-          : ignoreCancel;
-        return await run(deadline, onCancel);
-      } catch (error) {
+    // Cancels the call in flight, or ends the wait before the next attempt.
+    let interrupt: (() => void) | undefined;
+    const onCancel = (cancel: () => void) => {
+      interrupt = cancel;
+    };
+    const unsubscribe = signal ? onAbort(signal, () => interrupt?.()) : noop;
+    try {
+      for (;;) {
         if (signal?.aborted) throw signal.reason;
-        failure = { error };
-      } finally {
-        signal?.removeEventListener('abort', onAbort);
+        if (failure) {
+          const mapped = mapGrpcError(failure.error, what);
+          failure = undefined;
+          const remaining = deadline === undefined ? Number.POSITIVE_INFINITY : deadline - Date.now();
+          if (mapped.grpcCode !== GrpcStatus.UNAVAILABLE || this.#closed || remaining <= 5) throw mapped;
+          // Keep trying until the time limit: the last wait is clamped so the final attempt lands on it.
+          backoff ??= new Backoff(this.#backoff);
+          const ms = Math.min(backoff.next(), remaining - 5);
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, ms);
+            interrupt = () => {
+              clearTimeout(timer);
+              resolve();
+            };
+          });
+          interrupt = undefined;
+          continue; // checks the signal first
+        }
+        try {
+          return await run(deadline, signal ? onCancel : ignoreCancel);
+        } catch (error) {
+          if (signal?.aborted) throw signal.reason;
+          failure = { error };
+        } finally {
+          interrupt = undefined;
+        }
       }
+    } finally {
+      unsubscribe();
     }
   }
 
