@@ -253,7 +253,7 @@ class LastResponse<T> {
   read(bytes: Buffer): T {
     if (this.#bytes?.equals(bytes)) return this.#value as T;
     const value = this.#read(bytes); // throws on bad input: nothing is remembered
-    this.#bytes = Buffer.from(bytes); // a copy: `bytes` is a view into a larger network buffer
+    this.#bytes = Buffer.from(bytes); // a copy: `bytes` may be a view into a larger buffer
     this.#value = value;
     return value;
   }
@@ -270,8 +270,9 @@ const noop = (): void => {};
 const abortListeners = new WeakMap<AbortSignal, { fns: Set<() => void>; listener: () => void }>();
 
 /**
- * Runs `fn` when `signal` aborts; returns the unsubscribe. One listener per signal however many calls share
- * it (a signal for a whole service's shutdown, say): Node warns of a leak past 10 listeners on one signal.
+ * Runs `fn` (a function of its own per subscription) when `signal` aborts; returns the unsubscribe. One
+ * listener per signal however many calls share it (a service's shutdown signal, say): Node warns of a leak
+ * past 10 listeners on one signal.
  */
 function onAbort(signal: AbortSignal, fn: () => void): () => void {
   let entry = abortListeners.get(signal);
@@ -286,10 +287,9 @@ function onAbort(signal: AbortSignal, fn: () => void): () => void {
     signal.addEventListener('abort', listener, { once: true });
   }
   const { fns, listener } = entry;
-  const own = () => fn(); // a function of its own: the same `fn` twice is two subscriptions
-  fns.add(own);
+  fns.add(fn);
   return () => {
-    fns.delete(own);
+    fns.delete(fn);
     if (fns.size === 0 && abortListeners.get(signal)?.fns === fns) {
       abortListeners.delete(signal);
       signal.removeEventListener('abort', listener);
@@ -336,6 +336,7 @@ export class WorkloadApiClient {
       'grpc.max_reconnect_backoff_ms': this.#backoff.maxMs ?? 10_000,
       // A connection of its own: closing this client closes it, whatever other clients of the address do.
       'grpc.use_local_subchannel_pool': 1,
+      // Nothing reads channelz: no per-call bookkeeping, no entry in its process-wide registry.
       'grpc.enable_channelz': 0,
     });
   }
