@@ -26,7 +26,7 @@ function plainTlsOptions(): tls.TlsOptions {
     ca: read('bundle.pem'),
     requestCert: true,
     rejectUnauthorized: true,
-    minVersion: 'TLSv1.2',
+    minVersion: 'TLSv1.3',
     // Same as the SPIFFE server: full handshakes only.
     secureOptions: cryptoConstants.SSL_OP_NO_TICKET,
   };

@@ -75,7 +75,7 @@ const plainClient: tls.ConnectionOptions = {
   key: pem(clientSvid).privateKey,
   ca: bundlePem,
   rejectUnauthorized: true,
-  minVersion: 'TLSv1.2',
+  minVersion: 'TLSv1.3',
   checkServerIdentity: () => undefined, // plain mTLS: chain checked by OpenSSL, no identity check
 };
 

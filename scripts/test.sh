@@ -4,6 +4,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh || exit 1
+bash test/security/setup-python.sh || exit 1
 pnpm run build || exit 1
 checks=0
 pnpm run lint || checks=1

@@ -2,9 +2,10 @@
 // SPIFFE mTLS server (which must never admit it), and checked for the exact typed error in the core. JWT
 // attacks are crafted with jose and must fail with the expected JwtSvidError code.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import type { KeyObject } from 'node:crypto';
 import { once } from 'node:events';
-import { watch } from 'node:fs';
+import { existsSync, watch } from 'node:fs';
 import {
   chmod,
   chown,
@@ -39,6 +40,8 @@ import {
   X509SvidError,
 } from '@spiffe-ts/core';
 import { createAuthority, DevCa, issueX509SvidWith, KeyUsage } from '@spiffe-ts/dev-server';
+import { fastifySpiffe, spiffeHttpsOptions } from '@spiffe-ts/fastify';
+import Fastify from 'fastify';
 import { SignJWT } from 'jose';
 // The CLI's file writer from source: the cross-package test package does not depend on @spiffe-ts/cli.
 import { UnsafeDirectoryError, writeAtomic, writeJwtFile, writeX509Files } from '../../packages/cli/src/files.js';
@@ -222,7 +225,7 @@ describe('X.509-SVID attacks over real TLS', () => {
 describe('TLS session resumption never bypasses SPIFFE verification', () => {
   for (const version of ['TLSv1.2', 'TLSv1.3'] as const) {
     test(`${version}: server side, after the peer’s ID is no longer allowed and after its CA left the bundle`, async () => {
-      const server = await startServer({ maxVersion: version });
+      const server = await startServer({ minVersion: 'TLSv1.2', maxVersion: version });
       try {
         const first = await present(server.port, goodClient, { maxVersion: version });
         assert.equal(first.data, `ok ${CLIENT}\n`);
@@ -280,7 +283,7 @@ describe('TLS session resumption never bypasses SPIFFE verification', () => {
             authorize: `spiffe://${TD_A}/server`,
             host: '127.0.0.1',
             port,
-            tlsOptions: { maxVersion: version, session },
+            tlsOptions: { minVersion: 'TLSv1.2', maxVersion: version, session },
           }),
         );
       try {
@@ -299,6 +302,175 @@ describe('TLS session resumption never bypasses SPIFFE verification', () => {
       report.push(`${version} session resumption after CA removal, client side`);
     });
   }
+});
+
+describe('TLS renegotiation never swaps the verified peer certificate', () => {
+  // A real TLS 1.2 client (pyOpenSSL: Node's TLS client cannot change its certificate mid-connection) is
+  // verified as CLIENT, then renegotiates on the same connection presenting another certificate.
+  // scripts/test.sh prepares the venv (test/security/setup-python.sh); a plain python3 with pyOpenSSL works too.
+  const here = dirname(new URL(import.meta.url).pathname);
+  const script = join(here, 'renegotiating-client.py');
+  const venvPython = join(here, '.venv', 'bin', 'python3');
+  const python = existsSync(venvPython) ? venvPython : 'python3';
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'spiffe-reneg-'));
+    await writePem('allowed', goodClient);
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  async function writePem(name: string, svid: X509Svid): Promise<void> {
+    const pem = svid.toPem();
+    await writeFile(join(dir, `${name}.crt`), pem.certificates);
+    await writeFile(join(dir, `${name}.key`), pem.privateKey);
+  }
+
+  interface Renegotiation {
+    before: string | null;
+    renegotiated: boolean;
+    after: string | null;
+    error: string | null;
+  }
+
+  function renegotiate(port: number, swapTo: string, request?: string): Promise<Renegotiation> {
+    const args = [script, String(port), ...['allowed', swapTo].flatMap((n) => [`${dir}/${n}.crt`, `${dir}/${n}.key`])];
+    if (request) args.push(request);
+    return new Promise((resolve, reject) => {
+      execFile(python, args, { timeout: 15_000 }, (err, stdout, stderr) => {
+        if (err) reject(new Error(`${err.message}\n${stderr}(needs pyOpenSSL: bash test/security/setup-python.sh)`));
+        else resolve(JSON.parse(stdout) as Renegotiation);
+      });
+    });
+  }
+
+  /** A SPIFFE TLS server (TLS 1.2 allowed) admitting only CLIENT; answers each line with what it sees. */
+  async function echoServer(tlsOptions: tls.TlsOptions = { minVersion: 'TLSv1.2' }) {
+    const source = new StaticX509Source(serverSvid, [caA.x509Bundle(), caB.x509Bundle()]);
+    const spiffe = createSpiffeTlsServer({ source, authorize: CLIENT, tlsOptions });
+    const server = tls.createServer(spiffe.options, (socket) => {
+      socket.on('error', () => undefined);
+      socket.on('data', () => {
+        const leaf = socket.getPeerX509Certificate()?.subjectAltName ?? 'none';
+        socket.write(`${peerSpiffeId(socket) ?? 'NONE'} ${leaf}\n`);
+      });
+    });
+    const detach = spiffe.attach(server);
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    return {
+      port: (server.address() as { port: number }).port,
+      close: async () => {
+        detach();
+        await new Promise<void>((r) => server.close(() => r()));
+      },
+    };
+  }
+
+  const swaps: Array<[string, () => Promise<X509Svid>]> = [
+    ['a valid but disallowed ID', () => caA.issueX509Svid(`spiffe://${TD_A}/admin`)],
+    ['an example.org ID signed by other.org’s CA', () => issueX509SvidWith(caB.currentAuthority, CLIENT)],
+    ['two URI SANs', () => caA.issueX509Svid(CLIENT, { uris: [CLIENT, `spiffe://${TD_A}/admin`] })],
+    [
+      'a leaf marked as a CA',
+      () => caA.issueX509Svid(CLIENT, { isCa: true, keyUsage: KeyUsage.digitalSignature | KeyUsage.keyCertSign }),
+    ],
+  ];
+  for (const [name, make] of swaps) {
+    test(`server side: a verified client renegotiates to ${name}`, async () => {
+      const file = name.replace(/\W+/g, '-');
+      await writePem(file, await make());
+      const server = await echoServer();
+      try {
+        const out = await renegotiate(server.port, file);
+        assert.equal(out.before, `${CLIENT} URI:${CLIENT}\n`, `the allowed client was not served first: ${out.error}`);
+        assert.equal(out.renegotiated, false, 'the renegotiation completed');
+        assert.equal(out.after, null, `the connection went on after the renegotiation: ${out.after}`);
+        assert.match(String(out.error), /renegotiation|EOF|reset|alert/i);
+      } finally {
+        await server.close();
+      }
+      report.push(`TLS 1.2 renegotiation to ${name}, server side`);
+    });
+  }
+
+  test('server side: the default server speaks TLS 1.3 only, so a TLS 1.2 client cannot even connect', async () => {
+    const server = await echoServer({});
+    try {
+      const out = await renegotiate(server.port, 'allowed');
+      assert.equal(out.before, null);
+      assert.match(String(out.error), /version|alert|EOF/i);
+    } finally {
+      await server.close();
+    }
+    report.push('TLS 1.2 client against the default (TLS 1.3) server');
+  });
+
+  test('Fastify HTTPS server: the same renegotiation is refused', async () => {
+    await writePem('admin', await caA.issueX509Svid(`spiffe://${TD_A}/admin`));
+    const source = new StaticX509Source(serverSvid, [caA.x509Bundle(), caB.x509Bundle()]);
+    const spiffe = spiffeHttpsOptions(source, { tlsOptions: { minVersion: 'TLSv1.2' } });
+    const app = Fastify({ https: spiffe.https });
+    await app.register(fastifySpiffe, { tls: spiffe, allow: CLIENT });
+    app.get('/', async (req) => `${req.spiffeId}`);
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const port = (app.server.address() as { port: number }).port;
+      const out = await renegotiate(port, 'admin', 'GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+      assert.match(String(out.before), new RegExp(`^HTTP/1.1 200[^]*${CLIENT}$`));
+      assert.equal(out.renegotiated, false);
+      assert.equal(out.after, null);
+    } finally {
+      await app.close();
+    }
+    report.push('TLS 1.2 renegotiation on the Fastify HTTPS server');
+  });
+
+  test('client side: a hostile server’s renegotiation to another certificate never reaches the client', async () => {
+    // A hostile TLS 1.2 server: verified as the server we allow, then renegotiates presenting a certificate
+    // for another ID (which our client would not have accepted at the first handshake).
+    const rogue = await caB.issueX509Svid('spiffe://other.org/rogue');
+    const rogueContext = tls.createSecureContext({ cert: rogue.toPem().certificates, key: rogue.toPem().privateKey });
+    const serverPem = serverSvid.toPem();
+    const renegotiated: Array<Error | null> = [];
+    const hostile = tls.createServer(
+      { cert: serverPem.certificates, key: serverPem.privateKey, minVersion: 'TLSv1.2', maxVersion: 'TLSv1.2' },
+      (socket) => {
+        socket.on('error', () => undefined);
+        socket.write('first\n');
+        socket.setKeyCert(rogueContext);
+        // The renegotiation either fails or never completes; after it, or 2 s, the server speaks and hangs up.
+        const finish = (err: Error | null) => {
+          if (renegotiated.length > 0) return;
+          renegotiated.push(err);
+          if (!socket.destroyed) socket.end('after\n');
+        };
+        socket.renegotiate({}, (err) => finish(err ?? null));
+        setTimeout(() => finish(new Error('renegotiation did not complete')), 2000).unref();
+      },
+    );
+    hostile.listen(0, '127.0.0.1');
+    await once(hostile, 'listening');
+    try {
+      const socket = createSpiffeTlsSocket({
+        source: new StaticX509Source(goodClient, [caA.x509Bundle(), caB.x509Bundle()]),
+        authorize: `spiffe://${TD_A}/server`,
+        host: '127.0.0.1',
+        port: (hostile.address() as { port: number }).port,
+        tlsOptions: { minVersion: 'TLSv1.2' },
+      });
+      // What the client sees with every chunk it reads: the verified ID and the certificate in use.
+      const seen: string[] = [];
+      socket.on('data', () => seen.push(`${peerSpiffeId(socket)} ${socket.getPeerX509Certificate()?.subjectAltName}`));
+      const out = await collect(socket);
+      assert.ok(out.data.startsWith('first\n'), String(out.error));
+      assert.notEqual(renegotiated[0], null, 'the renegotiation completed');
+      const server = `spiffe://${TD_A}/server`;
+      assert.ok(seen.length > 0 && seen.every((s) => s === `${server} URI:${server}`), seen.join(', '));
+    } finally {
+      await new Promise<void>((r) => hostile.close(() => r()));
+    }
+    report.push('TLS 1.2 renegotiation by a hostile server, client side');
+  });
 });
 
 describe('JWT-SVID attacks', () => {

@@ -153,8 +153,29 @@ function material(svid: X509Svid, bundles: X509BundleSet): Material {
   return m;
 }
 
-// Our default floor, for servers, client connect options and the shared client context alike.
-const MIN_TLS_VERSION = 'TLSv1.2';
+// Our default floor, for servers, client connect options and the shared client context alike. TLS 1.3 has
+// no renegotiation at all; users who need TLS 1.2 peers opt in with `tlsOptions.minVersion`.
+const MIN_TLS_VERSION = 'TLSv1.3';
+
+// A TLS 1.2 renegotiation is a second handshake on the same connection: it could bring a certificate that only
+// OpenSSL checked (against every trust domain's authorities lumped together), after SPIFFE verification ran.
+// Refused on both sides, whatever the version; pinPeerCertificate is the second line of defence.
+const NO_RENEGOTIATION = cryptoConstants.SSL_OP_NO_RENEGOTIATION;
+
+/**
+ * Ends a verified connection whose peer certificate ever changes (node:tls emits 'secure' again after every
+ * later handshake), and forgets its verified ID first: a connection never carries a certificate other than
+ * the one that was verified.
+ */
+function pinPeerCertificate(socket: tls.TLSSocket, leaf: Buffer): void {
+  socket.on('secure', () => {
+    const now = socket.getPeerX509Certificate()?.raw;
+    if (now?.equals(leaf)) return;
+    verifiedPeers.delete(socket);
+    debug('peer certificate changed on a verified connection from %s: closing it', socket.remoteAddress);
+    socket.destroy(new TlsVerificationError('TLS_PEER_UNVERIFIED', 'the peer certificate changed after verification'));
+  });
+}
 
 // The connect options node:tls reads when it builds a SecureContext (tls.createSecureContext).
 const CONTEXT_OPTIONS = [
@@ -190,7 +211,13 @@ const clientContexts = new WeakMap<Material, tls.SecureContext>();
 function clientContext(m: Material): tls.SecureContext {
   let ctx = clientContexts.get(m);
   if (!ctx) {
-    ctx = tls.createSecureContext({ minVersion: MIN_TLS_VERSION, key: m.key, cert: m.cert, ca: m.ca });
+    ctx = tls.createSecureContext({
+      minVersion: MIN_TLS_VERSION,
+      secureOptions: NO_RENEGOTIATION,
+      key: m.key,
+      cert: m.cert,
+      ca: m.ca,
+    });
     clientContexts.set(m, ctx);
   }
   return ctx;
@@ -238,15 +265,17 @@ export function createSpiffeTlsServer(options: SpiffeTlsServerOptions): SpiffeTl
     ...options.tlsOptions,
     requestCert: true,
     rejectUnauthorized: true,
-    secureOptions: (options.tlsOptions?.secureOptions ?? 0) | NO_RESUMPTION,
+    secureOptions: (options.tlsOptions?.secureOptions ?? 0) | NO_RESUMPTION | NO_RENEGOTIATION,
   };
   const current = (): tls.TlsOptions => ({ ...base, ...tlsMaterial(source) });
   const serverOptions = current();
 
   const onSecureConnection = (socket: tls.TLSSocket): void => {
     try {
-      const id = verifyPeer(peerCertificateChain(socket), source, authorizer);
+      const chain = peerCertificateChain(socket);
+      const id = verifyPeer(chain, source, authorizer);
       verifiedPeers.set(socket, id);
+      pinPeerCertificate(socket, chain[0] as Buffer);
     } catch (err) {
       debug('rejecting TLS peer %s: %s', socket.remoteAddress, (err as Error).message);
       socket.destroy();
@@ -302,7 +331,7 @@ export interface SpiffeTlsClientOptions {
  */
 export function spiffeTlsConnectOptions(
   options: SpiffeTlsClientOptions,
-  onVerified?: (id: SpiffeId) => void,
+  onVerified?: (id: SpiffeId, leaf: Buffer) => void,
 ): tls.ConnectionOptions {
   const material = tlsMaterial(options.source);
   const extra = options.tlsOptions;
@@ -314,6 +343,7 @@ export function spiffeTlsConnectOptions(
     // trust store) unless handed one: connections share one per SVID and bundle set, unless extra options
     // shape the context (those still get their own, built by node:tls from all the options).
     ...(sharesContext(extra) ? { secureContext: clientContext(material) } : {}),
+    secureOptions: (extra?.secureOptions ?? 0) | NO_RENEGOTIATION,
     rejectUnauthorized: true,
     // Never resume: node skips checkServerIdentity (our SPIFFE check) on a resumed session and OpenSSL does
     // not re-verify the chain, so a session from before a bundle or allowlist change would bypass both.
@@ -330,13 +360,14 @@ export function spiffeTlsConnectOptions(
 export function spiffeCheckServerIdentity(
   bundles: X509BundleSource,
   authorize: SpiffeIdAllowlist,
-  onVerified?: (id: SpiffeId) => void,
+  onVerified?: (id: SpiffeId, leaf: Buffer) => void,
 ): (host: string, cert: tls.PeerCertificate) => Error | undefined {
   const authorizer = toMatcher(authorize);
   return (_host, cert) => {
     try {
-      const id = verifyPeer(derChain(cert as tls.DetailedPeerCertificate), bundles, authorizer);
-      onVerified?.(id);
+      const chain = derChain(cert as tls.DetailedPeerCertificate);
+      const id = verifyPeer(chain, bundles, authorizer);
+      onVerified?.(id, chain[0] as Buffer);
       return undefined;
     } catch (err) {
       return err instanceof Error ? err : new TlsVerificationError('TLS_PEER_UNVERIFIED', String(err));
@@ -362,8 +393,10 @@ export function createSpiffeTlsSocket(
   options: SpiffeTlsClientOptions & { host: string; port: number; servername?: string },
 ): tls.TLSSocket {
   let verified: SpiffeId | undefined;
-  const connectOptions = spiffeTlsConnectOptions(options, (id) => {
+  let verifiedLeaf: Buffer | undefined;
+  const connectOptions = spiffeTlsConnectOptions(options, (id, leaf) => {
     verified = id;
+    verifiedLeaf = leaf;
   });
   const servername = options.servername ?? (isIP(options.host) ? undefined : options.host);
   const socket = tls.connect({ ...connectOptions, host: options.host, port: options.port, servername });
@@ -373,7 +406,10 @@ export function createSpiffeTlsSocket(
       socket.destroy(new TlsVerificationError('TLS_PEER_UNVERIFIED', 'TLS session resumption is not allowed'));
       return;
     }
-    if (verified && socket.authorized) verifiedPeers.set(socket, verified);
+    if (verified && verifiedLeaf && socket.authorized) {
+      verifiedPeers.set(socket, verified);
+      pinPeerCertificate(socket, verifiedLeaf);
+    }
   });
   return socket;
 }

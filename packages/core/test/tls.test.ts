@@ -197,19 +197,16 @@ describe('SPIFFE mTLS with node:https and real sockets', () => {
   test('tlsOptions that shape the TLS context are honored (they get a context of their own)', async () => {
     const { spiffeTlsConnectOptions } = await import('@spiffe-ts/core');
     const source = clientSource(await ca.issueX509Svid(ALLOWED));
+    const tls12 = { minVersion: 'TLSv1.2', maxVersion: 'TLSv1.2' } as const;
     assert.equal(
-      spiffeTlsConnectOptions({ source, authorize: matchAny(), tlsOptions: { maxVersion: 'TLSv1.2' } }).secureContext,
+      spiffeTlsConnectOptions({ source, authorize: matchAny(), tlsOptions: tls12 }).secureContext,
       undefined,
     );
-    const tls12 = await connectSpiffeTls({
-      source,
-      authorize: matchAny(),
-      host: '127.0.0.1',
-      port,
-      tlsOptions: { maxVersion: 'TLSv1.2' },
-    });
-    assert.equal(tls12.getProtocol(), 'TLSv1.2');
-    tls12.destroy();
+    // Honored: a TLS 1.2-only client is refused by our server, which speaks TLS 1.3 only unless told otherwise.
+    await assert.rejects(
+      connectSpiffeTls({ source, authorize: matchAny(), host: '127.0.0.1', port, tlsOptions: tls12 }),
+      /version|alert/i,
+    );
     const shared = await connectSpiffeTls({
       source,
       authorize: matchAny(),
@@ -219,6 +216,21 @@ describe('SPIFFE mTLS with node:https and real sockets', () => {
     });
     assert.equal(shared.getProtocol(), 'TLSv1.3');
     shared.destroy();
+  });
+
+  test('TLS 1.3 is the floor and renegotiation is refused on both sides, whatever the options', async () => {
+    const { createSpiffeTlsServer, spiffeTlsConnectOptions } = await import('@spiffe-ts/core');
+    const { constants } = await import('node:crypto');
+    const source = clientSource(await ca.issueX509Svid(ALLOWED));
+    const server = createSpiffeTlsServer({ source, authorize: matchAny(), tlsOptions: { secureOptions: 0 } });
+    assert.equal(server.options.minVersion, 'TLSv1.3');
+    assert.ok((server.options.secureOptions ?? 0) & constants.SSL_OP_NO_RENEGOTIATION);
+    const optIn = createSpiffeTlsServer({ source, authorize: matchAny(), tlsOptions: { minVersion: 'TLSv1.2' } });
+    assert.equal(optIn.options.minVersion, 'TLSv1.2');
+    assert.ok((optIn.options.secureOptions ?? 0) & constants.SSL_OP_NO_RENEGOTIATION);
+    const client = spiffeTlsConnectOptions({ source, authorize: matchAny(), tlsOptions: { secureOptions: 0 } });
+    assert.equal(client.minVersion, 'TLSv1.3');
+    assert.ok((client.secureOptions ?? 0) & constants.SSL_OP_NO_RENEGOTIATION);
   });
 
   test('live rotation: new handshakes use the new server SVID, open connections keep working', async () => {
