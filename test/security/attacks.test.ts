@@ -1,6 +1,7 @@
 // Attacks, each its own test. X.509 attacks are presented by a hostile client over a real TLS socket to a
 // SPIFFE mTLS server (which must never admit it), and checked for the exact typed error in the core. JWT
 // attacks are crafted with jose and must fail with the expected JwtSvidError code.
+import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import type { KeyObject } from 'node:crypto';
@@ -23,6 +24,8 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as tls from 'node:tls';
+import { All, Controller, Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
 import {
   createSpiffeTlsServer,
   createSpiffeTlsSocket,
@@ -40,7 +43,10 @@ import {
   X509SvidError,
 } from '@spiffe-ts/core';
 import { createAuthority, DevCa, issueX509SvidWith, KeyUsage } from '@spiffe-ts/dev-server';
+import { createSpiffeHttpsServer, requirePeer } from '@spiffe-ts/express';
 import { fastifySpiffe, spiffeHttpsOptions } from '@spiffe-ts/fastify';
+import { AllowSpiffeIds, spiffeHttpsOptions as nestHttpsOptions, SpiffeModule } from '@spiffe-ts/nestjs';
+import express from 'express';
 import Fastify from 'fastify';
 import { SignJWT } from 'jose';
 // The CLI's file writer from source: the cross-package test package does not depend on @spiffe-ts/cli.
@@ -416,7 +422,7 @@ describe('TLS renegotiation never swaps the verified peer certificate', () => {
     try {
       const port = (app.server.address() as { port: number }).port;
       const out = await renegotiate(port, 'admin', 'GET / HTTP/1.1\r\nHost: x\r\n\r\n');
-      assert.match(String(out.before), new RegExp(`^HTTP/1.1 200[^]*${CLIENT}$`));
+      assert.match(String(out.before), new RegExp(`^HTTP/1.1 200[\\s\\S]*${CLIENT}$`));
       assert.equal(out.renegotiated, false);
       assert.equal(out.after, null);
     } finally {
@@ -470,6 +476,153 @@ describe('TLS renegotiation never swaps the verified peer certificate', () => {
       await new Promise<void>((r) => hostile.close(() => r()));
     }
     report.push('TLS 1.2 renegotiation by a hostile server, client side');
+  });
+});
+
+describe('Adapters fail closed', () => {
+  const INTRUDER = `spiffe://${TD_A}/intruder`;
+  const serverSource = () => new StaticX509Source(serverSvid, [caA.x509Bundle()]);
+  let intruder: X509Svid;
+  before(async () => {
+    intruder = await caA.issueX509Svid(INTRUDER);
+  });
+
+  /** Sends raw bytes over a SPIFFE mTLS connection as `svid`; resolves with all the server wrote. */
+  async function rawExchange(port: number, svid: X509Svid, bytes: string): Promise<string> {
+    const socket = createSpiffeTlsSocket({
+      source: new StaticX509Source(svid, [caA.x509Bundle()]),
+      authorize: `spiffe://${TD_A}/server`,
+      host: '127.0.0.1',
+      port,
+    });
+    await once(socket, 'secureConnect');
+    socket.write(bytes);
+    let data = '';
+    socket.on('data', (d: Buffer) => {
+      data += d.toString('latin1');
+    });
+    // Whatever the server answers within a second (or until it hangs up) is the outcome.
+    await Promise.race([once(socket, 'close'), new Promise((r) => setTimeout(r, 1000))]);
+    socket.destroy();
+    return data;
+  }
+
+  // A denied request whose body is itself a request, followed by two more on the same connection.
+  const smuggled = 'GET /secret HTTP/1.1\r\nHost: x\r\n\r\n';
+  const pipeline =
+    `POST /secret HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: ${smuggled.length}\r\n\r\n${smuggled}` +
+    'GET /secret HTTP/1.1\r\nHost: x\r\n\r\nHEAD /secret HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n';
+
+  function assertAllDenied(raw: string, served: number, adapter: string): void {
+    const statuses = [...raw.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => m[1]);
+    assert.ok(statuses.length > 0, `${adapter} answered nothing`);
+    assert.ok(
+      statuses.every((code) => code === '403'),
+      `${adapter} answered ${statuses.join(',')}`,
+    );
+    assert.equal(served, 0, `${adapter} ran the protected handler`);
+  }
+
+  test('Fastify: a route added before the plugin keeps its own allowlist (GET and HEAD)', async () => {
+    for (const pluginAllow of [undefined, [CLIENT, INTRUDER]]) {
+      const spiffe = spiffeHttpsOptions(serverSource());
+      const app = Fastify({ https: spiffe.https });
+      let served = 0;
+      app.get('/early', { config: { spiffe: { allow: [CLIENT] } } }, async () => {
+        served++;
+        return 'early';
+      });
+      await app.register(fastifySpiffe, { tls: spiffe, allow: pluginAllow });
+      await app.listen({ port: 0, host: '127.0.0.1' });
+      try {
+        const port = (app.server.address() as { port: number }).port;
+        for (const method of ['GET', 'HEAD']) {
+          const denied = await rawExchange(
+            port,
+            intruder,
+            `${method} /early HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
+          );
+          assert.match(denied, /^HTTP\/1\.1 403/, `${method} /early with plugin allow ${pluginAllow}`);
+        }
+        assert.equal(served, 0);
+        const allowed = await rawExchange(
+          port,
+          goodClient,
+          'GET /early HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+        );
+        assert.match(allowed, /^HTTP\/1\.1 200[\s\S]*early$/);
+      } finally {
+        await app.close();
+      }
+    }
+    report.push('Fastify route registered before the plugin (GET and HEAD)');
+  });
+
+  test('Fastify: pipelined and smuggled requests after a denial are all denied', async () => {
+    const spiffe = spiffeHttpsOptions(serverSource());
+    const app = Fastify({ https: spiffe.https });
+    await app.register(fastifySpiffe, { tls: spiffe, allow: [CLIENT] });
+    let served = 0;
+    app.all('/secret', async () => {
+      served++;
+      return 'secret';
+    });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const port = (app.server.address() as { port: number }).port;
+      assertAllDenied(await rawExchange(port, intruder, pipeline), served, 'Fastify');
+    } finally {
+      await app.close();
+    }
+    report.push('HTTP pipelining after a denial, Fastify');
+  });
+
+  test('Express: pipelined and smuggled requests after a denial are all denied', async () => {
+    const app = express();
+    let served = 0;
+    app.use(requirePeer([CLIENT], { logger: false }));
+    app.all('/secret', (_req, res) => {
+      served++;
+      res.send('secret');
+    });
+    const server = createSpiffeHttpsServer(app, serverSource());
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    try {
+      const port = (server.address() as { port: number }).port;
+      assertAllDenied(await rawExchange(port, intruder, pipeline), served, 'Express');
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+    report.push('HTTP pipelining after a denial, Express');
+  });
+
+  test('NestJS: pipelined and smuggled requests after a denial are all denied', async () => {
+    let served = 0;
+    // Decorators applied as calls: the test package compiles without experimentalDecorators.
+    class SecretController {
+      secret() {
+        served++;
+        return 'secret';
+      }
+    }
+    const method = Object.getOwnPropertyDescriptor(SecretController.prototype, 'secret') as PropertyDescriptor;
+    All('secret')(SecretController.prototype, 'secret', method);
+    AllowSpiffeIds(CLIENT)(SecretController.prototype, 'secret', method);
+    Controller()(SecretController);
+    const spiffe = nestHttpsOptions(serverSource());
+    class AppModule {}
+    Module({ imports: [SpiffeModule.forRoot({ tls: spiffe })], controllers: [SecretController] })(AppModule);
+    const app = await NestFactory.create(AppModule, { httpsOptions: spiffe.https, logger: false });
+    await app.listen(0, '127.0.0.1');
+    try {
+      const port = ((app.getHttpServer() as tls.Server).address() as { port: number }).port;
+      assertAllDenied(await rawExchange(port, intruder, pipeline), served, 'NestJS');
+    } finally {
+      await app.close();
+    }
+    report.push('HTTP pipelining after a denial, NestJS');
   });
 });
 

@@ -103,18 +103,35 @@ const plugin: FastifyPluginAsync<FastifySpiffeOptions> = async (fastify, options
   fastify.decorateRequest('spiffeId', null);
   fastify.decorateRequest('jwtSvid', null);
 
-  fastify.addHook('onRoute', (route) => {
-    const cfg = (route.config as { spiffe?: SpiffeRouteConfig } | undefined)?.spiffe;
-    const entry: CompiledRoute = {
+  const compile = (cfg: SpiffeRouteConfig | undefined, url: string): CompiledRoute => {
+    if (cfg?.jwt === true && !jwt) throw new Error(`route ${url}: config.spiffe.jwt needs the plugin's jwt option`);
+    return {
       allow: cfg?.allow !== undefined ? toMatcher(cfg.allow) : defaultAllow,
       jwt: jwt !== undefined && (cfg?.jwt ?? !jwt.optIn),
       jwtAllow: cfg?.jwtAllow !== undefined ? toMatcher(cfg.jwtAllow) : defaultJwtAllow,
     };
-    if (cfg?.jwt === true && !jwt)
-      throw new Error(`route ${route.url}: config.spiffe.jwt needs the plugin's jwt option`);
+  };
+
+  fastify.addHook('onRoute', (route) => {
+    const entry = compile((route.config as { spiffe?: SpiffeRouteConfig } | undefined)?.spiffe, route.url);
     // Allowlists are validated and compiled once, when the route is added: bad entries fail at startup.
     route.config = { ...(route.config as object), [kMatchers]: entry } as typeof route.config;
   });
+
+  // Routes added before the plugin was registered never reach onRoute: their own `config.spiffe` is compiled
+  // at their first request (a bad entry then fails that request), never skipped in favour of the defaults.
+  const lateRoutes = new WeakMap<object, CompiledRoute>();
+  const compiledFor = (request: FastifyRequest): CompiledRoute => {
+    const config = request.routeOptions.config as { [kMatchers]?: CompiledRoute; spiffe?: SpiffeRouteConfig };
+    const early = config[kMatchers];
+    if (early) return early;
+    let late = lateRoutes.get(config);
+    if (!late) {
+      late = compile(config.spiffe, request.routeOptions.url ?? request.url);
+      lateRoutes.set(config, late);
+    }
+    return late;
+  };
 
   const deny = (request: FastifyRequest, reply: FastifyReply, status: number, message: string, id?: SpiffeId) => {
     request.log.warn(
@@ -129,9 +146,15 @@ const plugin: FastifyPluginAsync<FastifySpiffeOptions> = async (fastify, options
   // Callback-style for the mTLS part (no promise per request); only JWT validation is asynchronous.
   fastify.addHook('onRequest', (request, reply, done) => {
     const socket = request.raw.socket;
-    const entry = (request.routeOptions.config as { [kMatchers]?: CompiledRoute } | undefined)?.[kMatchers];
-    // Unknown routes (404 handler) get the plugin defaults: deny by default still applies.
-    const allow = entry ? entry.allow : defaultAllow;
+    let entry: CompiledRoute;
+    try {
+      // Unknown routes (404 handler) have no `config.spiffe`: they get the plugin defaults.
+      entry = compiledFor(request);
+    } catch (err) {
+      done(err as Error);
+      return;
+    }
+    const allow = entry.allow;
     const d = authorizeSocketPeer(socket, allow ?? anyPeer);
     // The verified ID is exposed even when this route refuses it (for logging hooks); unverified never is.
     if (d.id) request.spiffeId = d.id;
@@ -139,15 +162,14 @@ const plugin: FastifyPluginAsync<FastifySpiffeOptions> = async (fastify, options
       deny(request, reply, 403, d.message, d.id);
       return;
     }
-    const needJwt = entry ? entry.jwt : jwt !== undefined && !jwt.optIn;
-    if (!needJwt || !jwt) {
+    if (!entry.jwt || !jwt) {
       done();
       return;
     }
     authenticateBearer(request.headers.authorization, {
       bundles: jwt.bundles,
       audience: jwt.audience,
-      allow: entry ? entry.jwtAllow : defaultJwtAllow,
+      allow: entry.jwtAllow,
       clockTolerance: jwt.clockTolerance,
     }).then(
       (b) => {

@@ -82,6 +82,13 @@ export interface SpiffeModuleOptions {
   workloadApi?: boolean | { address?: string; timeoutMs?: number };
   /** Defaults for `@RequireJwtSvid()`: the audience this service expects, and optional subject allowlist. */
   jwt?: { audience?: string | readonly string[]; allow?: SpiffeIdAllowlist; clockTolerance?: number };
+  /**
+   * The allowlist for routes with no `@AllowSpiffeIds` / `@AllowTrustDomain` of their own, enforced where
+   * `SpiffeGuard` runs (register it globally with APP_GUARD to cover every route). Without it, such routes
+   * pass with `request.spiffeId` set; `allow: []` denies every route that does not allow peers itself
+   * (deny by default).
+   */
+  allow?: SpiffeIdAllowlist;
   /** Register the module globally (default true), so guards resolve `SpiffeService` everywhere. */
   isGlobal?: boolean;
 }
@@ -102,6 +109,8 @@ export class SpiffeService implements OnApplicationBootstrap, OnApplicationShutd
   readonly #adapterHost: HttpAdapterHost | undefined;
   #ownedJwt: JwtSource | undefined;
   #detach: (() => void) | undefined;
+  /** The module's `allow`, compiled (invalid entries fail when the module is created). */
+  readonly defaultAllow: SpiffeIdMatcher | undefined;
 
   constructor(
     @Inject(SPIFFE_MODULE_OPTIONS) options: SpiffeModuleOptions,
@@ -109,6 +118,7 @@ export class SpiffeService implements OnApplicationBootstrap, OnApplicationShutd
   ) {
     this.#options = options;
     this.#adapterHost = adapterHost;
+    this.defaultAllow = options.allow === undefined ? undefined : toMatcher(options.allow);
   }
 
   /** Opens the module-owned JwtSource, if configured. Called by the module's provider factory. */
@@ -246,7 +256,8 @@ export class SpiffeGuard implements CanActivate {
 
   async canActivate(context: ExecutionContext): Promise<boolean> {
     const targets = [context.getHandler(), context.getClass()];
-    const allow = this.#reflector.getAllAndOverride<SpiffeIdMatcher | undefined>(ALLOW, targets);
+    const allow =
+      this.#reflector.getAllAndOverride<SpiffeIdMatcher | undefined>(ALLOW, targets) ?? this.#spiffe?.defaultAllow;
     const jwt = this.#reflector.getAllAndOverride<JwtRequirement | undefined>(JWT, targets);
     if (context.getType() !== 'http') {
       // Only HTTP carries a verified peer here: deny where SPIFFE rules apply rather than guess.

@@ -4,7 +4,7 @@ import type * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { Controller, Get, type INestApplication, type LoggerService, Module } from '@nestjs/common';
-import { NestFactory } from '@nestjs/core';
+import { APP_GUARD, NestFactory } from '@nestjs/core';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import {
   createSpiffeDispatcher,
@@ -23,6 +23,7 @@ import {
   AllowTrustDomain,
   JwtSvid,
   RequireJwtSvid,
+  SpiffeGuard,
   SpiffeId,
   SpiffeModule,
   SpiffeService,
@@ -292,3 +293,36 @@ for (const platform of ['express', 'fastify'] as const) {
     });
   });
 }
+
+describe('@spiffe-ts/nestjs global guard: deny by default with the module’s `allow`', () => {
+  for (const allow of [[], undefined] as const) {
+    test(`allow: ${allow === undefined ? 'not set (undecorated routes pass)' : '[] (undecorated routes are refused)'}`, async () => {
+      const dev = await DevWorkloadApiServer.start({ workloads: { orders: ORDERS, payments: PAYMENTS } });
+      const serverSource = await X509Source.create({ address: dev.address('orders'), timeoutMs: 5000 });
+      const client = await X509Source.create({ address: dev.address('payments'), timeoutMs: 5000 });
+      const dispatcher = createSpiffeDispatcher({ source: client, authorize: matchId(ORDERS) });
+      const spiffe = spiffeHttpsOptions(serverSource);
+      @Module({
+        imports: [SpiffeModule.forRoot({ tls: spiffe, allow })],
+        controllers: [OrdersController, ReportsController],
+        providers: [{ provide: APP_GUARD, useExisting: SpiffeGuard }],
+      })
+      class GuardedModule {}
+      const app = await NestFactory.create(GuardedModule, { httpsOptions: spiffe.https, logger });
+      try {
+        await app.listen(0, '127.0.0.1');
+        const port = ((app.getHttpServer() as http.Server).address() as AddressInfo).port;
+        const get = async (path: string) =>
+          (await request(`https://127.0.0.1:${port}${path}`, { dispatcher })).statusCode;
+        assert.equal(await get('/orders'), 200, 'a route that allows the peer itself');
+        assert.equal(await get('/reports/open'), allow === undefined ? 200 : 403, 'a route without SPIFFE decorators');
+      } finally {
+        await app.close();
+        await dispatcher.close();
+        await client.close();
+        await serverSource.close();
+        await dev.stop();
+      }
+    });
+  }
+});
