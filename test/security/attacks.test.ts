@@ -29,20 +29,23 @@ import { NestFactory } from '@nestjs/core';
 import {
   createSpiffeTlsServer,
   createSpiffeTlsSocket,
+  FileX509Source,
   JwtBundleSet,
   JwtSvidError,
   matchWhen,
   parseAndValidateJwtSvid,
   peerSpiffeId,
+  type SpiffeError,
   type SpiffeErrorCode,
   StaticX509Source,
   verifyX509Svid,
   X509BundleSet,
   type X509Context,
+  X509Source,
   type X509Svid,
   X509SvidError,
 } from '@spiffe-ts/core';
-import { createAuthority, DevCa, issueX509SvidWith, KeyUsage } from '@spiffe-ts/dev-server';
+import { createAuthority, DevCa, DevWorkloadApiServer, issueX509SvidWith, KeyUsage } from '@spiffe-ts/dev-server';
 import { createSpiffeHttpsServer, requirePeer } from '@spiffe-ts/express';
 import { fastifySpiffe, spiffeHttpsOptions } from '@spiffe-ts/fastify';
 import { AllowSpiffeIds, spiffeHttpsOptions as nestHttpsOptions, SpiffeModule } from '@spiffe-ts/nestjs';
@@ -623,6 +626,151 @@ describe('Adapters fail closed', () => {
       await app.close();
     }
     report.push('HTTP pipelining after a denial, NestJS');
+  });
+});
+
+describe('Sources never adopt X.509 material that does not verify', () => {
+  const ORDERS = `spiffe://${TD_A}/orders`;
+
+  async function until(what: string, check: () => boolean): Promise<void> {
+    const deadline = Date.now() + 5000;
+    while (!check()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  /** A SPIFFE TLS server on the source: the ID a verifying client sees for it, and what the server answered. */
+  async function connectAs(source: X509Source, client: X509Svid, bundles: X509BundleSet) {
+    const spiffe = createSpiffeTlsServer({ source, authorize: matchWhen(() => true) });
+    const server = tls.createServer(spiffe.options, (s) => s.end(`served ${peerSpiffeId(s)}\n`));
+    const detach = spiffe.attach(server);
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    try {
+      const socket = createSpiffeTlsSocket({
+        source: new StaticX509Source(client, bundles),
+        authorize: matchWhen(() => true),
+        host: '127.0.0.1',
+        port: (server.address() as { port: number }).port,
+      });
+      let serverId: string | undefined;
+      socket.once('secureConnect', () => {
+        serverId = peerSpiffeId(socket)?.toString();
+      });
+      const out = await collect(socket);
+      return { serverId, answer: out.data };
+    } finally {
+      detach();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  }
+
+  for (const allowTrustDomainChange of [false, true]) {
+    test(`an update moving the SVID to another trust domain (allowTrustDomainChange: ${allowTrustDomainChange})`, async () => {
+      const dev = await DevWorkloadApiServer.start({ workloads: { orders: ORDERS } });
+      const evil = await DevCa.create({ trustDomain: 'evil.org' });
+      const errors: SpiffeError[] = [];
+      const source = await X509Source.create({
+        address: dev.address('orders'),
+        timeoutMs: 5000,
+        allowTrustDomainChange,
+        onError: (e) => errors.push(e),
+      });
+      try {
+        let updates = 0;
+        source.onUpdate(() => updates++);
+        dev.setFault(
+          { kind: 'x509', svids: [await evil.issueX509Svid('spiffe://evil.org/orders')], bundle: evil.x509Bundle() },
+          'orders',
+        );
+        await dev.rotateSvids(['orders']);
+        if (allowTrustDomainChange) {
+          await until('the update', () => updates > 0);
+          assert.equal(String(source.getX509Svid().id), 'spiffe://evil.org/orders');
+          return;
+        }
+        await until('the refusal', () => errors.length > 0);
+        assert.equal(errors[0]?.code, 'SOURCE_TRUST_DOMAIN_CHANGED');
+        assert.equal(updates, 0);
+        assert.equal(String(source.getX509Svid().id), ORDERS);
+        const client = await dev.ca.issueX509Svid(`spiffe://${TD_A}/client`);
+        const seen = await connectAs(source, client, new X509BundleSet([dev.ca.x509Bundle()]));
+        assert.deepEqual(seen, { serverId: ORDERS, answer: `served spiffe://${TD_A}/client\n` });
+      } finally {
+        await source.close();
+        await dev.stop();
+      }
+      if (!allowTrustDomainChange) report.push('Workload API update moving the SVID to another trust domain');
+    });
+  }
+
+  test('an update whose bundle does not sign its own SVID (a rogue CA for the same trust domain)', async () => {
+    const dev = await DevWorkloadApiServer.start({ workloads: { orders: ORDERS } });
+    const rogue = await DevCa.create({ trustDomain: TD_A });
+    const errors: SpiffeError[] = [];
+    const source = await X509Source.create({
+      address: dev.address('orders'),
+      timeoutMs: 5000,
+      onError: (e) => errors.push(e),
+    });
+    try {
+      dev.setFault({ kind: 'x509', svids: [await dev.ca.issueX509Svid(ORDERS)], bundle: rogue.x509Bundle() }, 'orders');
+      await dev.rotateSvids(['orders']);
+      await until('the refusal', () => errors.length > 0);
+      assert.equal(errors[0]?.code, 'SOURCE_UPDATE_UNVERIFIED');
+      assert.equal(errors[0]?.cause instanceof X509SvidError, true);
+      // The server still admits clients of the real CA and refuses the rogue CA's.
+      const trusted = new X509BundleSet([dev.ca.x509Bundle()]); // what both clients trust the server with
+      const real = await dev.ca.issueX509Svid(`spiffe://${TD_A}/client`);
+      assert.deepEqual(await connectAs(source, real, trusted), {
+        serverId: ORDERS,
+        answer: `served spiffe://${TD_A}/client\n`,
+      });
+      const forged = await rogue.issueX509Svid(`spiffe://${TD_A}/client`);
+      assert.equal((await connectAs(source, forged, trusted)).answer, '', 'a client of the rogue CA was served');
+    } finally {
+      await source.close();
+      await dev.stop();
+    }
+    report.push('Workload API update whose bundle does not sign its own SVID');
+  });
+
+  test('FileX509Source: reloaded files with another trust domain, or a bundle that does not sign the SVID', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'spiffe-files-'));
+    const files = {
+      certFile: join(dir, 'svid.pem'),
+      keyFile: join(dir, 'key.pem'),
+      bundleFile: join(dir, 'bundle.pem'),
+    };
+    const write = async (svid: X509Svid, bundlePem: string) => {
+      const pem = svid.toPem();
+      await writeFile(files.keyFile, pem.privateKey);
+      await writeFile(files.certFile, pem.certificates);
+      await writeFile(files.bundleFile, bundlePem);
+    };
+    await write(goodClient, caA.x509Bundle().toPem());
+    const errors: SpiffeError[] = [];
+    const source = new FileX509Source({ ...files, pollIntervalMs: 50, onError: (e) => errors.push(e) });
+    try {
+      const evil = await DevCa.create({ trustDomain: 'evil.org' });
+      await write(await evil.issueX509Svid('spiffe://evil.org/client'), evil.x509Bundle().toPem());
+      await until('the refusal', () => errors.length > 0);
+      assert.equal(errors.at(-1)?.code, 'SOURCE_TRUST_DOMAIN_CHANGED');
+      const rogue = await DevCa.create({ trustDomain: TD_A });
+      await write(goodClient, rogue.x509Bundle().toPem());
+      await until('the second refusal', () => errors.some((e) => e.code === 'SOURCE_UPDATE_UNVERIFIED'));
+      assert.equal(String(source.getX509Svid().id), CLIENT);
+      assert.ok(
+        source.bundles
+          .getX509BundleForTrustDomain(caA.trustDomain)
+          .authorities[0]?.raw.equals(caA.x509Bundle().authorities[0]?.raw as Buffer),
+      );
+    } finally {
+      source.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+    report.push('FileX509Source reload with another trust domain, and with a bundle that does not sign the SVID');
   });
 });
 

@@ -64,6 +64,8 @@ export type SpiffeErrorCode =
   | 'SOURCE_TIMEOUT'
   | 'SOURCE_NO_SVID'
   | 'SOURCE_SVID_EXPIRED'
+  | 'SOURCE_UPDATE_UNVERIFIED'
+  | 'SOURCE_TRUST_DOMAIN_CHANGED'
   | 'FILE_SOURCE_ERROR'
   // files written by the CLI
   | 'FILE_UNSAFE_DIRECTORY'

@@ -1,6 +1,7 @@
 import { type FSWatcher, readFileSync, statSync, watch } from 'node:fs';
 import { dirname } from 'node:path';
 import { debuglog } from 'node:util';
+import { checkX509Update } from './adopt.js';
 import { X509Bundle as Bundle, type X509Bundle, X509BundleSet } from './bundle.js';
 import { SourceError, SpiffeError } from './errors.js';
 import { type UpdatableSource, UpdateListeners } from './source.js';
@@ -19,7 +20,10 @@ function checkNotExpired(svid: X509Svid): X509Svid {
   return svid;
 }
 
-/** Fixed SVID and bundles (tests, or material managed elsewhere). Still refuses an expired SVID. */
+/**
+ * Fixed SVID and bundles (tests, or material managed elsewhere). Still refuses an expired SVID, but takes
+ * the material as given: it does not check that the SVID verifies against the bundles.
+ */
 export class StaticX509Source implements UpdatableSource {
   #svid: X509Svid;
   #bundles: X509BundleSet;
@@ -72,11 +76,17 @@ export interface FileX509SourceOptions {
   pollIntervalMs?: number;
   /** Called when a reload fails (the previous material stays in use). */
   onError?: (error: SpiffeError) => void;
+  /**
+   * Accept files whose SVID is in another trust domain than the one loaded first (default false: such a
+   * reload is refused with SOURCE_TRUST_DOMAIN_CHANGED).
+   */
+  allowTrustDomainChange?: boolean;
 }
 
 /**
  * X.509 material from PEM files on disk, re-read when the files change (fs.watch on their directories,
- * plus polling). A half-written update is ignored until the files parse again.
+ * plus polling). A half-written update is ignored until the files parse again; files whose SVID does not
+ * verify against its own bundle, or moves to another trust domain, are refused (the previous material stays).
  */
 export class FileX509Source implements UpdatableSource {
   readonly #options: FileX509SourceOptions;
@@ -168,8 +178,15 @@ export class FileX509Source implements UpdatableSource {
     for (const [td, file] of Object.entries(this.#options.federatedBundleFiles ?? {})) {
       bundles.push(Bundle.parse(td, read(file)));
     }
+    const set = new X509BundleSet(bundles);
+    // The same checks as X509Source: the SVID verifies against its own bundle; its trust domain stays.
+    checkX509Update([svid], set, {
+      previous: this.#svid?.id.trustDomain,
+      next: svid.id.trustDomain,
+      allowTrustDomainChange: this.#options.allowTrustDomainChange ?? false,
+    });
     this.#svid = svid;
-    this.#bundles = new X509BundleSet(bundles);
+    this.#bundles = set;
     this.#stamp = stamp;
   }
 

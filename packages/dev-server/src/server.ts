@@ -12,6 +12,7 @@ import {
   toSpiffeId,
   WORKLOAD_API_HEADER,
   workloadApiServiceDefinition,
+  type X509Bundle,
   type X509Svid,
 } from '@spiffe-ts/core';
 import { DevCa } from './ca.js';
@@ -27,7 +28,12 @@ export type Fault =
   /** Every call waits this long before answering. */
   | { kind: 'slow'; delayMs: number }
   /** Every call fails with this gRPC status. */
-  | { kind: 'error'; code: grpc.status; message?: string };
+  | { kind: 'error'; code: grpc.status; message?: string }
+  /**
+   * X509SVIDResponse messages carry these SVIDs, with `bundle` as their trust domain's bundle, instead of the
+   * issued ones (an agent that is compromised or misconfigured). Pushed on the next rotateSvids().
+   */
+  | { kind: 'x509'; svids: readonly X509Svid[]; bundle: X509Bundle };
 
 export interface DevWorkloadApiServerOptions {
   /** Trust domain of the in-process CA (default example.org). Ignored when `ca` is given. */
@@ -286,9 +292,10 @@ export class DevWorkloadApiServer {
   }
 
   #x509Response(w: Workload): object {
-    const own = this.ca.x509Bundle().toDer();
+    const forged = w.fault.kind === 'x509' ? w.fault : undefined;
+    const own = (forged?.bundle ?? this.ca.x509Bundle()).toDer();
     return {
-      svids: w.svids.map((svid) => ({
+      svids: (forged?.svids ?? w.svids).map((svid) => ({
         spiffe_id: svid.id.toString(),
         x509_svid: Buffer.concat(svid.certificates.map((c) => c.raw)),
         x509_svid_key: svid.privateKey.export({ format: 'der', type: 'pkcs8' }),

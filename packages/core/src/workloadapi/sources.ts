@@ -1,4 +1,5 @@
 import { debuglog } from 'node:util';
+import { checkX509Update } from '../adopt.js';
 import type { JwtBundle, JwtBundleSet, X509Bundle, X509BundleSet } from '../bundle.js';
 import { BundleError, SourceError, type SpiffeError } from '../errors.js';
 import type { JwtSvid } from '../jwtsvid.js';
@@ -164,6 +165,11 @@ function bundleOrThrow<B>(set: { get(td: TrustDomain): B | undefined } | undefin
 export interface X509SourceOptions extends SourceOptions {
   /** Choose among several SVIDs: by SPIFFE ID, by hint, or with a function. Default: the first. */
   pick?: { spiffeId: SpiffeId | string } | { hint: string } | ((svids: readonly X509Svid[]) => X509Svid | undefined);
+  /**
+   * Accept an update whose SVID is in another trust domain than the one in use (default false: such an
+   * update is refused with SOURCE_TRUST_DOMAIN_CHANGED and the previous material is kept).
+   */
+  allowTrustDomainChange?: boolean;
 }
 
 /**
@@ -174,9 +180,11 @@ export class X509Source extends WorkloadApiSource {
   #context: X509Context | undefined;
   #svid: X509Svid | undefined;
   readonly #pick: (svids: readonly X509Svid[]) => X509Svid | undefined;
+  readonly #allowTrustDomainChange: boolean;
 
   constructor(options: X509SourceOptions = {}) {
     super(options);
+    this.#allowTrustDomainChange = options.allowTrustDomainChange ?? false;
     const pick = options.pick;
     if (typeof pick === 'function') this.#pick = pick;
     else if (pick && 'spiffeId' in pick) {
@@ -201,6 +209,16 @@ export class X509Source extends WorkloadApiSource {
     const svid = this.#pick(ctx.svids);
     if (!svid) {
       this.reportError(new SourceError('SOURCE_NO_SVID', 'no SVID matched the picker in the Workload API update'));
+      return;
+    }
+    try {
+      checkX509Update(ctx.svids, ctx.bundles, {
+        previous: this.#svid?.id.trustDomain,
+        next: svid.id.trustDomain,
+        allowTrustDomainChange: this.#allowTrustDomainChange,
+      });
+    } catch (err) {
+      this.reportError(err as SourceError);
       return;
     }
     this.#context = ctx;
