@@ -24,6 +24,8 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as tls from 'node:tls';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { All, Controller, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import {
@@ -39,6 +41,7 @@ import {
   type SpiffeErrorCode,
   StaticX509Source,
   verifyX509Svid,
+  X509Bundle,
   X509BundleSet,
   type X509Context,
   X509Source,
@@ -62,6 +65,7 @@ let goodClient: X509Svid;
 const TD_A = 'example.org';
 const CLIENT = `spiffe://${TD_A}/client`;
 const report: string[] = [];
+setFlagsFromString('--expose-gc'); // the memory check below forces collections
 
 before(async () => {
   caA = await DevCa.create({ trustDomain: TD_A });
@@ -734,6 +738,39 @@ describe('Sources never adopt X.509 material that does not verify', () => {
       await dev.stop();
     }
     report.push('Workload API update whose bundle does not sign its own SVID');
+  });
+
+  test('10,000 federated bundles in one update (under the 4 MiB message limit): adopted, memory bounded', async () => {
+    const dev = await DevWorkloadApiServer.start({ workloads: { orders: ORDERS } });
+    // One small authority reused under 10,000 trust domain names keeps the message under 4 MiB.
+    const authority = await createAuthority({ subject: 'CN=f' });
+    const federatedBundles = Array.from(
+      { length: 10_000 },
+      (_, i) => new X509Bundle(`td${i}.example`, [authority.certificate]),
+    );
+    dev.setFault({ kind: 'x509', federatedBundles }, 'orders');
+    const source = await X509Source.create({ address: dev.address('orders'), timeoutMs: 30_000 });
+    const gc = runInNewContext('gc') as () => void;
+    try {
+      assert.equal(source.bundles.bundles().length, 10_001);
+      let updates = 0;
+      source.onUpdate(() => updates++);
+      const heap: number[] = [];
+      for (let round = 1; round <= 3; round++) {
+        await dev.rotateSvids(['orders']);
+        await until(`update ${round}`, () => updates === round);
+        gc();
+        heap.push(process.memoryUsage().heapUsed);
+      }
+      assert.equal(source.bundles.bundles().length, 10_001);
+      // Each update replaces the previous one: after the first, no growth beyond noise.
+      const growth = Math.max(...heap.slice(1)) - (heap[0] as number);
+      assert.ok(growth < 16 * 1024 * 1024, `heap grew ${(growth / 1048576).toFixed(1)} MB over 2 updates`);
+    } finally {
+      await source.close();
+      await dev.stop();
+    }
+    report.push('10,000 federated bundles per update (adopted; heap bounded)');
   });
 
   test('FileX509Source: reloaded files with another trust domain, or a bundle that does not sign the SVID', async () => {

@@ -30,10 +30,11 @@ export type Fault =
   /** Every call fails with this gRPC status. */
   | { kind: 'error'; code: grpc.status; message?: string }
   /**
-   * X509SVIDResponse messages carry these SVIDs, with `bundle` as their trust domain's bundle, instead of the
-   * issued ones (an agent that is compromised or misconfigured). Pushed on the next rotateSvids().
+   * X509SVIDResponse messages carry these SVIDs, with `bundle` as their trust domain's bundle, and these
+   * federated bundles, instead of the issued ones (an agent that is compromised, misconfigured, or federated
+   * with very many trust domains); what is not given is served as usual. Pushed on the next rotateSvids().
    */
-  | { kind: 'x509'; svids: readonly X509Svid[]; bundle: X509Bundle };
+  | { kind: 'x509'; svids?: readonly X509Svid[]; bundle?: X509Bundle; federatedBundles?: readonly X509Bundle[] };
 
 export interface DevWorkloadApiServerOptions {
   /** Trust domain of the in-process CA (default example.org). Ignored when `ca` is given. */
@@ -304,7 +305,10 @@ export class DevWorkloadApiServer {
       })),
       crl: [],
       federated_bundles: Object.fromEntries(
-        this.#federated.map((ca) => [ca.trustDomain.idString(), ca.x509Bundle().toDer()]),
+        (forged?.federatedBundles ?? this.#federated.map((ca) => ca.x509Bundle())).map((b) => [
+          b.trustDomain.idString(),
+          b.toDer(),
+        ]),
       ),
     };
   }
