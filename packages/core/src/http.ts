@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import type { JwtBundleSource } from './bundle.js';
 import { JwtSvidError } from './errors.js';
 import { type JwtSvid, parseAndValidateJwtSvid, type ValidateJwtSvidOptions } from './jwtsvid.js';
-import type { SpiffeIdMatcher } from './match.js';
+import { allows, type SpiffeIdMatcher } from './match.js';
 import type { SpiffeId } from './spiffeid.js';
 import { peerSpiffeId } from './tls.js';
 
@@ -27,13 +27,7 @@ export function authorizeSocketPeer(socket: Socket | null | undefined, matcher: 
       message: 'no verified SPIFFE ID for this connection',
     };
   }
-  let allowed = false;
-  try {
-    allowed = matcher(id) === true;
-  } catch {
-    allowed = false;
-  }
-  if (!allowed) {
+  if (!allows(matcher, id)) {
     return { ok: false, status: 403, id, reason: 'not_allowed', message: `SPIFFE ID "${id}" is not authorized` };
   }
   return { ok: true, id };
@@ -91,13 +85,7 @@ export async function authenticateBearer(
   try {
     const svid = await parseAndValidateJwtSvid(token, options.bundles, options.audience, options);
     if (options.allow) {
-      let allowed = false;
-      try {
-        allowed = options.allow(svid.id) === true;
-      } catch {
-        allowed = false;
-      }
-      if (!allowed) {
+      if (!allows(options.allow, svid.id)) {
         const error = new JwtSvidError('JWTSVID_INVALID', `JWT-SVID subject "${svid.id}" is not authorized`);
         return {
           ok: false,

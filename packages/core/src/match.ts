@@ -30,31 +30,28 @@ export function matchMemberOf(trustDomain: TrustDomain | string): SpiffeIdMatche
   return (id) => id.trustDomain.name === td;
 }
 
-/** Custom predicate; a thrown error counts as "no match" (deny). */
-export function matchWhen(predicate: (id: SpiffeId) => boolean): SpiffeIdMatcher {
-  return (id) => {
-    try {
-      return predicate(id) === true;
-    } catch {
-      return false;
-    }
-  };
-}
-
-// A matcher that throws denies: authorization must never fail open.
-function safe(m: SpiffeIdMatcher, id: SpiffeId): boolean {
+/**
+ * Whether the matcher accepts the ID: only a literal `true` does, and a matcher that throws denies
+ * (authorization must never fail open). Every authorization decision in spiffe-ts goes through it.
+ */
+export function allows(matcher: SpiffeIdMatcher, id: SpiffeId): boolean {
   try {
-    return m(id) === true;
+    return matcher(id) === true;
   } catch {
     return false;
   }
+}
+
+/** Custom predicate; a thrown error counts as "no match" (deny). */
+export function matchWhen(predicate: (id: SpiffeId) => boolean): SpiffeIdMatcher {
+  return (id) => allows(predicate, id);
 }
 
 /** Matches when every matcher matches. With no matchers, matches nothing. */
 export function matchAll(...matchers: SpiffeIdMatcher[]): SpiffeIdMatcher {
   if (matchers.length === 0) return () => false;
   return (id) => {
-    for (const m of matchers) if (!safe(m, id)) return false;
+    for (const m of matchers) if (!allows(m, id)) return false;
     return true;
   };
 }
@@ -63,7 +60,7 @@ export function matchAll(...matchers: SpiffeIdMatcher[]): SpiffeIdMatcher {
 export function matchSome(...matchers: SpiffeIdMatcher[]): SpiffeIdMatcher {
   // Runs on every authorized request: a plain loop, no closure per call.
   return (id) => {
-    for (const m of matchers) if (safe(m, id)) return true;
+    for (const m of matchers) if (allows(m, id)) return true;
     return false;
   };
 }
@@ -102,5 +99,5 @@ export function toMatcher(allow: SpiffeIdAllowlist): SpiffeIdMatcher {
 
 /** Throws AuthorizationError unless the matcher accepts the ID. */
 export function authorize(matcher: SpiffeIdMatcher, id: SpiffeId): void {
-  if (!safe(matcher, id)) throw new AuthorizationError(id.toString());
+  if (!allows(matcher, id)) throw new AuthorizationError(id.toString());
 }

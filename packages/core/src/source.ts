@@ -1,5 +1,6 @@
 import type { JwtBundleSource, X509BundleSet, X509BundleSource } from './bundle.js';
 import type { JwtSvid } from './jwtsvid.js';
+import type { SpiffeId } from './spiffeid.js';
 import type { X509Svid } from './x509svid.js';
 
 /** Anything that can hand out the current X.509-SVID. */
@@ -10,7 +11,7 @@ export interface X509SvidSource {
 
 /** Anything that can hand out JWT-SVIDs for an audience. */
 export interface JwtSvidSource {
-  fetchJwtSvid(params: { audience: string | readonly string[]; subject?: string }): Promise<JwtSvid>;
+  fetchJwtSvid(params: { audience: string | readonly string[]; subject?: SpiffeId | string }): Promise<JwtSvid>;
 }
 
 /** A source whose material can change: listeners run after every change. */

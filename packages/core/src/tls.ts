@@ -6,7 +6,7 @@ import * as tls from 'node:tls';
 import { debuglog } from 'node:util';
 import type { X509Bundle, X509BundleSet, X509BundleSource } from './bundle.js';
 import { AuthorizationError, type SpiffeError, TlsVerificationError } from './errors.js';
-import { type SpiffeIdAllowlist, type SpiffeIdMatcher, toMatcher } from './match.js';
+import { allows, type SpiffeIdAllowlist, type SpiffeIdMatcher, toMatcher } from './match.js';
 import type { X509MaterialSource, X509SvidSource } from './source.js';
 import type { SpiffeId } from './spiffeid.js';
 import { verifyX509Svid, type X509Svid } from './x509svid.js';
@@ -69,13 +69,7 @@ function derChain<C extends LinkedCertificate<C>>(leaf: C | undefined): Buffer[]
 export function verifyPeer(chain: readonly Buffer[], bundles: X509BundleSource, authorizer: SpiffeIdMatcher): SpiffeId {
   if (chain.length === 0) throw new TlsVerificationError('TLS_NO_PEER_CERTIFICATE', 'peer presented no certificate');
   const id = verifyChainCached(chain, bundles);
-  let allowed = false;
-  try {
-    allowed = authorizer(id) === true;
-  } catch {
-    allowed = false; // a throwing authorizer denies
-  }
-  if (!allowed) throw new AuthorizationError(id.toString(), `peer SPIFFE ID "${id}" is not authorized`);
+  if (!allows(authorizer, id)) throw new AuthorizationError(id.toString(), `peer SPIFFE ID "${id}" is not authorized`);
   return id;
 }
 

@@ -9,6 +9,7 @@ import {
   JwtSource,
   parseAndValidateJwtSvid,
   SourceError,
+  SpiffeId,
   targetFromAddress,
   verifyX509Svid,
   WorkloadApiClient,
@@ -255,6 +256,33 @@ describe('Workload API client against the dev server on a real unix socket', () 
       assert.equal(v.id.toString(), PAYMENTS);
     } finally {
       await src.close();
+    }
+  });
+
+  test('JwtSource: one cache entry per question however it is written, and a bounded cache', async () => {
+    const client = new WorkloadApiClient({ address: server.address('payments') });
+    let fetches = 0;
+    const fetch = client.fetchJwtSvid.bind(client);
+    client.fetchJwtSvid = (params, options) => {
+      fetches++;
+      return fetch(params, options);
+    };
+    const src = await JwtSource.create({ client, timeoutMs: 5000 });
+    try {
+      const a = await src.fetchJwtSvid({ audience: ['x', 'y'], subject: PAYMENTS });
+      assert.equal(await src.fetchJwtSvid({ audience: ['y', 'x', 'x'], subject: SpiffeId.parse(PAYMENTS) }), a);
+      assert.equal(fetches, 1);
+      // 256 other questions push the first one out: it is fetched again.
+      for (let i = 0; i < 256; i++) await src.fetchJwtSvid({ audience: `aud-${i}` });
+      assert.equal(fetches, 257);
+      await src.fetchJwtSvid({ audience: ['x', 'y'], subject: PAYMENTS });
+      assert.equal(fetches, 258);
+      // A recently used entry is kept.
+      await src.fetchJwtSvid({ audience: 'aud-255' });
+      assert.equal(fetches, 258);
+    } finally {
+      await src.close();
+      await client.close();
     }
   });
 

@@ -2,6 +2,7 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import {
+  allows,
   authenticateBearer,
   createSpiffeTlsServer,
   type JwtBundleSource,
@@ -243,15 +244,7 @@ export function spiffeAuthorization(options: SpiffeAuthorizationOptions): grpc.S
           onReceiveMetadata: (metadata, mdNext) => {
             const id = connectionSpiffeId(call);
             const matcher = matcherFor(descriptor.path);
-            let allowed = false;
-            if (id && matcher) {
-              try {
-                allowed = matcher(id) === true;
-              } catch {
-                allowed = false;
-              }
-            }
-            if (allowed && id) {
+            if (id && matcher && allows(matcher, id)) {
               handlerIds.set(metadata, id);
               mdNext(metadata);
               return;

@@ -269,6 +269,9 @@ export interface JwtSourceOptions extends SourceOptions {
  * A live JWT source: JWT bundles streamed from the Workload API (for validation) and JWT-SVIDs fetched on
  * demand for an audience, cached until near expiry.
  */
+// Distinct (audience set, subject) questions a JwtSource remembers answers to; the least recently used goes.
+const JWT_CACHE_MAX = 256;
+
 export class JwtSource extends WorkloadApiSource {
   #bundles: JwtBundleSet | undefined;
   readonly #cache = new Map<string, { svid: JwtSvid; refreshAt: number }>();
@@ -297,11 +300,17 @@ export class JwtSource extends WorkloadApiSource {
   /** A JWT-SVID for the audience, from cache while it has more than `refreshFraction` of its life left. */
   async fetchJwtSvid(params: JwtSvidParams, options: CallOptions = {}): Promise<JwtSvid> {
     this.assertOpen();
-    const aud = (typeof params.audience === 'string' ? [params.audience] : [...params.audience]).sort();
-    const key = JSON.stringify([aud, params.subject === undefined ? '' : String(params.subject)]);
+    // One entry per question, however it is written: audiences as a sorted set, the subject as its ID.
+    const aud = [...new Set(typeof params.audience === 'string' ? [params.audience] : params.audience)].sort();
+    const subject = params.subject === undefined ? '' : toSpiffeId(params.subject).toString();
+    const key = JSON.stringify([aud, subject]);
     const now = Date.now();
     const hit = this.#cache.get(key);
-    if (hit && now < hit.refreshAt && hit.svid.expiresAt.getTime() > now) return hit.svid;
+    if (hit && now < hit.refreshAt && hit.svid.expiresAt.getTime() > now) {
+      this.#cache.delete(key); // most recently used last: eviction takes the oldest
+      this.#cache.set(key, hit);
+      return hit.svid;
+    }
     const pending = this.#inflight.get(key);
     if (pending) return pending;
     const p = this.client
@@ -309,6 +318,8 @@ export class JwtSource extends WorkloadApiSource {
       .then((svid) => {
         const issuedAt = typeof svid.claims.iat === 'number' ? svid.claims.iat * 1000 : Date.now();
         const life = svid.expiresAt.getTime() - issuedAt;
+        this.#cache.delete(key);
+        if (this.#cache.size >= JWT_CACHE_MAX) this.#cache.delete(this.#cache.keys().next().value as string);
         this.#cache.set(key, { svid, refreshAt: svid.expiresAt.getTime() - life * this.#refreshFraction });
         return svid;
       })
