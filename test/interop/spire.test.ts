@@ -6,7 +6,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
-  createSpiffeDispatcher,
   JwtSource,
   parseAndValidateJwtSvid,
   SpiffeBundle,
@@ -18,6 +17,7 @@ import {
   X509BundleSet,
   X509Source,
 } from '@spiffe-ts/core';
+import { createSpiffeDispatcher } from '@spiffe-ts/core/undici';
 import { DevWorkloadApiServer } from '@spiffe-ts/dev-server';
 import { fastifySpiffe, spiffeHttpsOptions } from '@spiffe-ts/fastify';
 import Fastify, { type FastifyInstance } from 'fastify';

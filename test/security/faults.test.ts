@@ -11,7 +11,6 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import {
-  createSpiffeDispatcher,
   GrpcStatus,
   JwtBundleSet,
   parseAndValidateJwtSvid,
@@ -20,10 +19,11 @@ import {
   verifyX509Svid,
   WorkloadApiClient,
   WorkloadApiError,
-  workloadApiServiceDefinition,
   X509BundleSet,
   X509Source,
 } from '@spiffe-ts/core';
+import { workloadApiServiceDefinition } from '@spiffe-ts/core/internal';
+import { createSpiffeDispatcher } from '@spiffe-ts/core/undici';
 import { DevCa, DevWorkloadApiServer } from '@spiffe-ts/dev-server';
 import { fastifySpiffe, spiffeHttpsOptions } from '@spiffe-ts/fastify';
 import Fastify from 'fastify';

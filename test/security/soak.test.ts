@@ -3,7 +3,8 @@
 // Zero failed requests; afterwards no leaked sockets, servers, timers or update listeners.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { createSpiffeDispatcher, X509Source } from '@spiffe-ts/core';
+import { X509Source } from '@spiffe-ts/core';
+import { createSpiffeDispatcher } from '@spiffe-ts/core/undici';
 import { DevWorkloadApiServer } from '@spiffe-ts/dev-server';
 import { fastifySpiffe, spiffeHttpsOptions } from '@spiffe-ts/fastify';
 import Fastify from 'fastify';

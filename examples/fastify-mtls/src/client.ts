@@ -1,6 +1,7 @@
 // A client workload: calls the orders service over SPIFFE mTLS with its own SVID, and accepts the server
 // only if it proves the orders SPIFFE ID (no hostnames involved).
-import { createSpiffeDispatcher, matchId, X509Source } from '@spiffe-ts/core';
+import { matchId, X509Source } from '@spiffe-ts/core';
+import { createSpiffeDispatcher } from '@spiffe-ts/core/undici';
 import { request } from 'undici';
 
 export const ORDERS = 'spiffe://example.org/service/orders';

@@ -90,6 +90,7 @@ export class SpiffeError extends Error {
 
 /** Invalid SPIFFE ID or trust domain. */
 export class SpiffeIdError extends SpiffeError {}
+
 /** A valid SPIFFE ID that the authorizer did not allow. */
 export class AuthorizationError extends SpiffeError {
   /** The rejected peer ID, as a string (never from an unverified certificate). */
@@ -99,14 +100,19 @@ export class AuthorizationError extends SpiffeError {
     this.spiffeId = spiffeId;
   }
 }
+
 /** Malformed or missing bundle. */
 export class BundleError extends SpiffeError {}
+
 /** Malformed certificate or private key input. */
 export class CertificateError extends SpiffeError {}
+
 /** X.509-SVID parse or verification failure. */
 export class X509SvidError extends SpiffeError {}
+
 /** JWT-SVID parse or validation failure. */
 export class JwtSvidError extends SpiffeError {}
+
 /** Workload API transport or protocol failure. */
 export class WorkloadApiError extends SpiffeError {
   /** gRPC status code, when the failure came from the server. */
@@ -116,8 +122,10 @@ export class WorkloadApiError extends SpiffeError {
     this.grpcCode = options?.grpcCode;
   }
 }
+
 /** A live source could not serve what was asked. */
 export class SourceError extends SpiffeError {}
+
 /** TLS peer verification failure. */
 export class TlsVerificationError extends SpiffeError {}
 

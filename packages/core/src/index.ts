@@ -1,32 +1,112 @@
-export * from './bundle.js';
-export * from './errors.js';
-export * from './http.js';
-export * from './jwtsvid.js';
-export * from './match.js';
-export * from './source.js';
-export * from './spiffeid.js';
-export * from './static-source.js';
-export * from './tls.js';
-export * from './undici.js';
-export * from './workloadapi/address.js';
-export * from './workloadapi/backoff.js';
-export * from './workloadapi/client.js';
-export type * from './workloadapi/proto.js';
+/**
+ * @spiffe-ts/core: SPIFFE IDs, bundles, SVIDs, the Workload API client and live sources, SPIFFE mTLS for
+ * node:tls / node:https, and the authorization decisions the framework adapters share. Every name exported
+ * here is public API; the undici dispatcher is `@spiffe-ts/core/undici`.
+ */
+
+// Authorization decisions shared by the HTTP and gRPC adapters
+export { authenticateBearer, type BearerDecision, type BearerOptions } from './auth/bearer.js';
+export { authorizeSocketPeer, type PeerDecision } from './auth/peer.js';
+// Bundles
+export { type JwtAuthority, JwtBundle } from './bundle/jwt.js';
+export { JwtBundleSet, SpiffeBundleSet, X509BundleSet } from './bundle/set.js';
+export type { JwtBundleSource, X509BundleSource } from './bundle/source.js';
+export { SpiffeBundle } from './bundle/spiffe.js';
+export { X509Bundle } from './bundle/x509.js';
+// Errors
 export {
-  jsonToStruct,
-  structToJson,
-  WORKLOAD_API_HEADER,
-  WORKLOAD_PROTO,
-  workloadApiServiceDefinition,
-} from './workloadapi/proto.js';
-export * from './workloadapi/sources.js';
-export * from './x509svid.js';
+  AuthorizationError,
+  BundleError,
+  CertificateError,
+  isSpiffeError,
+  JwtSvidError,
+  SourceError,
+  SpiffeError,
+  type SpiffeErrorCode,
+  SpiffeIdError,
+  TlsVerificationError,
+  WorkloadApiError,
+  X509SvidError,
+} from './errors.js';
+// PEM / DER helpers for material handled by the application
 export {
-  type CertificateFacts,
   type CertificatesInput,
-  certificateFacts,
   certificatesToPem,
   parseCertificates,
   parsePrivateKey,
   privateKeyToPem,
-} from './x509util.js';
+} from './internal/x509util.js';
+// SPIFFE IDs, trust domains and matchers
+export {
+  MAX_SPIFFE_ID_LENGTH,
+  MAX_TRUST_DOMAIN_LENGTH,
+  SpiffeId,
+  TrustDomain,
+  toSpiffeId,
+  toTrustDomain,
+  validatePath,
+} from './spiffeid/id.js';
+export {
+  allows,
+  authorize,
+  matchAll,
+  matchAny,
+  matchId,
+  matchMemberOf,
+  matchOneOf,
+  matchSome,
+  matchWhen,
+  type SpiffeIdAllowlist,
+  type SpiffeIdMatcher,
+  toMatcher,
+} from './spiffeid/match.js';
+export { FileX509Source, type FileX509SourceOptions } from './static/file-x509-source.js';
+export { StaticX509Source } from './static/static-x509-source.js';
+// SVIDs and the sources that hand them out
+export {
+  DEFAULT_JWT_CLOCK_TOLERANCE_SECONDS,
+  insecureParseJwtSvid,
+  JWT_SVID_ALGORITHMS,
+  JwtSvid,
+  type JwtSvidAlgorithm,
+  parseAndValidateJwtSvid,
+  type ValidateJwtSvidOptions,
+} from './svid/jwt.js';
+export type { JwtSvidSource, UpdatableSource, X509MaterialSource, X509SvidSource } from './svid/source.js';
+export {
+  idFromCertificate,
+  tryIdFromCertificate,
+  type VerifiedX509Svid,
+  type VerifyX509SvidOptions,
+  verifyX509Svid,
+  X509Svid,
+} from './svid/x509.js';
+// SPIFFE mTLS
+export {
+  connectSpiffeTls,
+  createSpiffeHttpsAgent,
+  createSpiffeTlsSocket,
+  type SpiffeTlsClientOptions,
+  spiffeCheckServerIdentity,
+  spiffeTlsConnectOptions,
+} from './tls/client.js';
+export { type TlsMaterial, tlsMaterial } from './tls/material.js';
+export { peerSpiffeId, verifyPeer } from './tls/peer.js';
+export { createSpiffeTlsServer, type SpiffeTlsServer, type SpiffeTlsServerOptions } from './tls/server.js';
+// Workload API
+export { SPIFFE_ENDPOINT_SOCKET } from './workloadapi/address.js';
+export type { BackoffOptions } from './workloadapi/backoff.js';
+export { BundleSource } from './workloadapi/bundle-source.js';
+export {
+  type CallOptions,
+  type JwtSvidParams,
+  type Watch,
+  type Watcher,
+  WorkloadApiClient,
+  type WorkloadApiClientOptions,
+} from './workloadapi/client.js';
+export { JwtSource, type JwtSourceOptions } from './workloadapi/jwt-source.js';
+export type { X509Context } from './workloadapi/parse.js';
+export type { ReadyOptions, SourceOptions } from './workloadapi/source.js';
+export { GrpcStatus } from './workloadapi/status.js';
+export { X509Source, type X509SourceOptions } from './workloadapi/x509-source.js';

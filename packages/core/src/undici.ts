@@ -1,6 +1,8 @@
+// A separate entry point: it reaches the core through the package itself, so that CommonJS and ESM users
+// share one copy of the core (one registry of verified sockets, one set of error classes) with this entry.
 import type * as tls from 'node:tls';
+import { createSpiffeTlsSocket, type SpiffeTlsClientOptions } from '@spiffe-ts/core';
 import { Agent, type Dispatcher } from 'undici';
-import { createSpiffeTlsSocket, type SpiffeTlsClientOptions } from './tls.js';
 
 /**
  * An undici dispatcher (for `fetch(url, { dispatcher })` and undici's request API) that presents our SVID

@@ -7,7 +7,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import {
-  createSpiffeDispatcher,
   createSpiffeTlsServer,
   FileX509Source,
   matchId,
@@ -16,6 +15,7 @@ import {
   StaticX509Source,
   X509BundleSet,
 } from '@spiffe-ts/core';
+import { createSpiffeDispatcher } from '@spiffe-ts/core/undici';
 import { DevCa } from '@spiffe-ts/dev-server';
 
 const ID = 'spiffe://example.org/service/files';

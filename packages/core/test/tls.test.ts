@@ -5,7 +5,6 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import {
   connectSpiffeTls,
-  createSpiffeDispatcher,
   createSpiffeHttpsAgent,
   createSpiffeTlsServer,
   matchAny,
@@ -15,6 +14,7 @@ import {
   X509BundleSet,
   type X509Svid,
 } from '@spiffe-ts/core';
+import { createSpiffeDispatcher } from '@spiffe-ts/core/undici';
 import { DevCa } from '@spiffe-ts/dev-server';
 import { request as undiciRequest } from 'undici';
 

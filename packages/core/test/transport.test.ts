@@ -7,14 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import {
-  GrpcStatus,
-  type JWTBundlesResponseMessage,
-  WorkloadApiClient,
-  type WorkloadApiClientOptions,
-  WorkloadApiError,
-  workloadApiServiceDefinition,
-} from '@spiffe-ts/core';
+import { GrpcStatus, WorkloadApiClient, type WorkloadApiClientOptions, WorkloadApiError } from '@spiffe-ts/core';
+import { type JWTBundlesResponseMessage, workloadApiServiceDefinition } from '@spiffe-ts/core/internal';
 
 type Stream = grpc.ServerWritableStream<unknown, JWTBundlesResponseMessage>;
 type Handler = (call: Stream) => void;

@@ -10,7 +10,6 @@ import {
   parseAndValidateJwtSvid,
   SourceError,
   SpiffeId,
-  targetFromAddress,
   verifyX509Svid,
   WorkloadApiClient,
   WorkloadApiError,
@@ -18,6 +17,7 @@ import {
   X509Source,
 } from '@spiffe-ts/core';
 import { DevCa, DevWorkloadApiServer } from '@spiffe-ts/dev-server';
+import { targetFromAddress } from '../src/workloadapi/address.js';
 
 const ORDERS = 'spiffe://example.org/service/orders';
 const PAYMENTS = 'spiffe://example.org/service/payment-processor';

@@ -5,16 +5,14 @@ import * as grpc from '@grpc/grpc-js';
 import {
   JwtBundleSet,
   type JwtSvid,
-  jsonToStruct,
   parseAndValidateJwtSvid,
   SpiffeId,
   type TrustDomain,
   toSpiffeId,
-  WORKLOAD_API_HEADER,
-  workloadApiServiceDefinition,
   type X509Bundle,
   type X509Svid,
 } from '@spiffe-ts/core';
+import { jsonToStruct, WORKLOAD_API_HEADER, workloadApiServiceDefinition } from '@spiffe-ts/core/internal';
 import { DevCa } from './ca.js';
 
 /** Identity of a workload socket: one SPIFFE ID, several, or none (every call answers PermissionDenied). */

@@ -3,7 +3,6 @@ import type * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import {
-  createSpiffeDispatcher,
   JwtBundleSet,
   JwtSource,
   matchId,
@@ -12,6 +11,7 @@ import {
   X509Source,
   type X509Svid,
 } from '@spiffe-ts/core';
+import { createSpiffeDispatcher } from '@spiffe-ts/core/undici';
 import { DevCa, DevWorkloadApiServer } from '@spiffe-ts/dev-server';
 import {
   allowSpiffeIds,

@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import {
-  createSpiffeDispatcher,
   JwtBundleSet,
   JwtSource,
   matchId,
@@ -12,6 +11,7 @@ import {
   X509Source,
   type X509Svid,
 } from '@spiffe-ts/core';
+import { createSpiffeDispatcher } from '@spiffe-ts/core/undici';
 import { DevCa, DevWorkloadApiServer } from '@spiffe-ts/dev-server';
 import { fastifySpiffe, spiffeHttpsOptions } from '@spiffe-ts/fastify';
 import Fastify, { type FastifyInstance } from 'fastify';

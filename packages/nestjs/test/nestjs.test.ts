@@ -7,7 +7,6 @@ import { Controller, Get, type INestApplication, type LoggerService, Module } fr
 import { APP_GUARD, NestFactory } from '@nestjs/core';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import {
-  createSpiffeDispatcher,
   JwtSource,
   type JwtSvid as JwtSvidT,
   matchId,
@@ -17,6 +16,7 @@ import {
   X509Source,
   type X509Svid,
 } from '@spiffe-ts/core';
+import { createSpiffeDispatcher } from '@spiffe-ts/core/undici';
 import { DevCa, DevWorkloadApiServer } from '@spiffe-ts/dev-server';
 import {
   AllowSpiffeIds,

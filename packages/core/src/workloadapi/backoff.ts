@@ -1,3 +1,5 @@
+import { onAbort } from './abort.js';
+
 /** Capped exponential backoff with full jitter, as recommended for reconnect storms. */
 export interface BackoffOptions {
   /** First delay in ms (default 100). */

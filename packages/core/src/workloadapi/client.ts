@@ -1,56 +1,23 @@
 import * as grpc from '@grpc/grpc-js';
-import { JwtBundle, JwtBundleSet, X509Bundle, X509BundleSet } from '../bundle.js';
+import { JwtBundleSet, X509BundleSet } from '../bundle/set.js';
 import { SpiffeError, WorkloadApiError } from '../errors.js';
-import { insecureParseJwtSvid, JwtSvid } from '../jwtsvid.js';
-import { type SpiffeId, TrustDomain, toSpiffeId } from '../spiffeid.js';
-import { X509Svid } from '../x509svid.js';
-import { partsKey } from '../x509util.js';
+import { SpiffeId, toSpiffeId } from '../spiffeid/id.js';
+import { JwtSvid } from '../svid/jwt.js';
+import { X509Svid } from '../svid/x509.js';
+import { noop, onAbort } from './abort.js';
 import { resolveAddress } from './address.js';
 import { Backoff, type BackoffOptions, sleep } from './backoff.js';
 import {
-  type JWTBundlesResponseMessage,
-  type JWTSVIDResponseMessage,
-  structToJson,
-  WORKLOAD_API_HEADER,
-  type WorkloadApiMessages,
-  workloadApiServiceDefinition,
-  type X509BundlesResponseMessage,
-  type X509SVIDResponseMessage,
-} from './proto.js';
-
-/**
- * gRPC status codes (grpc/doc/statuscodes.md), as found in `WorkloadApiError.grpcCode`:
- * `err.grpcCode === GrpcStatus.PERMISSION_DENIED`. The values are the protocol's and those of
- * @grpc/grpc-js's `status` enum (checked when this package is compiled).
- */
-export const GrpcStatus = {
-  OK: 0,
-  CANCELLED: 1,
-  UNKNOWN: 2,
-  INVALID_ARGUMENT: 3,
-  DEADLINE_EXCEEDED: 4,
-  NOT_FOUND: 5,
-  ALREADY_EXISTS: 6,
-  PERMISSION_DENIED: 7,
-  RESOURCE_EXHAUSTED: 8,
-  FAILED_PRECONDITION: 9,
-  ABORTED: 10,
-  OUT_OF_RANGE: 11,
-  UNIMPLEMENTED: 12,
-  INTERNAL: 13,
-  UNAVAILABLE: 14,
-  DATA_LOSS: 15,
-  UNAUTHENTICATED: 16,
-} as const satisfies { readonly [K in keyof typeof grpc.status]: (typeof grpc.status)[K] };
-export type GrpcStatus = (typeof GrpcStatus)[keyof typeof GrpcStatus];
-
-/** What FetchX509SVID delivers: every SVID of the workload and the bundles it trusts. */
-export interface X509Context {
-  /** All SVIDs, in the order the Workload API sent them (the first one is the default). */
-  readonly svids: readonly X509Svid[];
-  /** The workload's trust domain bundle plus federated bundles. */
-  readonly bundles: X509BundleSet;
-}
+  freezeContext,
+  LastResponse,
+  parseJwtBundlesResponse,
+  parseJwtSvidResponse,
+  parseX509BundlesResponse,
+  parseX509SvidResponse,
+  type X509Context,
+} from './parse.js';
+import { structToJson, WORKLOAD_API_HEADER, type WorkloadApiMessages, workloadApiServiceDefinition } from './proto.js';
+import { GrpcStatus, mapGrpcError, statusError } from './status.js';
 
 export interface WorkloadApiClientOptions {
   /** `unix:///path` or `tcp://IP:port`; default: SPIFFE_ENDPOINT_SOCKET. */
@@ -91,146 +58,12 @@ export interface Watch {
   readonly done: Promise<void>;
 }
 
-/** A call's non-OK status, as @grpc/grpc-js reports it (a ServiceError) or as the client makes one. */
-type StatusError = Error & { code: number; details: string };
-
-function statusError(code: GrpcStatus, details: string): StatusError {
-  return Object.assign(new Error(details), { code, details });
-}
-
-function isStatusError(err: unknown): err is StatusError {
-  return (
-    err instanceof Error &&
-    typeof (err as Partial<StatusError>).code === 'number' &&
-    typeof (err as Partial<StatusError>).details === 'string'
-  );
-}
-
-/**
- * A stream reset without a gRPC status: grpc-js reports INTERNAL "Received RST_STREAM with code N …", also
- * when the connection under the call is closed by the server's GOAWAY with an error (a node:http2 server does
- * that to a client that has reset about 1,000 streams in quick succession, as one-shot fetches of a
- * server-streaming method do). Every Workload API call is a read, so such a loss is UNAVAILABLE: retried.
- */
-function lostWithoutStatus(e: StatusError): boolean {
-  return e.code === GrpcStatus.INTERNAL && e.details.startsWith('Received RST_STREAM');
-}
-
-function mapGrpcError(err: unknown, what: string): WorkloadApiError {
-  if (err instanceof WorkloadApiError) return err;
-  if (err instanceof SpiffeError) {
-    return new WorkloadApiError('WORKLOADAPI_BAD_RESPONSE', `${what}: invalid response: ${err.message}`, {
-      cause: err,
-    });
-  }
-  let e = isStatusError(err) ? err : undefined;
-  if (e && lostWithoutStatus(e)) e = statusError(GrpcStatus.UNAVAILABLE, `connection lost (${e.details})`);
-  const details = e?.details || (err as Error)?.message || String(err);
-  switch (e?.code) {
-    case GrpcStatus.UNAVAILABLE:
-      return new WorkloadApiError('WORKLOADAPI_UNAVAILABLE', `${what}: Workload API unavailable: ${details}`, {
-        cause: err,
-        grpcCode: e.code,
-      });
-    case GrpcStatus.DEADLINE_EXCEEDED:
-      return new WorkloadApiError(
-        'WORKLOADAPI_UNAVAILABLE',
-        `${what}: timed out waiting for the Workload API: ${details}`,
-        { cause: err, grpcCode: e.code },
-      );
-    case GrpcStatus.PERMISSION_DENIED:
-      return new WorkloadApiError(
-        'WORKLOADAPI_PERMISSION_DENIED',
-        `${what}: the Workload API has no identity for this workload (PermissionDenied: ${details})`,
-        { cause: err, grpcCode: e.code },
-      );
-    case GrpcStatus.INVALID_ARGUMENT:
-      return new WorkloadApiError('WORKLOADAPI_INVALID_ARGUMENT', `${what}: ${details}`, {
-        cause: err,
-        grpcCode: e.code,
-      });
-    default:
-      return new WorkloadApiError('WORKLOADAPI_ERROR', `${what}: ${details}`, { cause: err, grpcCode: e?.code });
-  }
-}
-
-// The Workload API resends unchanged SVIDs and bundles (on every fetch, and on every stream update that
-// changes anything else). Parsing is deterministic and the results are immutable, so identical bytes reuse
-// the previous result: keyed by a SHA-256 of the exact bytes, bounded, most recent kept.
-class ParseCache<T> {
-  readonly #entries = new Map<string, T>();
-  readonly #max: number;
-  constructor(max: number) {
-    this.#max = max;
-  }
-  get(parts: ReadonlyArray<Uint8Array | string>, parse: () => T): T {
-    const key = partsKey(parts);
-    const hit = this.#entries.get(key);
-    if (hit !== undefined) return hit;
-    const value = parse(); // throws on bad input: nothing is cached
-    if (this.#entries.size >= this.#max) this.#entries.delete(this.#entries.keys().next().value as string);
-    this.#entries.set(key, value);
-    return value;
-  }
-}
-const svidCache = new ParseCache<X509Svid>(64);
-const bundleCache = new ParseCache<X509Bundle>(64);
-const jwtBundleCache = new ParseCache<JwtBundle>(64);
-const bytes = (b: Uint8Array | null | undefined): Uint8Array => b ?? new Uint8Array(0);
 const ignoreCancel = (_cancel: () => void): void => {};
 
-function cachedBundle(td: TrustDomain, der: Uint8Array): X509Bundle {
-  return bundleCache.get([td.name, der], () => X509Bundle.parse(td, der));
-}
-
-/** Parses a FetchX509SVID response into SVIDs and bundles. */
-export function parseX509SvidResponse(resp: X509SVIDResponseMessage): X509Context {
-  if (!resp.svids || resp.svids.length === 0) {
-    throw new WorkloadApiError('WORKLOADAPI_BAD_RESPONSE', 'no SVIDs in X509SVIDResponse');
-  }
-  const bundles: X509Bundle[] = [];
-  const svids = resp.svids.map((m) => {
-    const svid = svidCache.get([bytes(m.x509_svid), bytes(m.x509_svid_key), m.hint ?? ''], () =>
-      X509Svid.parse(m.x509_svid, m.x509_svid_key, { hint: m.hint }),
-    );
-    if (m.spiffe_id && m.spiffe_id !== svid.id.toString()) {
-      throw new WorkloadApiError(
-        'WORKLOADAPI_BAD_RESPONSE',
-        `SVID spiffe_id "${m.spiffe_id}" does not match its certificate (${svid.id})`,
-      );
-    }
-    if (m.bundle && m.bundle.length > 0) bundles.push(cachedBundle(svid.id.trustDomain, m.bundle));
-    return svid;
-  });
-  for (const [td, der] of Object.entries(resp.federated_bundles ?? {})) {
-    bundles.push(cachedBundle(TrustDomain.parse(td), der));
-  }
-  return { svids, bundles: new X509BundleSet(bundles) };
-}
-
-export function parseX509BundlesResponse(resp: X509BundlesResponseMessage): X509BundleSet {
-  return new X509BundleSet(
-    Object.entries(resp.bundles ?? {}).map(([td, der]) => cachedBundle(TrustDomain.parse(td), der)),
-  );
-}
-
-export function parseJwtBundlesResponse(resp: JWTBundlesResponseMessage): JwtBundleSet {
-  return new JwtBundleSet(
-    Object.entries(resp.bundles ?? {}).map(([td, jwks]) =>
-      jwtBundleCache.get([td, jwks], () => JwtBundle.parse(TrustDomain.parse(td), jwks)),
-    ),
-  );
-}
-
-function parseJwtSvidResponse(res: JWTSVIDResponseMessage): readonly JwtSvid[] {
-  if (!res.svids || res.svids.length === 0) {
-    throw new WorkloadApiError('WORKLOADAPI_BAD_RESPONSE', 'FetchJWTSVID: there were no SVIDs in the response');
-  }
-  return Object.freeze(res.svids.map((s) => insecureParseJwtSvid(s.svid, s.hint)));
-}
-
 type Method = keyof WorkloadApiMessages;
+
 type Request<M extends Method> = WorkloadApiMessages[M]['request'];
+
 type Response<M extends Method> = WorkloadApiMessages[M]['response'];
 
 /** Decodes a response message of `method`; throws on bytes that are not one. */
@@ -242,62 +75,10 @@ function decode<M extends Method>(method: M, bytes: Buffer): Response<M> {
 // BAD_RESPONSE rather than grpc-js's INTERNAL status, and an unchanged response is recognised by its bytes.
 const asBytes = (bytes: Buffer): Buffer => bytes;
 
-/** Remembers the last response's bytes and what they were read into. */
-class LastResponse<T> {
-  #bytes: Buffer | undefined;
-  #value: T | undefined;
-  readonly #read: (bytes: Buffer) => T;
-  constructor(read: (bytes: Buffer) => T) {
-    this.#read = read;
-  }
-  read(bytes: Buffer): T {
-    if (this.#bytes?.equals(bytes)) return this.#value as T;
-    const value = this.#read(bytes); // throws on bad input: nothing is remembered
-    this.#bytes = Buffer.from(bytes); // a copy: `bytes` may be a view into a larger buffer
-    this.#value = value;
-    return value;
-  }
-}
-
 const closedError = (): WorkloadApiError => new WorkloadApiError('WORKLOADAPI_ERROR', 'Workload API client is closed');
 
-function freezeContext(ctx: X509Context): X509Context {
-  Object.freeze(ctx.svids);
-  return Object.freeze(ctx);
-}
-
-const noop = (): void => {};
-const abortListeners = new WeakMap<AbortSignal, { fns: Set<() => void>; listener: () => void }>();
-
-/**
- * Runs `fn` (a function of its own per subscription) when `signal` aborts; returns the unsubscribe. One
- * listener per signal however many calls share it (a service's shutdown signal, say): Node warns of a leak
- * past 10 listeners on one signal.
- */
-function onAbort(signal: AbortSignal, fn: () => void): () => void {
-  let entry = abortListeners.get(signal);
-  if (!entry) {
-    const fns = new Set<() => void>();
-    const listener = () => {
-      abortListeners.delete(signal);
-      for (const f of fns) f();
-    };
-    entry = { fns, listener };
-    abortListeners.set(signal, entry);
-    signal.addEventListener('abort', listener, { once: true });
-  }
-  const { fns, listener } = entry;
-  fns.add(fn);
-  return () => {
-    fns.delete(fn);
-    if (fns.size === 0 && abortListeners.get(signal)?.fns === fns) {
-      abortListeners.delete(signal);
-      signal.removeEventListener('abort', listener);
-    }
-  };
-}
-
 type StreamMethod = 'FetchX509SVID' | 'FetchX509Bundles' | 'FetchJWTBundles';
+
 type Run<T> = (deadline: number | undefined, onCancel: (cancel: () => void) => void) => Promise<T>;
 
 /**

@@ -62,6 +62,7 @@ export const WORKLOAD_API_HEADER = 'workload.spiffe.io';
 
 // Message shapes as @grpc/proto-loader decodes// Message shapes as decoded here: field names as in the .proto, bytes as Buffer, every field present.
 export type X509SVIDRequestMessage = Record<string, never>;
+
 export interface X509SVIDMessage {
   spiffe_id: string;
   x509_svid: Buffer;
@@ -69,36 +70,46 @@ export interface X509SVIDMessage {
   bundle: Buffer;
   hint: string;
 }
+
 export interface X509SVIDResponseMessage {
   svids: X509SVIDMessage[];
   crl: Buffer[];
   federated_bundles: Record<string, Buffer>;
 }
+
 export type X509BundlesRequestMessage = Record<string, never>;
+
 export interface X509BundlesResponseMessage {
   crl: Buffer[];
   bundles: Record<string, Buffer>;
 }
+
 export interface JWTSVIDRequestMessage {
   audience: string[];
   spiffe_id: string;
 }
+
 export interface JWTSVIDMessage {
   spiffe_id: string;
   svid: string;
   hint: string;
 }
+
 export interface JWTSVIDResponseMessage {
   svids: JWTSVIDMessage[];
 }
+
 export type JWTBundlesRequestMessage = Record<string, never>;
+
 export interface JWTBundlesResponseMessage {
   bundles: Record<string, Buffer>;
 }
+
 export interface ValidateJWTSVIDRequestMessage {
   audience: string;
   svid: string;
 }
+
 export interface StructValue {
   nullValue?: 'NULL_VALUE' | 0;
   numberValue?: number;
@@ -108,9 +119,11 @@ export interface StructValue {
   listValue?: { values: StructValue[] };
   kind?: string;
 }
+
 export interface StructMessage {
   fields: Record<string, StructValue>;
 }
+
 export interface ValidateJWTSVIDResponseMessage {
   spiffe_id: string;
   claims: StructMessage | null;
@@ -124,6 +137,7 @@ export interface WorkloadApiMessages {
   FetchJWTBundles: { request: JWTBundlesRequestMessage; response: JWTBundlesResponseMessage };
   ValidateJWTSVID: { request: ValidateJWTSVIDRequestMessage; response: ValidateJWTSVIDResponseMessage };
 }
+
 export type WorkloadApiMethod = keyof WorkloadApiMessages;
 
 /** The SpiffeWorkloadAPI service, typed per method, for @grpc/grpc-js clients and servers. */

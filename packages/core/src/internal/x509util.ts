@@ -10,7 +10,7 @@ import {
   SubjectAlternativeName,
 } from '@peculiar/asn1-x509';
 import { fromBER } from 'asn1js';
-import { CertificateError } from './errors.js';
+import { CertificateError } from '../errors.js';
 
 // PEM encapsulation boundaries (RFC 7468), found in one linear pass. Blocks are paired afterwards without
 // rescanning the text: a single lazy BEGIN...END regex is quadratic on crafted input (a megabyte of BEGIN lines

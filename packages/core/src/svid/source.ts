@@ -1,7 +1,8 @@
-import type { JwtBundleSource, X509BundleSet, X509BundleSource } from './bundle.js';
-import type { JwtSvid } from './jwtsvid.js';
-import type { SpiffeId } from './spiffeid.js';
-import type { X509Svid } from './x509svid.js';
+import { X509BundleSet } from '../bundle/set.js';
+import { type JwtBundleSource, type X509BundleSource } from '../bundle/source.js';
+import { SpiffeId } from '../spiffeid/id.js';
+import { JwtSvid } from './jwt.js';
+import { X509Svid } from './x509.js';
 
 /** Anything that can hand out the current X.509-SVID. */
 export interface X509SvidSource {
@@ -29,33 +30,3 @@ export type X509MaterialSource = X509SvidSource &
   X509BundleSource & { readonly bundles: X509BundleSet } & Partial<UpdatableSource>;
 
 export type { JwtBundleSource, X509BundleSource };
-
-/** Listener registry shared by the sources. */
-export class UpdateListeners {
-  readonly #listeners = new Set<() => void>();
-  #onError: ((err: unknown) => void) | undefined;
-
-  constructor(onError?: (err: unknown) => void) {
-    this.#onError = onError;
-  }
-
-  add(listener: () => void): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
-  }
-
-  emit(): void {
-    for (const l of [...this.#listeners]) {
-      try {
-        l();
-      } catch (err) {
-        this.#onError?.(err);
-      }
-    }
-  }
-
-  clear(): void {
-    this.#listeners.clear();
-    this.#onError = undefined;
-  }
-}

@@ -1,5 +1,5 @@
-import { AuthorizationError } from './errors.js';
-import { SpiffeId, TrustDomain, toSpiffeId, toTrustDomain } from './spiffeid.js';
+import { AuthorizationError } from '../errors.js';
+import { SpiffeId, TrustDomain, toSpiffeId, toTrustDomain } from './id.js';
 
 /**
  * A predicate over a *verified* SPIFFE ID. Matchers are how every adapter decides who may call:

@@ -1,7 +1,6 @@
 import { createPublicKey, type KeyObject, type X509Certificate } from 'node:crypto';
-import type { X509BundleSource } from './bundle.js';
-import { BundleError, SpiffeError, SpiffeIdError, X509SvidError } from './errors.js';
-import { SpiffeId } from './spiffeid.js';
+import { type X509BundleSource } from '../bundle/source.js';
+import { BundleError, SpiffeError, SpiffeIdError, X509SvidError } from '../errors.js';
 import {
   type CertificatesInput,
   certificateFacts,
@@ -10,7 +9,8 @@ import {
   parseCertificates,
   parsePrivateKey,
   privateKeyToPem,
-} from './x509util.js';
+} from '../internal/x509util.js';
+import { SpiffeId } from '../spiffeid/id.js';
 
 /** Longest certificate path we will try to build (leaf + intermediates + root). */
 const MAX_PATH_LENGTH = 10;

@@ -1,8 +1,10 @@
-import { SpiffeIdError } from './errors.js';
+import { SpiffeIdError } from '../errors.js';
 
 const SCHEME_PREFIX = 'spiffe://';
+
 /** SPIFFE ID standard: trust domain names MUST NOT exceed 255 bytes. */
 export const MAX_TRUST_DOMAIN_LENGTH = 255;
+
 /** SPIFFE ID standard: URIs up to 2048 bytes MUST be supported; longer ones are refused here. */
 export const MAX_SPIFFE_ID_LENGTH = 2048;
 

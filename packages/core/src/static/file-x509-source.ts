@@ -1,67 +1,17 @@
 import { type FSWatcher, readFileSync, statSync, watch } from 'node:fs';
 import { dirname } from 'node:path';
 import { debuglog } from 'node:util';
-import { checkX509Update } from './adopt.js';
-import { X509Bundle as Bundle, type X509Bundle, X509BundleSet } from './bundle.js';
-import { SourceError, SpiffeError } from './errors.js';
-import { type UpdatableSource, UpdateListeners } from './source.js';
-import type { TrustDomain } from './spiffeid.js';
-import { X509Svid } from './x509svid.js';
+import { X509BundleSet } from '../bundle/set.js';
+import { X509Bundle } from '../bundle/x509.js';
+import { SourceError, SpiffeError } from '../errors.js';
+import { checkX509Update } from '../internal/adopt.js';
+import { checkNotExpired } from '../internal/expiry.js';
+import { UpdateListeners } from '../internal/listeners.js';
+import { TrustDomain } from '../spiffeid/id.js';
+import { type UpdatableSource } from '../svid/source.js';
+import { X509Svid } from '../svid/x509.js';
 
 const debug = debuglog('spiffe');
-
-function checkNotExpired(svid: X509Svid): X509Svid {
-  if (svid.expiresAt.getTime() <= Date.now()) {
-    throw new SourceError(
-      'SOURCE_SVID_EXPIRED',
-      `the X.509-SVID for ${svid.id} expired at ${svid.expiresAt.toISOString()}`,
-    );
-  }
-  return svid;
-}
-
-/**
- * Fixed SVID and bundles (tests, or material managed elsewhere). Still refuses an expired SVID, but takes
- * the material as given: it does not check that the SVID verifies against the bundles.
- */
-export class StaticX509Source implements UpdatableSource {
-  #svid: X509Svid;
-  #bundles: X509BundleSet;
-  readonly #listeners = new UpdateListeners();
-
-  constructor(svid: X509Svid, bundles: X509BundleSet | X509Bundle | readonly X509Bundle[]) {
-    this.#svid = svid;
-    this.#bundles = toSet(bundles);
-  }
-
-  getX509Svid(): X509Svid {
-    return checkNotExpired(this.#svid);
-  }
-
-  get bundles(): X509BundleSet {
-    return this.#bundles;
-  }
-
-  getX509BundleForTrustDomain(trustDomain: TrustDomain): X509Bundle {
-    return this.#bundles.getX509BundleForTrustDomain(trustDomain);
-  }
-
-  /** Swaps the material and notifies listeners (handy in tests that rotate by hand). */
-  update(svid: X509Svid, bundles?: X509BundleSet | X509Bundle | readonly X509Bundle[]): void {
-    this.#svid = svid;
-    if (bundles) this.#bundles = toSet(bundles);
-    this.#listeners.emit();
-  }
-
-  onUpdate(listener: () => void): () => void {
-    return this.#listeners.add(listener);
-  }
-}
-
-function toSet(b: X509BundleSet | X509Bundle | readonly X509Bundle[]): X509BundleSet {
-  if (b instanceof X509BundleSet) return b;
-  return new X509BundleSet(Array.isArray(b) ? b : [b as X509Bundle]);
-}
 
 export interface FileX509SourceOptions {
   /** PEM chain, leaf first (SPIFFE Helper: svid.pem; `spire-agent api fetch -write`: svid.0.pem). */
@@ -174,9 +124,9 @@ export class FileX509Source implements UpdatableSource {
       }
     };
     const svid = X509Svid.parse(read(this.#options.certFile), read(this.#options.keyFile));
-    const bundles = [Bundle.parse(svid.id.trustDomain, read(this.#options.bundleFile))];
+    const bundles = [X509Bundle.parse(svid.id.trustDomain, read(this.#options.bundleFile))];
     for (const [td, file] of Object.entries(this.#options.federatedBundleFiles ?? {})) {
-      bundles.push(Bundle.parse(td, read(file)));
+      bundles.push(X509Bundle.parse(td, read(file)));
     }
     const set = new X509BundleSet(bundles);
     // The same checks as X509Source: the SVID verifies against its own bundle; its trust domain stays.

@@ -1,8 +1,9 @@
 import type { KeyObject } from 'node:crypto';
 import { importJWK, type JWTPayload, errors as joseErrors, jwtVerify } from 'jose';
-import type { JwtAuthority, JwtBundleSource } from './bundle.js';
-import { BundleError, JwtSvidError } from './errors.js';
-import { SpiffeId } from './spiffeid.js';
+import { type JwtAuthority } from '../bundle/jwt.js';
+import { type JwtBundleSource } from '../bundle/source.js';
+import { BundleError, JwtSvidError } from '../errors.js';
+import { SpiffeId } from '../spiffeid/id.js';
 
 /** The only algorithms a JWT-SVID may use (JWT-SVID standard): no `none`, no HMAC. */
 export const JWT_SVID_ALGORITHMS = [
@@ -16,11 +17,15 @@ export const JWT_SVID_ALGORITHMS = [
   'PS384',
   'PS512',
 ] as const;
+
 export type JwtSvidAlgorithm = (typeof JWT_SVID_ALGORITHMS)[number];
+
 const ALLOWED = new Set<string>(JWT_SVID_ALGORITHMS);
+
 // jose is handed only the header's own algorithm (already checked against the allowed list): it then checks
 // a one-entry list instead of building a set of nine on every validation. Never mutated.
 const VERIFY_ALGORITHMS = new Map<string, string[]>(JWT_SVID_ALGORITHMS.map((a) => [a, [a]]));
+
 type ImportedKey = Awaited<ReturnType<typeof importJWK>>;
 
 /** Default clock skew tolerance in seconds for `exp`/`nbf` (half of go-jose's one-minute default leeway). */
@@ -73,6 +78,7 @@ interface Unverified {
 }
 
 const B64URL = /^[A-Za-z0-9_-]+$/;
+
 const B64URL_OR_EMPTY = /^[A-Za-z0-9_-]*$/; // an empty signature is judged by the algorithm/signature checks
 
 /** One base64url segment of a compact JWS as a JSON object (what jose's decoders do, with one split). */
@@ -148,6 +154,7 @@ function audienceList(claims: JWTPayload): string[] {
 // Imported keys per authority key and algorithm. Once imported, the key itself is handed to jwtVerify (not a
 // resolver function): one promise and one call less on every validation.
 const keyCache = new WeakMap<KeyObject, Map<string, Promise<ImportedKey> | ImportedKey>>();
+
 function cryptoKeyFor(authority: JwtAuthority, alg: string): Promise<ImportedKey> | ImportedKey {
   let perAlg = keyCache.get(authority.publicKey);
   if (!perAlg) {

@@ -1,7 +1,7 @@
-import type { X509BundleSource } from './bundle.js';
-import { SourceError } from './errors.js';
-import type { TrustDomain } from './spiffeid.js';
-import { verifyX509Svid, type X509Svid } from './x509svid.js';
+import { type X509BundleSource } from '../bundle/source.js';
+import { SourceError } from '../errors.js';
+import { TrustDomain } from '../spiffeid/id.js';
+import { verifyX509Svid, X509Svid } from '../svid/x509.js';
 
 /**
  * What a source checks before it adopts new X.509 material (from the Workload API or from files): every

@@ -1,37 +1,8 @@
-import type { Socket } from 'node:net';
-import type { JwtBundleSource } from './bundle.js';
-import { JwtSvidError } from './errors.js';
-import { type JwtSvid, parseAndValidateJwtSvid, type ValidateJwtSvidOptions } from './jwtsvid.js';
-import { allows, type SpiffeIdMatcher } from './match.js';
-import type { SpiffeId } from './spiffeid.js';
-import { peerSpiffeId } from './tls.js';
-
-/**
- * Framework-agnostic request authorization shared by every HTTP adapter (Fastify, Express, NestJS), so
- * they all decide the same way and answer with the same status codes and headers.
- */
-
-export type PeerDecision =
-  | { ok: true; id: SpiffeId }
-  | { ok: false; status: 403; id: SpiffeId | undefined; reason: 'no_verified_peer' | 'not_allowed'; message: string };
-
-/** Checks the verified mTLS peer of a request's socket against an allowlist matcher. */
-export function authorizeSocketPeer(socket: Socket | null | undefined, matcher: SpiffeIdMatcher): PeerDecision {
-  const id = peerSpiffeId(socket);
-  if (!id) {
-    return {
-      ok: false,
-      status: 403,
-      id: undefined,
-      reason: 'no_verified_peer',
-      message: 'no verified SPIFFE ID for this connection',
-    };
-  }
-  if (!allows(matcher, id)) {
-    return { ok: false, status: 403, id, reason: 'not_allowed', message: `SPIFFE ID "${id}" is not authorized` };
-  }
-  return { ok: true, id };
-}
+import { type JwtBundleSource } from '../bundle/source.js';
+import { JwtSvidError } from '../errors.js';
+import { SpiffeId } from '../spiffeid/id.js';
+import { allows, type SpiffeIdMatcher } from '../spiffeid/match.js';
+import { JwtSvid, parseAndValidateJwtSvid, type ValidateJwtSvidOptions } from '../svid/jwt.js';
 
 export interface BearerOptions extends ValidateJwtSvidOptions {
   /** JWT bundles to validate with (a JwtSource, BundleSource or JwtBundleSet). */

@@ -1,0 +1,120 @@
+import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { BundleError } from '../errors.js';
+import { FrozenMap } from '../internal/frozen-map.js';
+import { TrustDomain, toTrustDomain } from '../spiffeid/id.js';
+import { type JwtBundleSource } from './source.js';
+import { notFound } from './x509.js';
+
+/** A JWT authority: its key ID, the public key, and the JWK it came from. */
+export interface JwtAuthority {
+  readonly keyId: string;
+  readonly publicKey: KeyObject;
+  readonly jwk: JsonWebKey;
+}
+
+export function importJwk(jwk: JsonWebKey, where: string): KeyObject {
+  if (jwk.kty !== 'RSA' && jwk.kty !== 'EC' && jwk.kty !== 'OKP') {
+    throw new BundleError('BUNDLE_INVALID', `${where}: unsupported key type "${String(jwk.kty)}"`);
+  }
+  if ('d' in jwk && jwk.d !== undefined) {
+    throw new BundleError('BUNDLE_INVALID', `${where}: private key material in a bundle`);
+  }
+  try {
+    return createPublicKey({ key: jwk, format: 'jwk' });
+  } catch (err) {
+    throw new BundleError('BUNDLE_INVALID', `${where}: invalid JWK: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+export function publicJwk(key: KeyObject, keyId: string): JsonWebKey {
+  return { ...key.export({ format: 'jwk' }), kid: keyId };
+}
+
+/** The JWT authorities (signing keys by key ID) of one trust domain. Immutable. */
+export class JwtBundle implements JwtBundleSource {
+  readonly trustDomain: TrustDomain;
+  readonly authorities: ReadonlyMap<string, JwtAuthority>;
+
+  constructor(trustDomain: TrustDomain | string, authorities: Iterable<JwtAuthority> = []) {
+    this.trustDomain = toTrustDomain(trustDomain);
+    const map = new Map<string, JwtAuthority>();
+    for (const a of authorities) {
+      if (typeof a.keyId !== 'string' || a.keyId === '') {
+        throw new BundleError('BUNDLE_INVALID', 'JWT authority key ID cannot be empty');
+      }
+      map.set(a.keyId, Object.freeze({ ...a }));
+    }
+    this.authorities = new FrozenMap(map);
+    Object.freeze(this);
+  }
+
+  /** Parses a JWKS document (as FetchJWTBundles returns). Every key needs a `kid`. */
+  static parse(trustDomain: TrustDomain | string, jwks: string | Uint8Array | object): JwtBundle {
+    const doc = parseJsonObject(jwks, 'JWT bundle');
+    const keys = (doc as { keys?: unknown }).keys;
+    if (keys === undefined) return new JwtBundle(trustDomain, []);
+    if (!Array.isArray(keys)) throw new BundleError('BUNDLE_INVALID', 'JWKS "keys" must be an array');
+    return new JwtBundle(
+      trustDomain,
+      keys.map((k: unknown, i) => jwtAuthorityFromJwk(k, `JWKS key ${i}`)),
+    );
+  }
+
+  static fromKeys(trustDomain: TrustDomain | string, keys: Record<string, KeyObject>): JwtBundle {
+    return new JwtBundle(
+      trustDomain,
+      Object.entries(keys).map(([keyId, publicKey]) => ({ keyId, publicKey, jwk: publicJwk(publicKey, keyId) })),
+    );
+  }
+
+  findAuthority(keyId: string): JwtAuthority | undefined {
+    return this.authorities.get(keyId);
+  }
+
+  withAuthority(keyId: string, publicKey: KeyObject): JwtBundle {
+    return new JwtBundle(this.trustDomain, [
+      ...this.authorities.values(),
+      { keyId, publicKey, jwk: publicJwk(publicKey, keyId) },
+    ]);
+  }
+
+  /** JWKS JSON object. */
+  toJwks(): { keys: JsonWebKey[] } {
+    return { keys: [...this.authorities.values()].map((a) => ({ ...a.jwk, kid: a.keyId })) };
+  }
+
+  marshal(): string {
+    return JSON.stringify(this.toJwks());
+  }
+
+  getJwtBundleForTrustDomain(trustDomain: TrustDomain): JwtBundle {
+    if (!this.trustDomain.equals(trustDomain)) throw notFound('JWT', trustDomain);
+    return this;
+  }
+}
+
+export function jwtAuthorityFromJwk(k: unknown, where: string): JwtAuthority {
+  if (!k || typeof k !== 'object' || Array.isArray(k))
+    throw new BundleError('BUNDLE_INVALID', `${where}: not an object`);
+  const jwk = k as JsonWebKey & { kid?: unknown };
+  if (typeof jwk.kid !== 'string' || jwk.kid === '') {
+    throw new BundleError('BUNDLE_INVALID', `${where}: missing key ID ("kid")`);
+  }
+  const publicKey = importJwk(jwk, where);
+  return { keyId: jwk.kid, publicKey, jwk: publicJwk(publicKey, jwk.kid) };
+}
+
+export function parseJsonObject(input: string | Uint8Array | object, what: string): Record<string, unknown> {
+  let doc: unknown = input;
+  if (typeof input === 'string' || input instanceof Uint8Array) {
+    try {
+      doc = JSON.parse(typeof input === 'string' ? input : Buffer.from(input).toString('utf8'));
+    } catch (err) {
+      throw new BundleError('BUNDLE_INVALID', `${what}: not valid JSON: ${(err as Error).message}`, { cause: err });
+    }
+  }
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) {
+    throw new BundleError('BUNDLE_INVALID', `${what}: must be a JSON object`);
+  }
+  return doc as Record<string, unknown>;
+}

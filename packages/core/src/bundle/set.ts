@@ -1,0 +1,89 @@
+import { X509Certificate } from 'node:crypto';
+import { TrustDomain, toTrustDomain } from '../spiffeid/id.js';
+import { JwtBundle } from './jwt.js';
+import { type JwtBundleSource, type X509BundleSource } from './source.js';
+import { SpiffeBundle } from './spiffe.js';
+import { notFound, X509Bundle } from './x509.js';
+
+/** Bundles keyed by trust domain (the local one plus federated ones). Immutable. */
+export class BundleSet<B extends { readonly trustDomain: TrustDomain }> {
+  readonly #byName: ReadonlyMap<string, B>;
+
+  constructor(bundles: Iterable<B> = []) {
+    const map = new Map<string, B>();
+    for (const b of bundles) map.set(b.trustDomain.name, b);
+    this.#byName = map;
+  }
+
+  get(trustDomain: TrustDomain | string): B | undefined {
+    return this.#byName.get(typeof trustDomain === 'string' ? toTrustDomain(trustDomain).name : trustDomain.name);
+  }
+
+  has(trustDomain: TrustDomain | string): boolean {
+    return this.get(trustDomain) !== undefined;
+  }
+
+  with(bundle: B): this {
+    const Ctor = this.constructor as new (b: Iterable<B>) => this;
+    return new Ctor([...this.#byName.values(), bundle]);
+  }
+
+  without(trustDomain: TrustDomain | string): this {
+    const name = typeof trustDomain === 'string' ? toTrustDomain(trustDomain).name : trustDomain.name;
+    const Ctor = this.constructor as new (b: Iterable<B>) => this;
+    return new Ctor([...this.#byName.values()].filter((b) => b.trustDomain.name !== name));
+  }
+
+  bundles(): B[] {
+    return [...this.#byName.values()].sort((a, b) => a.trustDomain.name.localeCompare(b.trustDomain.name));
+  }
+
+  trustDomains(): TrustDomain[] {
+    return this.bundles().map((b) => b.trustDomain);
+  }
+
+  get size(): number {
+    return this.#byName.size;
+  }
+}
+
+export class X509BundleSet extends BundleSet<X509Bundle> implements X509BundleSource {
+  getX509BundleForTrustDomain(trustDomain: TrustDomain): X509Bundle {
+    const b = this.get(trustDomain);
+    if (!b) throw notFound('X.509', trustDomain);
+    return b;
+  }
+
+  /** Every authority of every trust domain (what a TLS stack needs as its `ca` list). */
+  allAuthorities(): X509Certificate[] {
+    return this.bundles().flatMap((b) => [...b.authorities]);
+  }
+
+  equals(other: X509BundleSet): boolean {
+    const a = this.bundles();
+    const b = other.bundles();
+    return a.length === b.length && a.every((x, i) => b[i] !== undefined && x.equals(b[i]));
+  }
+}
+
+export class JwtBundleSet extends BundleSet<JwtBundle> implements JwtBundleSource {
+  getJwtBundleForTrustDomain(trustDomain: TrustDomain): JwtBundle {
+    const b = this.get(trustDomain);
+    if (!b) throw notFound('JWT', trustDomain);
+    return b;
+  }
+}
+
+export class SpiffeBundleSet extends BundleSet<SpiffeBundle> implements X509BundleSource, JwtBundleSource {
+  getX509BundleForTrustDomain(trustDomain: TrustDomain): X509Bundle {
+    const b = this.get(trustDomain);
+    if (!b) throw notFound('X.509', trustDomain);
+    return b.x509Bundle();
+  }
+
+  getJwtBundleForTrustDomain(trustDomain: TrustDomain): JwtBundle {
+    const b = this.get(trustDomain);
+    if (!b) throw notFound('JWT', trustDomain);
+    return b.jwtBundle();
+  }
+}

@@ -1,0 +1,83 @@
+import { X509Certificate } from 'node:crypto';
+import { BundleError, SpiffeError } from '../errors.js';
+import { type CertificatesInput, certificatesToPem, parseCertificates } from '../internal/x509util.js';
+import { TrustDomain, toTrustDomain } from '../spiffeid/id.js';
+import { type X509BundleSource } from './source.js';
+
+export function notFound(kind: string, td: TrustDomain): BundleError {
+  return new BundleError('BUNDLE_NOT_FOUND', `no ${kind} bundle for trust domain "${td.name}"`);
+}
+
+/** The X.509 authorities (root CAs) of one trust domain. Immutable. */
+export class X509Bundle implements X509BundleSource {
+  readonly trustDomain: TrustDomain;
+  readonly authorities: readonly X509Certificate[];
+
+  constructor(trustDomain: TrustDomain | string, authorities: readonly X509Certificate[]) {
+    this.trustDomain = toTrustDomain(trustDomain);
+    // Deduplicate by DER so re-adding the same CA is harmless.
+    const seen = new Set<string>();
+    this.authorities = Object.freeze(
+      authorities.filter((c) => {
+        const k = c.fingerprint256;
+        if (seen.has(k)) return false;
+        seen.add(k);
+        return true;
+      }),
+    );
+    Object.freeze(this);
+  }
+
+  /** Parses PEM text or DER bytes (concatenated DER allowed, as the Workload API sends). */
+  static parse(trustDomain: TrustDomain | string, input: CertificatesInput): X509Bundle {
+    try {
+      return new X509Bundle(trustDomain, parseCertificates(input));
+    } catch (err) {
+      if (err instanceof SpiffeError && !(err instanceof BundleError)) {
+        throw new BundleError('BUNDLE_INVALID', `invalid X.509 bundle: ${err.message}`, { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  /** An empty bundle: trusts nothing. */
+  static empty(trustDomain: TrustDomain | string): X509Bundle {
+    return new X509Bundle(trustDomain, []);
+  }
+
+  hasAuthority(cert: X509Certificate): boolean {
+    return this.authorities.some((a) => a.fingerprint256 === cert.fingerprint256);
+  }
+
+  withAuthority(cert: X509Certificate): X509Bundle {
+    return new X509Bundle(this.trustDomain, [...this.authorities, cert]);
+  }
+
+  withoutAuthority(cert: X509Certificate): X509Bundle {
+    return new X509Bundle(
+      this.trustDomain,
+      this.authorities.filter((a) => a.fingerprint256 !== cert.fingerprint256),
+    );
+  }
+
+  equals(other: X509Bundle): boolean {
+    return (
+      this.trustDomain.equals(other.trustDomain) &&
+      this.authorities.length === other.authorities.length &&
+      this.authorities.every((a, i) => a.fingerprint256 === other.authorities[i]?.fingerprint256)
+    );
+  }
+
+  toPem(): string {
+    return certificatesToPem(this.authorities);
+  }
+
+  toDer(): Buffer {
+    return Buffer.concat(this.authorities.map((a) => a.raw));
+  }
+
+  getX509BundleForTrustDomain(trustDomain: TrustDomain): X509Bundle {
+    if (!this.trustDomain.equals(trustDomain)) throw notFound('X.509', trustDomain);
+    return this;
+  }
+}

@@ -1,0 +1,136 @@
+import { type Socket } from 'node:net';
+import * as tls from 'node:tls';
+import { debuglog } from 'node:util';
+import { type X509BundleSource } from '../bundle/source.js';
+import { X509Bundle } from '../bundle/x509.js';
+import { AuthorizationError, TlsVerificationError } from '../errors.js';
+import { partsKey } from '../internal/x509util.js';
+import { SpiffeId } from '../spiffeid/id.js';
+import { allows, type SpiffeIdMatcher } from '../spiffeid/match.js';
+import { verifyX509Svid } from '../svid/x509.js';
+
+const debug = debuglog('spiffe');
+
+// IDs of peers that passed SPIFFE verification on this socket. Nothing else ever populates it.
+export const verifiedPeers = new WeakMap<tls.TLSSocket, SpiffeId>();
+
+/**
+ * The SPIFFE ID of a TLS peer that passed SPIFFE verification (chain against the bundle of the peer's own
+ * trust domain, plus the authorizer). Undefined for any other socket: a certificate that was merely
+ * presented is never turned into an identity.
+ */
+export function peerSpiffeId(socket: Socket | tls.TLSSocket | null | undefined): SpiffeId | undefined {
+  if (!socket || !(socket instanceof tls.TLSSocket)) return undefined;
+  const id = verifiedPeers.get(socket);
+  if (!id || socket.authorized !== true) return undefined;
+  return id;
+}
+
+/**
+ * The DER chain (leaf first) the peer presented, as node:tls exposes it (with the issuer node:tls found in
+ * our trust store appended, as `getPeerCertificate(true)` does). Read through `X509Certificate`: building
+ * `getPeerCertificate(true)`'s objects (names, fingerprints, extensions of every certificate) cost ~200 µs
+ * per handshake, more than the rest of the SPIFFE checks together.
+ */
+export function peerCertificateChain(socket: tls.TLSSocket): Buffer[] {
+  return derChain(socket.getPeerX509Certificate());
+}
+
+/** A certificate as node:tls links it to its issuer: X509Certificate, or getPeerCertificate(true)'s objects. */
+interface LinkedCertificate<C> {
+  readonly raw?: Buffer;
+  readonly issuerCertificate?: C;
+}
+
+/** DER of `leaf` and its issuers, leaf first, up to a self-issued one (at most 16). */
+export function derChain<C extends LinkedCertificate<C>>(leaf: C | undefined): Buffer[] {
+  const out: Buffer[] = [];
+  let cur = leaf;
+  let raw = cur?.raw; // a getter that copies, on X509Certificate: read once per certificate
+  while (cur && raw && out.length < 16) {
+    out.push(raw);
+    const issuer: C | undefined = cur.issuerCertificate;
+    const issuerRaw = issuer?.raw;
+    if (!issuer || issuer === cur || !issuerRaw || issuerRaw.equals(raw)) break;
+    cur = issuer;
+    raw = issuerRaw;
+  }
+  return out;
+}
+
+/**
+ * The one verification path every adapter uses: the peer's chain must chain to an authority of the bundle
+ * of the **leaf's own trust domain** (X.509-SVID rules enforced) and the authorizer must accept its ID.
+ * Throws X509SvidError, AuthorizationError or TlsVerificationError.
+ */
+export function verifyPeer(chain: readonly Buffer[], bundles: X509BundleSource, authorizer: SpiffeIdMatcher): SpiffeId {
+  if (chain.length === 0) throw new TlsVerificationError('TLS_NO_PEER_CERTIFICATE', 'peer presented no certificate');
+  const id = verifyChainCached(chain, bundles);
+  if (!allows(authorizer, id)) throw new AuthorizationError(id.toString(), `peer SPIFFE ID "${id}" is not authorized`);
+  return id;
+}
+
+// Peers reconnect with the same SVID for its whole lifetime, and a full verification (certificate parsing,
+// extension decoding, signatures) costs more than the rest of a handshake's SPIFFE work. A chain that verified
+// is remembered by its exact DER, tied to the very bundle object that verified it (bundles are immutable, so
+// any bundle change is a new object and a miss) and to the chain's validity window. Failures are never cached;
+// the authorizer always runs.
+interface CachedVerification {
+  id: SpiffeId;
+  bundle: X509Bundle;
+  notBefore: number;
+  notAfter: number;
+}
+
+const VERIFY_CACHE_MAX = 1024;
+
+const verifyCache = new Map<string, CachedVerification>();
+
+function verifyChainCached(chain: readonly Buffer[], bundles: X509BundleSource): SpiffeId {
+  const key = partsKey(chain);
+  const now = Date.now();
+  const hit = verifyCache.get(key);
+  if (hit && now >= hit.notBefore && now <= hit.notAfter) {
+    let current: X509Bundle | undefined;
+    try {
+      current = bundles.getX509BundleForTrustDomain(hit.id.trustDomain);
+    } catch {
+      current = undefined;
+    }
+    if (current === hit.bundle) return hit.id;
+  }
+  // Record the bundle the verification actually used (the source may rotate concurrently).
+  let used: X509Bundle | undefined;
+  const recording: X509BundleSource = {
+    getX509BundleForTrustDomain(td) {
+      used = bundles.getX509BundleForTrustDomain(td);
+      return used;
+    },
+  };
+  const { id, verifiedChain } = verifyX509Svid(chain, recording, { now: new Date(now) });
+  if (used) {
+    if (verifyCache.size >= VERIFY_CACHE_MAX) verifyCache.delete(verifyCache.keys().next().value as string);
+    verifyCache.set(key, {
+      id,
+      bundle: used,
+      notBefore: Math.max(...verifiedChain.map((c) => Date.parse(c.validFrom))),
+      notAfter: Math.min(...verifiedChain.map((c) => Date.parse(c.validTo))),
+    });
+  }
+  return id;
+}
+
+/**
+ * Ends a verified connection whose peer certificate ever changes (node:tls emits 'secure' again after every
+ * later handshake), and forgets its verified ID first: a connection never carries a certificate other than
+ * the one that was verified.
+ */
+export function pinPeerCertificate(socket: tls.TLSSocket, leaf: Buffer): void {
+  socket.on('secure', () => {
+    const now = socket.getPeerX509Certificate()?.raw;
+    if (now?.equals(leaf)) return;
+    verifiedPeers.delete(socket);
+    debug('peer certificate changed on a verified connection from %s: closing it', socket.remoteAddress);
+    socket.destroy(new TlsVerificationError('TLS_PEER_UNVERIFIED', 'the peer certificate changed after verification'));
+  });
+}

@@ -1,0 +1,103 @@
+import { X509BundleSet } from '../bundle/set.js';
+import { X509Bundle } from '../bundle/x509.js';
+import { SourceError } from '../errors.js';
+import { checkX509Update } from '../internal/adopt.js';
+import { SpiffeId, TrustDomain, toSpiffeId } from '../spiffeid/id.js';
+import { X509Svid } from '../svid/x509.js';
+import { type X509Context } from './parse.js';
+import { bundleOrThrow, type ReadyOptions, type SourceOptions, WorkloadApiSource } from './source.js';
+
+export interface X509SourceOptions extends SourceOptions {
+  /** Choose among several SVIDs: by SPIFFE ID, by hint, or with a function. Default: the first. */
+  pick?: { spiffeId: SpiffeId | string } | { hint: string } | ((svids: readonly X509Svid[]) => X509Svid | undefined);
+  /**
+   * Accept an update whose SVID is in another trust domain than the one in use (default false: such an
+   * update is refused with SOURCE_TRUST_DOMAIN_CHANGED and the previous material is kept).
+   */
+  allowTrustDomainChange?: boolean;
+}
+
+/**
+ * A live X.509 source: the current SVID and bundle set from the Workload API, rotated as the agent pushes
+ * updates. Implements X509SvidSource and X509BundleSource; never serves an expired SVID.
+ */
+export class X509Source extends WorkloadApiSource {
+  #context: X509Context | undefined;
+  #svid: X509Svid | undefined;
+  readonly #pick: (svids: readonly X509Svid[]) => X509Svid | undefined;
+  readonly #allowTrustDomainChange: boolean;
+
+  constructor(options: X509SourceOptions = {}) {
+    super(options);
+    this.#allowTrustDomainChange = options.allowTrustDomainChange ?? false;
+    const pick = options.pick;
+    if (typeof pick === 'function') this.#pick = pick;
+    else if (pick && 'spiffeId' in pick) {
+      const want = toSpiffeId(pick.spiffeId).toString();
+      this.#pick = (svids) => svids.find((s) => s.id.toString() === want);
+    } else if (pick && 'hint' in pick) this.#pick = (svids) => svids.find((s) => s.hint === pick.hint);
+    else this.#pick = (svids) => svids[0];
+    this.watches.push(
+      this.client.watchX509Context({
+        onUpdate: (ctx) => this.#update(ctx),
+        onError: this.reportError,
+      }),
+    );
+  }
+
+  /** Creates a source and waits until it has an SVID. */
+  static async create(options: X509SourceOptions & ReadyOptions = {}): Promise<X509Source> {
+    return WorkloadApiSource.readyOrClose(new X509Source(options), options);
+  }
+
+  #update(ctx: X509Context): void {
+    const svid = this.#pick(ctx.svids);
+    if (!svid) {
+      this.reportError(new SourceError('SOURCE_NO_SVID', 'no SVID matched the picker in the Workload API update'));
+      return;
+    }
+    try {
+      checkX509Update(ctx.svids, ctx.bundles, {
+        previous: this.#svid?.id.trustDomain,
+        next: svid.id.trustDomain,
+        allowTrustDomainChange: this.#allowTrustDomainChange,
+      });
+    } catch (err) {
+      this.reportError(err as SourceError);
+      return;
+    }
+    this.#context = ctx;
+    this.#svid = svid;
+    this.markReadyIf(true);
+    this.listeners.emit();
+  }
+
+  /** The current SVID. Throws SOURCE_NOT_READY, SOURCE_CLOSED, or SOURCE_SVID_EXPIRED. */
+  getX509Svid(): X509Svid {
+    this.assertReady();
+    const svid = this.#svid as X509Svid;
+    if (svid.expiresAt.getTime() <= Date.now()) {
+      throw new SourceError(
+        'SOURCE_SVID_EXPIRED',
+        `the X.509-SVID for ${svid.id} expired at ${svid.expiresAt.toISOString()} and no rotation arrived`,
+      );
+    }
+    return svid;
+  }
+
+  /** Every SVID from the last update. */
+  getX509Svids(): readonly X509Svid[] {
+    this.assertReady();
+    return (this.#context as X509Context).svids;
+  }
+
+  get bundles(): X509BundleSet {
+    this.assertReady();
+    return (this.#context as X509Context).bundles;
+  }
+
+  getX509BundleForTrustDomain(trustDomain: TrustDomain): X509Bundle {
+    this.assertReady();
+    return bundleOrThrow(this.#context?.bundles, trustDomain, 'X.509');
+  }
+}
