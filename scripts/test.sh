@@ -8,8 +8,9 @@ bash test/security/setup-python.sh || exit 1
 pnpm run build || exit 1
 checks=0
 pnpm run lint || checks=1
+node scripts/api-report.mjs || checks=1   # public API == packages/*/etc/*.api.md
 pnpm run typecheck || checks=1
 node scripts/run-tests.mjs "$@"
 tests=$?
-if [ "$checks" -ne 0 ]; then echo "lint or typecheck failed (see above)" >&2; fi
+if [ "$checks" -ne 0 ]; then echo "lint, API report or typecheck failed (see above)" >&2; fi
 [ "$tests" -eq 0 ] && [ "$checks" -eq 0 ]

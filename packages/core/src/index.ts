@@ -9,7 +9,7 @@ export { authenticateBearer, type BearerDecision, type BearerOptions } from './a
 export { authorizeSocketPeer, type PeerDecision } from './auth/peer.js';
 // Bundles
 export { type JwtAuthority, JwtBundle } from './bundle/jwt.js';
-export { JwtBundleSet, SpiffeBundleSet, X509BundleSet } from './bundle/set.js';
+export { type BundleSet, JwtBundleSet, SpiffeBundleSet, X509BundleSet } from './bundle/set.js';
 export type { JwtBundleSource, X509BundleSource } from './bundle/source.js';
 export { SpiffeBundle } from './bundle/spiffe.js';
 export { X509Bundle } from './bundle/x509.js';
@@ -107,6 +107,6 @@ export {
 } from './workloadapi/client.js';
 export { JwtSource, type JwtSourceOptions } from './workloadapi/jwt-source.js';
 export type { X509Context } from './workloadapi/parse.js';
-export type { ReadyOptions, SourceOptions } from './workloadapi/source.js';
+export type { ReadyOptions, SourceOptions, WorkloadApiSource } from './workloadapi/source.js';
 export { GrpcStatus } from './workloadapi/status.js';
 export { X509Source, type X509SourceOptions } from './workloadapi/x509-source.js';

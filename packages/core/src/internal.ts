@@ -3,12 +3,16 @@
  * serve the Workload API themselves. Not covered by semver: it changes with the dev server.
  */
 export {
+  type JWTBundlesRequestMessage,
   type JWTBundlesResponseMessage,
+  type JWTSVIDMessage,
+  type JWTSVIDRequestMessage,
   type JWTSVIDResponseMessage,
   jsonToStruct,
   type StructMessage,
   type StructValue,
   structToJson,
+  type ValidateJWTSVIDRequestMessage,
   type ValidateJWTSVIDResponseMessage,
   WORKLOAD_API_HEADER,
   WORKLOAD_PROTO,
@@ -16,6 +20,9 @@ export {
   type WorkloadApiMethod,
   type WorkloadApiServiceDefinition,
   workloadApiServiceDefinition,
+  type X509BundlesRequestMessage,
   type X509BundlesResponseMessage,
+  type X509SVIDMessage,
+  type X509SVIDRequestMessage,
   type X509SVIDResponseMessage,
 } from './workloadapi/proto.js';

@@ -38,3 +38,5 @@ export function createSpiffeDispatcher(
     },
   });
 }
+
+export type { SpiffeTlsClientOptions } from '@spiffe-ts/core';

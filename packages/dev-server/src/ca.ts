@@ -4,7 +4,7 @@ import { KeyObject, randomBytes, webcrypto, X509Certificate } from 'node:crypto'
 import * as x509 from '@peculiar/x509';
 
 type WC = typeof webcrypto;
-type CryptoKeyPair = webcrypto.CryptoKeyPair;
+
 type EcKeyGenParams = webcrypto.EcKeyGenParams;
 type RsaHashedKeyGenParams = webcrypto.RsaHashedKeyGenParams;
 type Algorithm = webcrypto.Algorithm;
@@ -47,14 +47,15 @@ const KEY_ALGS: Record<KeyType, { gen: EcKeyGenParams | RsaHashedKeyGenParams; s
   },
 };
 
-interface KeyPair {
+/** A generated key pair and its type. */
+export interface KeyPair {
   type: KeyType;
-  keys: CryptoKeyPair;
+  keys: webcrypto.CryptoKeyPair;
 }
 
 async function generateKeyPair(type: KeyType): Promise<KeyPair> {
   const spec = KEY_ALGS[type];
-  const keys = (await webcrypto.subtle.generateKey(spec.gen, true, ['sign', 'verify'])) as CryptoKeyPair;
+  const keys = (await webcrypto.subtle.generateKey(spec.gen, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
   return { type, keys };
 }
 

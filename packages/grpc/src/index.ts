@@ -78,7 +78,8 @@ function remember(socket: tls.TLSSocket, id: SpiffeId): void {
   });
 }
 
-type InterceptorCall = Pick<grpc.ServerInterceptingCallInterface, 'getConnectionInfo' | 'getAuthContext'>;
+/** The parts of a grpc-js interceptor call that identify its connection. */
+export type InterceptorCall = Pick<grpc.ServerInterceptingCallInterface, 'getConnectionInfo' | 'getAuthContext'>;
 
 function connectionSpiffeId(call: InterceptorCall): SpiffeId | undefined {
   const raw = call.getAuthContext()?.sslPeerCertificate?.raw;

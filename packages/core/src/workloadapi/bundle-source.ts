@@ -16,7 +16,7 @@ export class BundleSource extends WorkloadApiSource {
         onUpdate: (set) => {
           this.#x509 = set;
           this.markReadyIf(this.#jwt !== undefined);
-          this.listeners.emit();
+          this.emitUpdate();
         },
         onError: this.reportError,
       }),
@@ -24,7 +24,7 @@ export class BundleSource extends WorkloadApiSource {
         onUpdate: (set) => {
           this.#jwt = set;
           this.markReadyIf(this.#x509 !== undefined);
-          this.listeners.emit();
+          this.emitUpdate();
         },
         onError: this.reportError,
       }),

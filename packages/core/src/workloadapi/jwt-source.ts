@@ -34,7 +34,7 @@ export class JwtSource extends WorkloadApiSource {
         onUpdate: (set) => {
           this.#bundles = set;
           this.markReadyIf(true);
-          this.listeners.emit();
+          this.emitUpdate();
         },
         onError: this.reportError,
       }),

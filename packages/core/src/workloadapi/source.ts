@@ -25,7 +25,7 @@ export interface ReadyOptions {
 export abstract class WorkloadApiSource implements UpdatableSource {
   protected readonly client: WorkloadApiClient;
   readonly #ownsClient: boolean;
-  protected readonly listeners: UpdateListeners;
+  readonly #listeners: UpdateListeners;
   protected readonly watches: Watch[] = [];
   protected closed = false;
   #lastError: SpiffeError | undefined;
@@ -38,7 +38,7 @@ export abstract class WorkloadApiSource implements UpdatableSource {
     this.#ownsClient = !options.client;
     this.client = options.client ?? new WorkloadApiClient(options);
     this.#onError = options.onError;
-    this.listeners = new UpdateListeners((err) => debug('update listener threw: %o', err));
+    this.#listeners = new UpdateListeners((err) => debug('update listener threw: %o', err));
     this.#readyPromise = new Promise((resolve) => {
       this.#readyResolve = resolve;
     });
@@ -109,8 +109,13 @@ export abstract class WorkloadApiSource implements UpdatableSource {
     return this;
   }
 
+  /** Runs every update listener (subclasses call it after adopting new material). */
+  protected emitUpdate(): void {
+    this.#listeners.emit();
+  }
+
   onUpdate(listener: () => void): () => void {
-    return this.listeners.add(listener);
+    return this.#listeners.add(listener);
   }
 
   /** Waits for a new source to be ready; closes it if that fails (used by every `create`). */
@@ -138,7 +143,7 @@ export abstract class WorkloadApiSource implements UpdatableSource {
     this.closed = true;
     for (const w of this.watches) w.stop();
     await Promise.all(this.watches.map((w) => w.done));
-    this.listeners.clear();
+    this.#listeners.clear();
     if (this.#ownsClient) await this.client.close();
   }
 

@@ -69,7 +69,7 @@ export class X509Source extends WorkloadApiSource {
     this.#context = ctx;
     this.#svid = svid;
     this.markReadyIf(true);
-    this.listeners.emit();
+    this.emitUpdate();
   }
 
   /** The current SVID. Throws SOURCE_NOT_READY, SOURCE_CLOSED, or SOURCE_SVID_EXPIRED. */
