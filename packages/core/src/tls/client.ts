@@ -34,8 +34,8 @@ export function spiffeTlsConnectOptions(
     minVersion: MIN_TLS_VERSION,
     ...extra,
     ...material,
-    // node:tls builds a SecureContext per connection from these PEM strings (~0.9 ms: key, certificates,
-    // trust store) unless handed one: connections share one per SVID and bundle set, unless extra options
+    // node:tls builds a SecureContext per connection from these PEM strings (key, certificates, trust
+    // store: the largest cost of a client handshake, see bench/README.md) unless handed one: connections share one per SVID and bundle set, unless extra options
     // shape the context (those still get their own, built by node:tls from all the options).
     ...(sharesContext(extra) ? { secureContext: clientContext(material) } : {}),
     secureOptions: (extra?.secureOptions ?? 0) | NO_RENEGOTIATION,

@@ -29,8 +29,8 @@ export function peerSpiffeId(socket: Socket | tls.TLSSocket | null | undefined):
 /**
  * The DER chain (leaf first) the peer presented, as node:tls exposes it (with the issuer node:tls found in
  * our trust store appended, as `getPeerCertificate(true)` does). Read through `X509Certificate`: building
- * `getPeerCertificate(true)`'s objects (names, fingerprints, extensions of every certificate) cost ~200 µs
- * per handshake, more than the rest of the SPIFFE checks together.
+ * `getPeerCertificate(true)`'s objects (names, fingerprints, extensions of every certificate) costs more per
+ * handshake than the rest of the SPIFFE checks together (figures in bench/README.md).
  */
 export function peerCertificateChain(socket: tls.TLSSocket): Buffer[] {
   return derChain(socket.getPeerX509Certificate());
