@@ -4,5 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh >/dev/null
+source scripts/env.sh
 pnpm run build >/dev/null
 pnpm --silent --filter fastify-mtls-example run demo

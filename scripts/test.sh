@@ -4,6 +4,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh || exit 1
+source scripts/env.sh
 bash test/security/setup-python.sh || exit 1
 pnpm run build || exit 1
 checks=0
