@@ -522,4 +522,6 @@ for (const name of Object.keys(sections)) {
 }
 const goals = rows.filter((r) => r.pass !== undefined);
 const failed = goals.filter((r) => r.pass === false).length;
-console.log(`\n${goals.length - failed} of ${goals.length} goals met, ${failed} not (rows without a goal are information)`);
+console.log(
+  `\n${goals.length - failed} of ${goals.length} goals met, ${failed} not (rows without a goal are information)`,
+);
