@@ -167,7 +167,7 @@ export function jwtSvid(options: JwtSvidMiddlewareOptions): RequestHandler {
     realm: options.realm,
   };
   return (req, _res, next) => {
-    authenticateBearer(req.headers.authorization, bearer).then(
+    authenticateBearer(req.headers.authorization, { ...bearer, peer: req.spiffeId ?? peerSpiffeId(req.socket) }).then(
       (decision) => {
         if (!decision.ok) {
           req.jwtSvid = undefined;

@@ -175,6 +175,7 @@ for (const [flavour, express] of flavours) {
 
     test("the app's error middleware receives every kind of denial (code, statusCode, headers) and reshapes it", async () => {
       const seen: Array<{ code: string; statusCode: number; headers: Record<string, string> }> = [];
+      const jwtDenials: SpiffeDenial[] = [];
       const app = express();
       app.get('/mtls', requirePeer([PAYMENTS]), (_req, res) => {
         res.send('ok');
@@ -182,7 +183,12 @@ for (const [flavour, express] of flavours) {
       app.get(
         '/jwt',
         requirePeer([PAYMENTS]),
-        jwtSvid({ bundles: new JwtBundleSet([dev.ca.jwtBundle()]), audience: 'orders', realm: 'orders' }),
+        jwtSvid({
+          bundles: new JwtBundleSet([dev.ca.jwtBundle()]),
+          audience: 'orders',
+          realm: 'orders',
+          onDenied: (e) => jwtDenials.push(e),
+        }),
         (_req, res) => {
           res.send('ok');
         },
@@ -224,6 +230,11 @@ for (const [flavour, express] of flavours) {
             headers: { 'WWW-Authenticate': 'Bearer realm="orders", error="invalid_token"' },
           },
         ]);
+        // the bearer denial event names the verified mTLS peer of the request
+        assert.deepEqual(
+          jwtDenials.map((e) => [e.code, String(e.spiffeId), e.route]),
+          [['JWTSVID_MALFORMED', PAYMENTS, '/jwt']],
+        );
       } finally {
         await Promise.all([c.dispatcher.close(), p.dispatcher.close()]);
         await Promise.all([c.source.close(), p.source.close()]);

@@ -176,6 +176,7 @@ const plugin: FastifyPluginAsync<FastifySpiffeOptions> = async (fastify, options
       allow: entry.jwtAllow,
       clockTolerance: jwt.clockTolerance,
       realm: jwt.realm,
+      peer: request.spiffeId,
     }).then(
       (b) => {
         if (!b.ok) {

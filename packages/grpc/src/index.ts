@@ -411,7 +411,8 @@ export function jwtSvidAuthentication(options: JwtSvidAuthenticationOptions): gr
               return;
             }
             const header = metadata.get('authorization').map(String);
-            authenticateBearer(header.length === 1 ? header[0] : undefined, bearer).then(
+            const peer = connectionSpiffeId(call); // for the denial event only
+            authenticateBearer(header.length === 1 ? header[0] : undefined, { ...bearer, peer }).then(
               (decision) => {
                 if (decision.ok) {
                   validatedTokens.set(metadata, decision.svid);

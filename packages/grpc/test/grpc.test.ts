@@ -492,7 +492,7 @@ test("onDenied and the client's status receive every kind of denial with its cod
           message: 'invalid JWT-SVID',
           statusCode: 401,
           route: '/helloworld.Greeter/SayHello',
-          spiffeId: undefined,
+          spiffeId: PAYMENTS, // the JWT denial names the verified mTLS peer too
         },
       ],
     );

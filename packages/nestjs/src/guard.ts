@@ -120,6 +120,7 @@ export class SpiffeGuard implements CanActivate {
         allow: jwt.allow ?? (defaults?.allow !== undefined ? toMatcher(defaults.allow) : undefined),
         clockTolerance: defaults?.clockTolerance,
         realm: defaults?.realm,
+        peer: req.spiffeId,
       });
       if (!decision.ok) this.throwDenied(decision.error, context, route);
       req.jwtSvid = decision.svid;

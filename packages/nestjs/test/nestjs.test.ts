@@ -22,6 +22,7 @@ import {
   matchId,
   type SpiffeId as SpiffeIdT,
   StaticX509Source,
+  toSpiffeId,
   X509BundleSet,
   X509Source,
   type X509Svid,
@@ -426,4 +427,33 @@ describe('@spiffe-ts/nestjs global guard: deny by default with the module’s `a
       }
     });
   }
+});
+
+describe('SpiffeModule.forRootAsync', () => {
+  test('useExisting takes the options from a provider of an imported module', async () => {
+    @Injectable()
+    class ConfigFactory implements SpiffeOptionsFactory {
+      createSpiffeOptions(): SpiffeModuleOptions {
+        return { allow: [PAYMENTS], jwt: { audience: 'from-config' } };
+      }
+    }
+    @Module({ providers: [ConfigFactory], exports: [ConfigFactory] })
+    class ConfigModule {}
+    @Module({ imports: [SpiffeModule.forRootAsync({ imports: [ConfigModule], useExisting: ConfigFactory })] })
+    class AppModule {}
+    const ctx = await NestFactory.createApplicationContext(AppModule, { logger });
+    try {
+      const svc = ctx.get(SpiffeService);
+      assert.deepEqual(svc.jwtDefaults, { audience: 'from-config' });
+      assert.equal(svc.defaultAllow?.(toSpiffeId(PAYMENTS)), true);
+      assert.equal(svc.defaultAllow?.(toSpiffeId(OTHER)), false);
+    } finally {
+      await ctx.close();
+    }
+  });
+
+  test('exactly one of useFactory, useClass, useExisting', () => {
+    assert.throws(() => SpiffeModule.forRootAsync({}), TypeError);
+    assert.throws(() => SpiffeModule.forRootAsync({ useFactory: () => ({}), useClass: class {} as never }), TypeError);
+  });
 });

@@ -1,5 +1,6 @@
 import { type JwtBundleSource } from '../bundle/source.js';
 import { JwtSvidError } from '../errors.js';
+import { type SpiffeId } from '../spiffeid/id.js';
 import { allows, type SpiffeIdAllowlist, type SpiffeIdMatcher, toMatcher } from '../spiffeid/match.js';
 import { JwtSvid, parseAndValidateJwtSvid, type ValidateJwtSvidOptions } from '../svid/jwt.js';
 import { SpiffeAuthError, type SpiffeAuthErrorCode } from './error.js';
@@ -20,8 +21,11 @@ export interface SpiffeJwtOptions {
   realm?: string;
 }
 
-/** Options of `authenticateBearer`: `SpiffeJwtOptions`, plus a verification time for tests. */
-export interface BearerOptions extends SpiffeJwtOptions, ValidateJwtSvidOptions {}
+/** Options of `authenticateBearer`: `SpiffeJwtOptions`, a verification time, and the request's verified peer. */
+export interface BearerOptions extends SpiffeJwtOptions, ValidateJwtSvidOptions {
+  /** The request's verified mTLS peer ID, if any: recorded on a denial (`spiffeId`) for `onDenied`. */
+  peer?: SpiffeId;
+}
 
 /** The outcome of `authenticateBearer`: the validated token, or the denial to pass to the framework. */
 export type BearerDecision = { ok: true; svid: JwtSvid } | { ok: false; error: SpiffeAuthError };
@@ -76,6 +80,7 @@ export async function authenticateBearer(
     error: new SpiffeAuthError(code, {
       statusCode,
       headers: { 'WWW-Authenticate': bearerChallenge(realm, code, statusCode) },
+      spiffeId: options.peer,
       subject: extra.subject?.id,
       cause: extra.cause,
     }),
