@@ -72,7 +72,10 @@ function setPeer(req: Request, id: SpiffeId | undefined): void {
 // ---------------------------------------------------------------------------------------------------------
 // HTTPS server
 
-/** @deprecated Options of the old `createSpiffeHttpsServer(app, source, options)` form: `SpiffeServerTlsOptions`. */
+/**
+ * Options of the old `createSpiffeHttpsServer(app, source, options)` form.
+ * @deprecated The same as `SpiffeServerTlsOptions`.
+ */
 export type SpiffeHttpsServerOptions = SpiffeServerTlsOptions;
 
 /**
@@ -82,7 +85,10 @@ export type SpiffeHttpsServerOptions = SpiffeServerTlsOptions;
  * The older `(app, source, options)` form builds the wiring itself.
  */
 export function createSpiffeHttpsServer(app: RequestListener, tls: SpiffeTlsServer): https.Server;
-/** @deprecated Pass `spiffeServerTls(source, options)` instead of the source. */
+/**
+ * Creates the HTTPS server from a source and TLS options (the 0.1 form).
+ * @deprecated Pass `spiffeServerTls(source, options)` instead of the source.
+ */
 export function createSpiffeHttpsServer(
   app: RequestListener,
   source: X509MaterialSource,
@@ -145,7 +151,10 @@ export function allowSpiffeIds(
   return requirePeer(allow, {});
 }
 
-/** @deprecated Use `requirePeer({ trustDomain })` (or `[{ trustDomain: a }, { trustDomain: b }]`). */
+/**
+ * Admits every verified peer of the given trust domains (403 otherwise).
+ * @deprecated Use `requirePeer({ trustDomain })` (or `[{ trustDomain: a }, { trustDomain: b }]`).
+ */
 export function allowTrustDomain(...trustDomains: Array<TrustDomain | string>): RequestHandler {
   return requirePeer(matchSome(...trustDomains.map((td) => matchMemberOf(td))), {});
 }
@@ -184,9 +193,13 @@ export function jwtSvid(options: JwtSvidMiddlewareOptions): RequestHandler {
 
 /** The JSON body `spiffeErrorHandler()` sends (the same shape Fastify's default handler uses). */
 export interface SpiffeErrorBody {
+  /** 401 or 403. */
   statusCode: 401 | 403;
+  /** The status text. */
   error: 'Unauthorized' | 'Forbidden';
+  /** The stable denial code. */
   code: SpiffeAuthError['code'];
+  /** The client-safe message. */
   message: string;
 }
 

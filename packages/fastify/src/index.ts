@@ -65,8 +65,8 @@ export interface FastifySpiffeOptions {
 }
 
 /**
+ * The server TLS wiring with `https` as another name for `options` (the 0.1 API).
  * @deprecated Use `spiffeServerTls(source, options)` and pass its `.options` as `Fastify({ https })`.
- * Kept for 0.x users: the same wiring with `https` as another name for `options`.
  */
 export function spiffeHttpsOptions(
   source: X509MaterialSource,

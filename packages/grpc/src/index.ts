@@ -122,7 +122,10 @@ export function peerSpiffeIdOf(call: CallWithPeer): SpiffeId | undefined {
   );
 }
 
-/** @deprecated Use `peerSpiffeIdOf(call)` (the same function). */
+/**
+ * The verified SPIFFE ID of the caller (the 0.1 name).
+ * @deprecated Use `peerSpiffeIdOf(call)` (the same function).
+ */
 export const spiffeIdOf: (call: CallWithPeer) => SpiffeId | undefined = peerSpiffeIdOf;
 
 /** Where `listenSpiffe` listens. */
@@ -133,14 +136,20 @@ export interface ListenAddress {
   port?: number;
 }
 
-/** @deprecated Options of the old `listenSpiffe(server, { source, ... })` form. */
+/**
+ * Options of the old `listenSpiffe(server, { source, ... })` form.
+ * @deprecated Use `listenSpiffe(server, spiffeServerTls(source, options), { host, port })`.
+ */
 export interface ListenSpiffeOptions extends SpiffeServerTlsOptions, ListenAddress {
   /** Our SVID and trusted bundles (X509Source, StaticX509Source, FileX509Source). */
   source: X509MaterialSource;
 }
 
+/** A running `listenSpiffe` listener. */
 export interface SpiffeListener {
+  /** The host it listens on. */
   readonly host: string;
+  /** The bound port. */
   readonly port: number;
   /** Stops accepting, lets open calls finish for `graceMs` (default 1000), then closes the sessions. */
   close(graceMs?: number): Promise<void>;
@@ -158,7 +167,10 @@ export async function listenSpiffe(
   tls: SpiffeTlsServer,
   address?: ListenAddress,
 ): Promise<SpiffeListener>;
-/** @deprecated Use `listenSpiffe(server, spiffeServerTls(source, options), { host, port })`. */
+/**
+ * Serves a grpc-js `Server` over SPIFFE mTLS, built from a source (the 0.1 form).
+ * @deprecated Use `listenSpiffe(server, spiffeServerTls(source, options), { host, port })`.
+ */
 export async function listenSpiffe(server: grpc.Server, options: ListenSpiffeOptions): Promise<SpiffeListener>;
 export async function listenSpiffe(
   server: grpc.Server,
@@ -222,6 +234,7 @@ export async function listenSpiffe(
 // ---------------------------------------------------------------------------------------------------------
 // Server: authorization and JWT-SVID interceptors
 
+/** Options of `spiffeAuthorization`. */
 export interface SpiffeAuthorizationOptions {
   /** Allowlist for every method not listed in `methods`. Without it, unlisted methods are denied. */
   allow?: SpiffeIdAllowlist;
@@ -501,6 +514,7 @@ class SourceCertificateProvider implements grpc.experimental.CertificateProvider
   }
 }
 
+/** Options of `spiffeChannelCredentials`. */
 export interface SpiffeChannelCredentialsOptions {
   /** Which server SPIFFE IDs we accept. Required: hostnames are not checked. */
   authorize: SpiffeIdAllowlist;
@@ -544,6 +558,7 @@ export function allowJwtSvids(channelCredentials: grpc.ChannelCredentials): grpc
   return grpc.credentials.combineChannelCredentials(channelCredentials, secureChannelMarker);
 }
 
+/** Options of `jwtSvidCallCredentials`. */
 export interface JwtSvidCallCredentialsOptions {
   /** The audience to request JWT-SVIDs for (the server's expected audience). */
   audience: string | readonly string[];

@@ -28,7 +28,10 @@ export function AllowSpiffeIds(...allow: Array<SpiffeIdAllowlist>): ClassDecorat
   return applyDecorators(SetMetadata(SPIFFE_ALLOW, matcher), UseGuards(SpiffeGuard));
 }
 
-/** @deprecated Use `@AllowSpiffeIds({ trustDomain: 'example.org' })`. */
+/**
+ * Only verified mTLS peers of these trust domains may call (403 otherwise).
+ * @deprecated Use `@AllowSpiffeIds({ trustDomain: 'example.org' })`.
+ */
 export function AllowTrustDomain(...trustDomains: Array<TrustDomain | string>): ClassDecorator & MethodDecorator {
   const matcher = matchSome(...trustDomains.map((td) => matchMemberOf(td)));
   return applyDecorators(SetMetadata(SPIFFE_ALLOW, matcher), UseGuards(SpiffeGuard));

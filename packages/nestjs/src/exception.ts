@@ -3,9 +3,13 @@ import type { SpiffeAuthError, SpiffeAuthErrorCode } from '@spiffe-ts/core';
 
 /** The response body of a `SpiffeAuthException` (the shape of Nest's own 401/403 bodies, plus `code`). */
 export interface SpiffeExceptionBody {
+  /** 401 or 403. */
   statusCode: 401 | 403;
+  /** The status text. */
   error: 'Unauthorized' | 'Forbidden';
+  /** The stable denial code. */
   code: SpiffeAuthErrorCode;
+  /** The client-safe message. */
   message: string;
 }
 

@@ -29,10 +29,15 @@ export interface JwtRequirement {
 
 /** The request objects of both platforms: Express's req, and Fastify's request (socket on request.raw). */
 export interface SpiffeHttpRequest {
+  /** HTTP method. */
   method?: string;
+  /** Request URL (for the denial event's route). */
   url?: string;
+  /** Request headers. */
   headers: Record<string, string | string[] | undefined>;
+  /** The connection (platform-express). */
   socket?: Socket;
+  /** The Node request, whose socket is the connection (platform-fastify). */
   raw?: { socket?: Socket };
   /** Set by the guard: the verified mTLS peer ID, or undefined. */
   spiffeId?: SpiffeId | undefined;
@@ -60,10 +65,15 @@ export class SpiffeGuard implements CanActivate {
   /** Where denials are logged (debug level). */
   protected readonly logger = new Logger('SpiffeGuard');
 
-  constructor(
-    @Inject(Reflector) protected readonly reflector: Reflector,
-    @Optional() @Inject(SpiffeService) protected readonly spiffe?: SpiffeService,
-  ) {}
+  /** Reads the SPIFFE metadata of handlers and controllers. */
+  protected readonly reflector: Reflector;
+  /** The module's service (JWT bundles, defaults, onDenied); absent when the module is not imported. */
+  protected readonly spiffe: SpiffeService | undefined;
+
+  constructor(@Inject(Reflector) reflector: Reflector, @Optional() @Inject(SpiffeService) spiffe?: SpiffeService) {
+    this.reflector = reflector;
+    this.spiffe = spiffe;
+  }
 
   /** The HTTP request of the context, or undefined where there is none (RPC, WebSockets). */
   protected getRequest(context: ExecutionContext): SpiffeHttpRequest | undefined {

@@ -24,7 +24,10 @@ export const spiffeServerTls: (source: X509MaterialSource, options?: SpiffeServe
   // The same object: Nest's HttpsOptions only declares some node:tls option types more narrowly.
   coreSpiffeServerTls as (source: X509MaterialSource, options?: SpiffeServerTlsOptions) => NestSpiffeTls;
 
-/** @deprecated What the old `spiffeHttpsOptions` returns: `spiffeServerTls`'s wiring plus `source` and `https`. */
+/**
+ * What `spiffeHttpsOptions` returns: `spiffeServerTls`'s wiring plus `source` and `https` (the 0.1 API).
+ * @deprecated Use `NestSpiffeTls` from `spiffeServerTls`.
+ */
 export interface SpiffeHttps extends SpiffeTlsServer {
   /** The live X.509 source the options were built from. */
   readonly source: X509MaterialSource;
@@ -33,6 +36,7 @@ export interface SpiffeHttps extends SpiffeTlsServer {
 }
 
 /**
+ * HTTPS options for a Nest app with SPIFFE mTLS (the 0.1 API).
  * @deprecated Use `spiffeServerTls(source, options)`: pass its `.options` as `httpsOptions` (platform-express)
  * or `new FastifyAdapter({ https })` (platform-fastify), and the wiring itself to `SpiffeModule.forRoot({ tls })`.
  */

@@ -29,7 +29,10 @@ export interface SpiffeModuleOptions {
    * `workloadApi` is set, and `audience` when every `@RequireJwtSvid` names its own.
    */
   jwt?: Partial<SpiffeJwtOptions>;
-  /** @deprecated Use `jwt.bundles`. */
+  /**
+   * JWT bundles for `@RequireJwtSvid`.
+   * @deprecated Use `jwt.bundles`.
+   */
   jwtBundles?: JwtBundleSource;
   /**
    * Let the module open its own JwtSource on the Workload API (closed on application shutdown) when

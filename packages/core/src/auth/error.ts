@@ -49,6 +49,7 @@ function publicMessage(code: SpiffeAuthErrorCode): string {
  * bearer failures) and `expose: true` (the message is safe to send). The underlying error is in `cause`.
  */
 export class SpiffeAuthError extends SpiffeError {
+  /** Stable code of the denial (a subset of SpiffeErrorCode). */
   declare readonly code: SpiffeAuthErrorCode;
   /** HTTP status for the response. */
   readonly statusCode: 401 | 403;
