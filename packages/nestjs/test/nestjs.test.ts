@@ -8,7 +8,9 @@ import {
   Catch,
   Controller,
   type ExceptionFilter,
+  type ExecutionContext,
   Get,
+  ImATeapotException,
   type INestApplication,
   Injectable,
   type LoggerService,
@@ -34,6 +36,7 @@ import {
   BearerJwtSvid,
   PeerSpiffeId,
   RequireJwtSvid,
+  type SpiffeAuthError,
   SpiffeAuthException,
   type SpiffeDenial,
   SpiffeGuard,
@@ -455,5 +458,40 @@ describe('SpiffeModule.forRootAsync', () => {
   test('exactly one of useFactory, useClass, useExisting', () => {
     assert.throws(() => SpiffeModule.forRootAsync({}), TypeError);
     assert.throws(() => SpiffeModule.forRootAsync({ useFactory: () => ({}), useClass: class {} as never }), TypeError);
+  });
+});
+
+describe('SpiffeGuard is extensible', () => {
+  test('a subclass overrides throwDenied (its own exception) and getRequest; the decision stays the core one', async () => {
+    const requests: string[] = [];
+    @Injectable()
+    class TeapotGuard extends SpiffeGuard {
+      protected override getRequest(context: ExecutionContext) {
+        const req = super.getRequest(context);
+        requests.push(String(req?.url));
+        return req;
+      }
+      protected override throwDenied(error: SpiffeAuthError): never {
+        throw new ImATeapotException({ denied: error.code, status: error.statusCode });
+      }
+    }
+    @Module({
+      imports: [SpiffeModule.forRoot({ allow: [] })],
+      controllers: [ReportsController],
+      providers: [{ provide: APP_GUARD, useClass: TeapotGuard }],
+    })
+    class TeapotModule {}
+    const app = await NestFactory.create(TeapotModule, { logger });
+    try {
+      await app.listen(0, '127.0.0.1');
+      const port = ((app.getHttpServer() as http.Server).address() as AddressInfo).port;
+      // plain HTTP: no verified SPIFFE ID, and the module's allow: [] denies undecorated routes
+      const res = await request(`http://127.0.0.1:${port}/reports/open`);
+      assert.equal(res.statusCode, 418);
+      assert.deepEqual(await res.body.json(), { denied: 'PEER_NOT_VERIFIED', status: 403 });
+      assert.deepEqual(requests, ['/reports/open']);
+    } finally {
+      await app.close();
+    }
   });
 });
