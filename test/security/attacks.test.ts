@@ -49,7 +49,7 @@ import {
   X509SvidError,
 } from '@spiffe-ts/core';
 import { createAuthority, DevCa, DevWorkloadApiServer, issueX509SvidWith, KeyUsage } from '@spiffe-ts/dev-server';
-import { createSpiffeHttpsServer, requirePeer } from '@spiffe-ts/express';
+import { createSpiffeHttpsServer, requirePeer, spiffeErrorHandler } from '@spiffe-ts/express';
 import { fastifySpiffe, spiffeHttpsOptions } from '@spiffe-ts/fastify';
 import { AllowSpiffeIds, spiffeHttpsOptions as nestHttpsOptions, SpiffeModule } from '@spiffe-ts/nestjs';
 import express from 'express';
@@ -587,11 +587,12 @@ describe('Adapters fail closed', () => {
   test('Express: pipelined and smuggled requests after a denial are all denied', async () => {
     const app = express();
     let served = 0;
-    app.use(requirePeer([CLIENT], { logger: false }));
+    app.use(requirePeer([CLIENT]));
     app.all('/secret', (_req, res) => {
       served++;
       res.send('secret');
     });
+    app.use(spiffeErrorHandler());
     const server = createSpiffeHttpsServer(app, serverSource());
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');

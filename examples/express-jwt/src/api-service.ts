@@ -5,7 +5,7 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { JwtSource } from '@spiffe-ts/core';
-import { jwtSvid } from '@spiffe-ts/express';
+import { jwtSvid, spiffeErrorHandler } from '@spiffe-ts/express';
 import express from 'express';
 
 export const AUDIENCE = 'orders-api';
@@ -17,10 +17,12 @@ export async function startApi(options: { address?: string; port?: number } = {}
   app.get('/healthz', (_req, res) => {
     res.send('ok');
   });
-  app.use('/orders', jwtSvid({ audience: AUDIENCE, source, allow: [PAYMENT_PROCESSOR] }));
+  app.use('/orders', jwtSvid({ bundles: source, audience: AUDIENCE, allow: [PAYMENT_PROCESSOR] }));
   app.get('/orders', (req, res) => {
     res.json({ orders: [{ id: 'o-1001', total: 42.5 }], servedTo: req.jwtSvid?.id.toString() });
   });
+  // Denials arrive here through next(err): answer them as JSON { statusCode, error, code, message }.
+  app.use(spiffeErrorHandler());
 
   const server: Server = await new Promise((resolve) => {
     const s = app.listen(options.port ?? 8080, '127.0.0.1', () => resolve(s));

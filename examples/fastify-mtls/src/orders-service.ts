@@ -2,15 +2,15 @@
 // SPIFFE_ENDPOINT_SOCKET; only the payment processor may call /orders.
 import type { AddressInfo } from 'node:net';
 import { X509Source } from '@spiffe-ts/core';
-import { fastifySpiffe, spiffeHttpsOptions } from '@spiffe-ts/fastify';
+import { fastifySpiffe, spiffeServerTls } from '@spiffe-ts/fastify';
 import Fastify from 'fastify';
 
 export const PAYMENT_PROCESSOR = 'spiffe://example.org/service/payment-processor';
 
 export async function startOrdersService(options: { address?: string; port?: number } = {}) {
   const source = await X509Source.create({ address: options.address, timeoutMs: 15_000 });
-  const spiffe = spiffeHttpsOptions(source);
-  const app = Fastify({ https: spiffe.https, logger: { level: 'warn' } });
+  const spiffe = spiffeServerTls(source);
+  const app = Fastify({ https: spiffe.options, logger: { level: 'warn' } });
   await app.register(fastifySpiffe, { tls: spiffe, allow: [PAYMENT_PROCESSOR] });
 
   app.get('/orders', async (request) => ({

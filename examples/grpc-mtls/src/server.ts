@@ -3,7 +3,14 @@
 
 import * as grpc from '@grpc/grpc-js';
 import { JwtSource, X509Source } from '@spiffe-ts/core';
-import { jwtSvidAuthentication, jwtSvidOf, listenSpiffe, spiffeAuthorization, spiffeIdOf } from '@spiffe-ts/grpc';
+import {
+  jwtSvidAuthentication,
+  jwtSvidOf,
+  listenSpiffe,
+  peerSpiffeIdOf,
+  spiffeAuthorization,
+  spiffeServerTls,
+} from '@spiffe-ts/grpc';
 import { greeter, type HelloReply } from './greeter.js';
 
 export const PAYMENT_PROCESSOR = 'spiffe://example.org/service/payment-processor';
@@ -19,12 +26,12 @@ export async function startGreeter(options: { address?: string; port?: number } 
   });
   server.addService(greeter.service, {
     sayHello: (call: grpc.ServerUnaryCall<{ name: string }, HelloReply>, cb: grpc.sendUnaryData<HelloReply>) => {
-      const peer = spiffeIdOf(call); // verified mTLS peer
+      const peer = peerSpiffeIdOf(call); // verified mTLS peer
       const token = jwtSvidOf(call); // validated JWT-SVID
       cb(null, { message: `hello ${call.request.name}, you are ${peer} (token for ${token?.audience.join(',')})` });
     },
   });
-  const listener = await listenSpiffe(server, { source: x509, port: options.port ?? 50051 });
+  const listener = await listenSpiffe(server, spiffeServerTls(x509), { port: options.port ?? 50051 });
   return {
     target: `127.0.0.1:${listener.port}`,
     id: x509.getX509Svid().id.toString(),

@@ -5,21 +5,21 @@ import type { AddressInfo } from 'node:net';
 import { type DynamicModule, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { X509Source } from '@spiffe-ts/core';
-import { type SpiffeHttps, SpiffeModule, spiffeHttpsOptions } from '@spiffe-ts/nestjs';
+import { type NestSpiffeTls, SpiffeModule, spiffeServerTls } from '@spiffe-ts/nestjs';
 import { OrdersController } from './orders.controller.js';
 
 @Module({})
 class AppModule {
-  static register(spiffe: SpiffeHttps): DynamicModule {
+  static register(spiffe: NestSpiffeTls): DynamicModule {
     return { module: AppModule, imports: [SpiffeModule.forRoot({ tls: spiffe })], controllers: [OrdersController] };
   }
 }
 
 export async function startOrdersService(options: { address?: string; port?: number } = {}) {
   const source = await X509Source.create({ address: options.address, timeoutMs: 15_000 });
-  const spiffe = spiffeHttpsOptions(source); // client certs required, verified by SPIFFE ID
+  const spiffe = spiffeServerTls(source); // client certs required, verified by SPIFFE ID
   const app = await NestFactory.create(AppModule.register(spiffe), {
-    httpsOptions: spiffe.https,
+    httpsOptions: spiffe.options,
     logger: ['error', 'warn'],
   });
   await app.listen(options.port ?? 8443, '127.0.0.1');

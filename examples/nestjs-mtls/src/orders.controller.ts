@@ -1,13 +1,13 @@
 import { Controller, Get } from '@nestjs/common';
-import type { SpiffeId as SpiffeIdType } from '@spiffe-ts/core';
-import { AllowSpiffeIds, SpiffeId } from '@spiffe-ts/nestjs';
+import type { SpiffeId } from '@spiffe-ts/core';
+import { AllowSpiffeIds, PeerSpiffeId } from '@spiffe-ts/nestjs';
 
 // Only the payment processor may call; every other verified peer gets 403 from the SPIFFE guard.
 @Controller('orders')
 @AllowSpiffeIds('spiffe://example.org/service/payment-processor')
 export class OrdersController {
   @Get()
-  list(@SpiffeId() caller: SpiffeIdType | null) {
+  list(@PeerSpiffeId() caller: SpiffeId | undefined) {
     return { orders: [{ id: 'o-1001', total: 42.5 }], servedTo: caller?.toString() };
   }
 }

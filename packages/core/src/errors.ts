@@ -18,6 +18,7 @@ export type SpiffeErrorCode =
   | 'SPIFFEID_NOT_STRING'
   // authorization
   | 'UNAUTHORIZED_SPIFFE_ID'
+  | 'PEER_NOT_VERIFIED'
   // bundles
   | 'BUNDLE_INVALID'
   | 'BUNDLE_NOT_FOUND'
@@ -51,6 +52,8 @@ export type SpiffeErrorCode =
   | 'JWTSVID_AUDIENCE_MISMATCH'
   | 'JWTSVID_BAD_SIGNATURE'
   | 'JWTSVID_INVALID'
+  | 'JWTSVID_MISSING'
+  | 'JWTSVID_INSECURE_TRANSPORT'
   // Workload API and sources
   | 'WORKLOADAPI_BAD_ADDRESS'
   | 'WORKLOADAPI_NO_ADDRESS'

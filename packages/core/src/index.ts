@@ -5,7 +5,19 @@
  */
 
 // Authorization decisions shared by the HTTP and gRPC adapters
-export { authenticateBearer, type BearerDecision, type BearerOptions } from './auth/bearer.js';
+export {
+  authenticateBearer,
+  type BearerDecision,
+  type BearerOptions,
+  bearerChallenge,
+  type SpiffeJwtOptions,
+} from './auth/bearer.js';
+export {
+  isSpiffeAuthError,
+  SpiffeAuthError,
+  type SpiffeAuthErrorCode,
+  type SpiffeDenial,
+} from './auth/error.js';
 export { authorizeSocketPeer, type PeerDecision } from './auth/peer.js';
 // Bundles
 export { type JwtAuthority, JwtBundle } from './bundle/jwt.js';
@@ -92,7 +104,13 @@ export {
 } from './tls/client.js';
 export { type TlsMaterial, tlsMaterial } from './tls/material.js';
 export { peerSpiffeId, verifyPeer } from './tls/peer.js';
-export { createSpiffeTlsServer, type SpiffeTlsServer, type SpiffeTlsServerOptions } from './tls/server.js';
+export {
+  createSpiffeTlsServer,
+  type SpiffeServerTlsOptions,
+  type SpiffeTlsServer,
+  type SpiffeTlsServerOptions,
+  spiffeServerTls,
+} from './tls/server.js';
 // Workload API
 export { SPIFFE_ENDPOINT_SOCKET } from './workloadapi/address.js';
 export type { BackoffOptions } from './workloadapi/backoff.js';

@@ -1,69 +1,61 @@
 import type { RequestListener } from 'node:http';
 import * as https from 'node:https';
-import type { Socket } from 'node:net';
 import type * as tls from 'node:tls';
 import {
   authenticateBearer,
   authorizeSocketPeer,
-  createSpiffeTlsServer,
-  type JwtBundleSource,
+  isSpiffeAuthError,
   type JwtSvid,
-  matchAny,
   matchMemberOf,
   matchSome,
   peerSpiffeId,
+  type SpiffeAuthError,
+  type SpiffeDenial,
   type SpiffeId,
   type SpiffeIdAllowlist,
   type SpiffeIdMatcher,
-  type SpiffeTlsServerOptions,
+  type SpiffeJwtOptions,
+  type SpiffeServerTlsOptions,
+  type SpiffeTlsServer,
+  spiffeServerTls,
   type TrustDomain,
   toMatcher,
   type X509MaterialSource,
 } from '@spiffe-ts/core';
-import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import type { ErrorRequestHandler, NextFunction, Request, RequestHandler } from 'express';
 
 declare global {
   // Express's own request type lives in this global namespace (see @types/express-serve-static-core).
   namespace Express {
     interface Request {
-      /** The verified mTLS peer SPIFFE ID (set by the SPIFFE middleware), or null when there is none. */
-      spiffeId?: SpiffeId | null;
-      /** The validated JWT-SVID from `Authorization: Bearer` (set by `jwtSvid()`), or null. */
-      jwtSvid?: JwtSvid | null;
+      /** The verified mTLS peer SPIFFE ID (set by the SPIFFE middleware), or undefined when there is none. */
+      spiffeId?: SpiffeId | undefined;
+      /** The validated JWT-SVID from `Authorization: Bearer` (set by `jwtSvid()`), or undefined. */
+      jwtSvid?: JwtSvid | undefined;
     }
   }
 }
 
-/** Where denials are reported: any logger with a pino/console-like `warn` (pino's `(obj, msg)` shape works). */
-export interface SpiffeDenialLogger {
-  warn(details: Record<string, unknown>, message: string): void;
+/** Options every denying middleware takes. */
+export interface SpiffeDenialOptions {
+  /**
+   * Told about every denial before the SpiffeAuthError goes to `next(err)`. Nothing is logged otherwise.
+   * A throwing hook does not change the denial.
+   */
+  onDenied?: (event: SpiffeDenial, req: Request) => void;
 }
 
-export interface DenialOptions {
-  /** Logger for denials (default: one line on console.warn); `false` silences it. */
-  logger?: SpiffeDenialLogger | false;
-}
-
-const consoleLogger: SpiffeDenialLogger = {
-  warn: (details, message) => console.warn(`${message} ${JSON.stringify(details)}`),
-};
-
-function deny(
-  req: Request,
-  res: Response,
-  status: 401 | 403,
-  message: string,
-  id: SpiffeId | undefined,
-  options: DenialOptions,
-): void {
-  const logger = options.logger === undefined ? consoleLogger : options.logger;
-  if (logger) {
-    logger.warn(
-      { spiffeId: id?.toString() ?? null, route: routeOf(req), method: req.method },
-      `SPIFFE authorization failed: ${message}`,
-    );
+// A denial is passed to Express's error path: the app's error middleware (or `spiffeErrorHandler()`, or
+// Express's default handler, which uses the error's statusCode and headers) answers it.
+function deny(req: Request, next: NextFunction, error: SpiffeAuthError, options: SpiffeDenialOptions): void {
+  if (options.onDenied) {
+    try {
+      options.onDenied(error.toDenial(routeOf(req)), req);
+    } catch {
+      // the hook is for observation only; the request is denied either way
+    }
   }
-  res.status(status).json({ statusCode: status, error: status === 401 ? 'Unauthorized' : 'Forbidden', message });
+  next(error);
 }
 
 // The matched route pattern when Express knows it (inside a route), else the path; never the query string.
@@ -73,38 +65,45 @@ function routeOf(req: Request): string {
 }
 
 // Always the value derived from the socket's verification; written only when not already there.
-function setPeer(req: Request, id: SpiffeId | null): void {
+function setPeer(req: Request, id: SpiffeId | undefined): void {
   if (req.spiffeId !== id) req.spiffeId = id;
-}
-
-function socketOf(req: Request): Socket {
-  return req.socket;
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // HTTPS server
 
-export interface SpiffeHttpsServerOptions extends Omit<SpiffeTlsServerOptions, 'source' | 'authorize'> {
-  /** Which peers may connect at all; default any verified peer (authorize per router with the middleware). */
-  authorize?: SpiffeIdAllowlist;
-}
+/**
+ * Options of the old `createSpiffeHttpsServer(app, source, options)` form.
+ * @deprecated The same as `SpiffeServerTlsOptions`.
+ */
+export type SpiffeHttpsServerOptions = SpiffeServerTlsOptions;
 
 /**
- * Creates an HTTPS server for an Express app (or any request listener) with SPIFFE mTLS from a live X.509
- * source: client certificates required, each peer verified against its own trust domain's bundle, and the
+ * Creates an HTTPS server for an Express app (or any request listener) from `spiffeServerTls(source)`:
+ * client certificates required, each peer verified against its own trust domain's bundle, and the
  * certificate and bundles swapped live when the source rotates. Call `.listen()` on the result.
+ * The older `(app, source, options)` form builds the wiring itself.
+ */
+export function createSpiffeHttpsServer(app: RequestListener, tls: SpiffeTlsServer): https.Server;
+/**
+ * Creates the HTTPS server from a source and TLS options (the 0.1 form).
+ * @deprecated Pass `spiffeServerTls(source, options)` instead of the source.
  */
 export function createSpiffeHttpsServer(
   app: RequestListener,
   source: X509MaterialSource,
-  options: SpiffeHttpsServerOptions = {},
+  options?: SpiffeServerTlsOptions,
+): https.Server;
+export function createSpiffeHttpsServer(
+  app: RequestListener,
+  tlsOrSource: SpiffeTlsServer | X509MaterialSource,
+  options: SpiffeServerTlsOptions = {},
 ): https.Server {
-  const spiffe = createSpiffeTlsServer({ ...options, source, authorize: options.authorize ?? matchAny() });
+  const spiffe = 'attach' in tlsOrSource ? tlsOrSource : spiffeServerTls(tlsOrSource, options);
   // The verified peer ID goes on the request while it is still a plain IncomingMessage: adding a property
-  // after Express has re-prototyped the request costs about a microsecond per request (a slow-path store);
-  // the middleware then finds the value already in place and only checks it.
+  // after Express has re-prototyped the request is a slow-path store; the middleware then only checks it.
   const listener: RequestListener = (req, res) => {
-    (req as Request).spiffeId = peerSpiffeId(req.socket) ?? null;
+    (req as Request).spiffeId = peerSpiffeId(req.socket);
     app(req, res);
   };
   const server = https.createServer(spiffe.options, listener);
@@ -116,80 +115,72 @@ export function createSpiffeHttpsServer(
 // ---------------------------------------------------------------------------------------------------------
 // Middleware
 
-/** Sets `req.spiffeId` to the verified mTLS peer ID (or null). Never rejects: pair it with an allowlist. */
+/** Sets `req.spiffeId` to the verified mTLS peer ID (or undefined). Never rejects: pair it with an allowlist. */
 export function spiffeIdentity(): RequestHandler {
-  const any = matchAny();
   return (req, _res, next) => {
-    const decision = authorizeSocketPeer(socketOf(req), any);
-    setPeer(req, decision.ok ? decision.id : null);
+    setPeer(req, peerSpiffeId(req.socket));
     next();
   };
 }
 
 /**
- * Admits only requests whose verified mTLS peer matches the allowlist; others get 403 (and a log line).
- * Also sets `req.spiffeId`. Entries are validated when the middleware is built, so typos fail at startup.
+ * Admits only requests whose verified mTLS peer matches the allowlist (SPIFFE IDs, matchers,
+ * `{ trustDomain }` entries); others go to `next(err)` with a 403 SpiffeAuthError. Also sets `req.spiffeId`.
+ * Entries are validated when the middleware is built, so typos fail at startup.
  *
- *   router.use(allowSpiffeIds('spiffe://example.org/service/payment-processor'))
+ *   router.use(requirePeer(['spiffe://example.org/service/payment-processor']))
  */
-export function allowSpiffeIds(...ids: Array<SpiffeId | string | SpiffeIdMatcher>): RequestHandler {
-  return requirePeer(ids, {});
+export function requirePeer(allow: SpiffeIdAllowlist, options: SpiffeDenialOptions = {}): RequestHandler {
+  const matcher: SpiffeIdMatcher = toMatcher(allow);
+  return (req, _res, next) => {
+    const decision = authorizeSocketPeer(req.socket, matcher);
+    // Only an ID that passed TLS verification is ever exposed, even on a rejected request.
+    setPeer(req, decision.id);
+    if (!decision.ok) {
+      deny(req, next, decision.error, options);
+      return;
+    }
+    next();
+  };
 }
 
-/** Admits every verified peer of the given trust domains (403 otherwise). */
+/** `requirePeer` with the allowlist entries as arguments and no options. */
+export function allowSpiffeIds(
+  ...allow: Array<SpiffeId | string | SpiffeIdMatcher | { trustDomain: TrustDomain | string }>
+): RequestHandler {
+  return requirePeer(allow, {});
+}
+
+/**
+ * Admits every verified peer of the given trust domains (403 otherwise).
+ * @deprecated Use `requirePeer({ trustDomain })` (or `[{ trustDomain: a }, { trustDomain: b }]`).
+ */
 export function allowTrustDomain(...trustDomains: Array<TrustDomain | string>): RequestHandler {
   return requirePeer(matchSome(...trustDomains.map((td) => matchMemberOf(td))), {});
 }
 
-/** Like `allowSpiffeIds` with options (logger) and any allowlist form, including custom matchers. */
-export function requirePeer(allow: SpiffeIdAllowlist, options: DenialOptions = {}): RequestHandler {
-  const matcher: SpiffeIdMatcher = toMatcher(allow);
-  return (req, res, next) => {
-    const decision = authorizeSocketPeer(socketOf(req), matcher);
-    if (!decision.ok) {
-      // Only an ID that passed TLS verification is ever exposed, even on a rejected request.
-      setPeer(req, decision.id ?? null);
-      deny(req, res, decision.status, decision.message, decision.id, options);
-      return;
-    }
-    setPeer(req, decision.id);
-    next();
-  };
-}
-
-export interface JwtSvidMiddlewareOptions extends DenialOptions {
-  /** The audience this service expects (at least one must be in the token's `aud`). */
-  audience: string | readonly string[];
-  /** JWT bundles to validate with: a JwtSource, BundleSource or JwtBundleSet. */
-  source: JwtBundleSource;
-  /** Which token subjects may call (403 `insufficient_scope` otherwise); default any valid subject. */
-  allow?: SpiffeIdAllowlist;
-  /** Clock skew tolerance in seconds (default 30). */
-  clockTolerance?: number;
-  /** `realm` in WWW-Authenticate (default "spiffe"). */
-  realm?: string;
-}
+/** Options of `jwtSvid()`: the shared `SpiffeJwtOptions` plus the denial hook. */
+export interface JwtSvidMiddlewareOptions extends SpiffeJwtOptions, SpiffeDenialOptions {}
 
 /**
- * Validates `Authorization: Bearer <JWT-SVID>` against the source's JWT bundles and the audience, and sets
- * `req.jwtSvid`. Failures answer 401 with an RFC 6750 `WWW-Authenticate` header (403 for a subject that is
- * valid but not allowed). Works with Express 4 and 5 (does not rely on promise-aware routing).
+ * Validates `Authorization: Bearer <JWT-SVID>` against the JWT bundles and the audience, and sets
+ * `req.jwtSvid`. Failures go to `next(err)` as a SpiffeAuthError: 401 with an RFC 6750 `WWW-Authenticate`
+ * header (403 `insufficient_scope` for a valid subject that is not allowed). Works with Express 4 and 5.
  */
 export function jwtSvid(options: JwtSvidMiddlewareOptions): RequestHandler {
-  const allow = options.allow === undefined ? undefined : toMatcher(options.allow);
-  return (req: Request, res: Response, next: NextFunction) => {
-    authenticateBearer(req.headers.authorization, {
-      bundles: options.source,
-      audience: options.audience,
-      allow,
-      clockTolerance: options.clockTolerance,
-      realm: options.realm,
-    }).then(
+  const bearer = {
+    bundles: options.bundles,
+    audience: options.audience,
+    allow: options.allow === undefined ? undefined : toMatcher(options.allow),
+    clockTolerance: options.clockTolerance,
+    realm: options.realm,
+  };
+  return (req, _res, next) => {
+    authenticateBearer(req.headers.authorization, { ...bearer, peer: req.spiffeId ?? peerSpiffeId(req.socket) }).then(
       (decision) => {
         if (!decision.ok) {
-          req.jwtSvid = null;
-          if (decision.wwwAuthenticate) res.setHeader('WWW-Authenticate', decision.wwwAuthenticate);
-          deny(req, res, decision.status, decision.message, decision.subject, options);
+          req.jwtSvid = undefined;
+          deny(req, next, decision.error, options);
           return;
         }
         req.jwtSvid = decision.svid;
@@ -200,4 +191,49 @@ export function jwtSvid(options: JwtSvidMiddlewareOptions): RequestHandler {
   };
 }
 
-export type { JwtSvid, SpiffeId, SpiffeIdAllowlist } from '@spiffe-ts/core';
+/** The JSON body `spiffeErrorHandler()` sends (the same shape Fastify's default handler uses). */
+export interface SpiffeErrorBody {
+  /** 401 or 403. */
+  statusCode: 401 | 403;
+  /** The status text. */
+  error: 'Unauthorized' | 'Forbidden';
+  /** The stable denial code. */
+  code: SpiffeAuthError['code'];
+  /** The client-safe message. */
+  message: string;
+}
+
+/**
+ * Error middleware that answers SPIFFE denials with their status, headers and a JSON `SpiffeErrorBody`, and
+ * passes every other error on. Optional: without it Express's default handler answers with the status and
+ * headers (and its own HTML body); your own error middleware can do the same with `isSpiffeAuthError(err)`.
+ */
+export function spiffeErrorHandler(): ErrorRequestHandler {
+  return (err: unknown, _req, res, next) => {
+    if (!isSpiffeAuthError(err) || res.headersSent) {
+      next(err);
+      return;
+    }
+    const body: SpiffeErrorBody = {
+      statusCode: err.statusCode,
+      error: err.statusCode === 401 ? 'Unauthorized' : 'Forbidden',
+      code: err.code,
+      message: err.message,
+    };
+    res.status(err.statusCode).set(err.headers).json(body);
+  };
+}
+
+export {
+  isSpiffeAuthError,
+  type JwtSvid,
+  SpiffeAuthError,
+  type SpiffeAuthErrorCode,
+  type SpiffeDenial,
+  type SpiffeId,
+  type SpiffeIdAllowlist,
+  type SpiffeJwtOptions,
+  type SpiffeServerTlsOptions,
+  type SpiffeTlsServer,
+  spiffeServerTls,
+} from '@spiffe-ts/core';

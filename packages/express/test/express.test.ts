@@ -15,12 +15,14 @@ import { createSpiffeDispatcher } from '@spiffe-ts/core/undici';
 import { DevCa, DevWorkloadApiServer } from '@spiffe-ts/dev-server';
 import {
   allowSpiffeIds,
-  allowTrustDomain,
   createSpiffeHttpsServer,
+  isSpiffeAuthError,
   jwtSvid,
   requirePeer,
-  type SpiffeDenialLogger,
+  type SpiffeDenial,
+  spiffeErrorHandler,
   spiffeIdentity,
+  spiffeServerTls,
 } from '@spiffe-ts/express';
 import express5 from 'express';
 import express4 from 'express4';
@@ -69,8 +71,8 @@ for (const [flavour, express] of flavours) {
     let serverSource: X509Source;
     let server: https.Server;
     let base: string;
-    const denials: Array<{ details: Record<string, unknown>; message: string }> = [];
-    const logger: SpiffeDenialLogger = { warn: (details, message) => denials.push({ details, message }) };
+    const denials: SpiffeDenial[] = [];
+    const onDenied = (e: SpiffeDenial) => denials.push(e);
 
     const clientFor = async (workload: string) => {
       const source = await X509Source.create({ address: dev.address(workload), timeoutMs: 5000 });
@@ -103,12 +105,12 @@ for (const [flavour, express] of flavours) {
         res.json({ caller: req.spiffeId?.toString() ?? null });
       });
       const orders = express.Router();
-      orders.use(requirePeer([PAYMENTS], { logger }));
+      orders.use(requirePeer([PAYMENTS], { onDenied }));
       orders.get('/', (req, res) => {
         res.json({ caller: req.spiffeId?.toString() });
       });
       app.use('/orders', orders);
-      app.get('/health', allowTrustDomain('example.org'), (_req, res) => {
+      app.get('/health', requirePeer({ trustDomain: 'example.org' }), (_req, res) => {
         res.send('ok');
       });
       app.get('/nobody', allowSpiffeIds(), (_req, res) => {
@@ -118,7 +120,8 @@ for (const [flavour, express] of flavours) {
       app.get('/plain', (req, res) => {
         res.json({ caller: req.spiffeId?.toString() ?? null });
       });
-      server = createSpiffeHttpsServer(app, serverSource);
+      app.use(spiffeErrorHandler());
+      server = createSpiffeHttpsServer(app, spiffeServerTls(serverSource));
       base = await listen(server);
     });
 
@@ -142,20 +145,101 @@ for (const [flavour, express] of flavours) {
       }
     });
 
-    test('another verified ID gets 403 and a log line with the peer ID and route', async () => {
+    test('another verified ID gets the 403 error body from spiffeErrorHandler, and onDenied the peer ID and route', async () => {
       const c = await clientFor('other');
       try {
         const res = await call(base, c.dispatcher, '/orders');
         assert.equal(res.status, 403);
-        assert.equal(JSON.parse(res.body).error, 'Forbidden');
-        const line = denials.find((d) => d.details.spiffeId === OTHER && d.details.route === '/orders/');
-        assert.ok(line, `log line with peer ID and route: ${JSON.stringify(denials)}`);
+        assert.deepEqual(JSON.parse(res.body), {
+          statusCode: 403,
+          error: 'Forbidden',
+          code: 'UNAUTHORIZED_SPIFFE_ID',
+          message: 'SPIFFE ID not authorized',
+        });
+        const event = denials.find((d) => String(d.spiffeId) === OTHER && d.route === '/orders/');
+        assert.deepEqual(event && { ...event, spiffeId: String(event.spiffeId) }, {
+          code: 'UNAUTHORIZED_SPIFFE_ID',
+          message: 'SPIFFE ID not authorized',
+          statusCode: 403,
+          spiffeId: OTHER,
+          route: '/orders/',
+        });
         // the trust-domain allowlist admits it; an empty allowlist denies everyone
         assert.equal((await call(base, c.dispatcher, '/health')).status, 200);
         assert.equal((await call(base, c.dispatcher, '/nobody')).status, 403);
       } finally {
         await c.dispatcher.close();
         await c.source.close();
+      }
+    });
+
+    test("the app's error middleware receives every kind of denial (code, statusCode, headers) and reshapes it", async () => {
+      const seen: Array<{ code: string; statusCode: number; headers: Record<string, string> }> = [];
+      const jwtDenials: SpiffeDenial[] = [];
+      const app = express();
+      app.get('/mtls', requirePeer([PAYMENTS]), (_req, res) => {
+        res.send('ok');
+      });
+      app.get(
+        '/jwt',
+        requirePeer([PAYMENTS]),
+        jwtSvid({
+          bundles: new JwtBundleSet([dev.ca.jwtBundle()]),
+          audience: 'orders',
+          realm: 'orders',
+          onDenied: (e) => jwtDenials.push(e),
+        }),
+        (_req, res) => {
+          res.send('ok');
+        },
+      );
+      app.use((err: unknown, _req: express5.Request, res: express5.Response, next: express5.NextFunction) => {
+        if (!isSpiffeAuthError(err)) return next(err);
+        seen.push({ code: err.code, statusCode: err.statusCode, headers: { ...err.headers } });
+        res.status(err.statusCode).set(err.headers).json({ problem: err.code });
+      });
+      const secure = createSpiffeHttpsServer(app, spiffeServerTls(serverSource));
+      const secureBase = await listen(secure);
+      const plain = app.listen(0, '127.0.0.1');
+      await new Promise((r) => plain.once('listening', r));
+      const c = await clientFor('other');
+      const p = await clientFor('payments');
+      try {
+        // a real connection with no verified SPIFFE ID (plain HTTP) on a route that needs one
+        const r0 = await request(`http://127.0.0.1:${(plain.address() as AddressInfo).port}/mtls`);
+        assert.equal(r0.statusCode, 403);
+        assert.deepEqual(await r0.body.json(), { problem: 'PEER_NOT_VERIFIED' });
+        // a verified ID that is not allowed
+        const r1 = await request(`${secureBase}/mtls`, { dispatcher: c.dispatcher });
+        assert.equal(r1.statusCode, 403);
+        assert.deepEqual(await r1.body.json(), { problem: 'UNAUTHORIZED_SPIFFE_ID' });
+        // an allowed peer with a bad bearer token
+        const r2 = await request(`${secureBase}/jwt`, {
+          dispatcher: p.dispatcher,
+          headers: { authorization: 'Bearer not-a-jwt' },
+        });
+        assert.equal(r2.statusCode, 401);
+        assert.equal(r2.headers['www-authenticate'], 'Bearer realm="orders", error="invalid_token"');
+        assert.deepEqual(await r2.body.json(), { problem: 'JWTSVID_MALFORMED' });
+        assert.deepEqual(seen, [
+          { code: 'PEER_NOT_VERIFIED', statusCode: 403, headers: {} },
+          { code: 'UNAUTHORIZED_SPIFFE_ID', statusCode: 403, headers: {} },
+          {
+            code: 'JWTSVID_MALFORMED',
+            statusCode: 401,
+            headers: { 'WWW-Authenticate': 'Bearer realm="orders", error="invalid_token"' },
+          },
+        ]);
+        // the bearer denial event names the verified mTLS peer of the request
+        assert.deepEqual(
+          jwtDenials.map((e) => [e.code, String(e.spiffeId), e.route]),
+          [['JWTSVID_MALFORMED', PAYMENTS, '/jwt']],
+        );
+      } finally {
+        await Promise.all([c.dispatcher.close(), p.dispatcher.close()]);
+        await Promise.all([c.source.close(), p.source.close()]);
+        await closeServer(secure);
+        await new Promise<void>((resolve) => plain.close(() => resolve()));
       }
     });
 
@@ -244,7 +328,7 @@ for (const [flavour, express] of flavours) {
         res.send('public');
       });
       const api = express.Router();
-      api.use(jwtSvid({ audience: 'orders', source: jwtSource, logger: false }));
+      api.use(jwtSvid({ audience: 'orders', bundles: jwtSource }));
       api.get('/orders', (req, res) => {
         res.json({ sub: req.jwtSvid?.id.toString(), aud: req.jwtSvid?.audience });
       });
@@ -253,14 +337,14 @@ for (const [flavour, express] of flavours) {
         '/only-payments',
         jwtSvid({
           audience: 'orders',
-          source: new JwtBundleSet([dev.ca.jwtBundle()]),
+          bundles: new JwtBundleSet([dev.ca.jwtBundle()]),
           allow: [PAYMENTS],
-          logger: false,
         }),
         (req, res) => {
           res.send(String(req.jwtSvid?.id));
         },
       );
+      app.use(spiffeErrorHandler());
       await new Promise<void>((resolve) => {
         server = app.listen(0, '127.0.0.1', () => resolve());
       });
@@ -275,7 +359,9 @@ for (const [flavour, express] of flavours) {
 
     const get = async (token: string | undefined, path = '/api/orders') => {
       const res = await request(`${url}${path}`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
-      return { status: res.statusCode, body: await res.body.text(), www: res.headers['www-authenticate'] };
+      const body = await res.body.text();
+      const code = res.statusCode === 200 ? undefined : (JSON.parse(body) as { code?: string }).code;
+      return { status: res.statusCode, body, code, www: res.headers['www-authenticate'] };
     };
 
     test('valid JWT-SVID from the Workload API: 200 with req.jwtSvid', async () => {
@@ -294,7 +380,8 @@ for (const [flavour, express] of flavours) {
       const missing = await get(undefined);
       assert.equal(missing.status, 401);
       assert.equal(missing.www, 'Bearer realm="spiffe"');
-      assert.equal((await get('not-a-jwt')).status, 401);
+      assert.equal(missing.code, 'JWTSVID_MISSING');
+      assert.equal((await get('not-a-jwt')).code, 'JWTSVID_MALFORMED');
 
       const expired = await dev.ca.issueJwtSvid(PAYMENTS, 'orders', {
         issuedAt: new Date(Date.now() - 3600_000),
@@ -302,16 +389,17 @@ for (const [flavour, express] of flavours) {
       });
       const r1 = await get(expired.token);
       assert.equal(r1.status, 401);
-      assert.match(String(r1.www), /error="invalid_token", error_description="token has expired"/);
+      assert.equal(r1.code, 'JWTSVID_EXPIRED');
+      assert.equal(r1.www, 'Bearer realm="spiffe", error="invalid_token"', 'no validation detail in the challenge');
 
       const r2 = await get((await dev.ca.issueJwtSvid(PAYMENTS, 'billing')).token);
       assert.equal(r2.status, 401);
-      assert.match(String(r2.www), /expected audience/);
+      assert.equal(r2.code, 'JWTSVID_AUDIENCE_MISMATCH');
 
       const foreign = await DevCa.create({ trustDomain: 'evil.test' });
       const r3 = await get((await foreign.issueJwtSvid('spiffe://evil.test/x', 'orders')).token);
       assert.equal(r3.status, 401);
-      assert.match(String(r3.www), /no JWT bundle for trust domain/);
+      assert.equal(r3.code, 'JWTSVID_UNKNOWN_KID');
 
       assert.equal((await get(undefined, '/public')).status, 200, 'routes without the middleware are public');
     });
@@ -333,6 +421,7 @@ for (const [flavour, express] of flavours) {
       app.get('/who', spiffeIdentity(), (req, res) => {
         res.json({ id: req.spiffeId ?? null });
       });
+      app.use(spiffeErrorHandler());
       const plain = app.listen(0, '127.0.0.1');
       await new Promise((r) => plain.once('listening', r));
       const u = `http://127.0.0.1:${(plain.address() as AddressInfo).port}`;
@@ -348,5 +437,5 @@ for (const [flavour, express] of flavours) {
 
 test('allowlists are validated when the middleware is built', () => {
   assert.throws(() => allowSpiffeIds('spiffe://Example.org/x'), { code: 'SPIFFEID_BAD_TRUST_DOMAIN_CHAR' });
-  assert.throws(() => allowTrustDomain('not a domain'));
+  assert.throws(() => requirePeer({ trustDomain: 'not a domain' }));
 });

@@ -2,19 +2,20 @@ import type * as tls from 'node:tls';
 import {
   authenticateBearer,
   authorizeSocketPeer,
-  createSpiffeTlsServer,
-  type JwtBundleSource,
   type JwtSvid,
-  matchAny,
+  type SpiffeAuthError,
+  type SpiffeDenial,
   type SpiffeId,
   type SpiffeIdAllowlist,
   type SpiffeIdMatcher,
+  type SpiffeJwtOptions,
+  type SpiffeServerTlsOptions,
   type SpiffeTlsServer,
-  type SpiffeTlsServerOptions,
+  spiffeServerTls,
   toMatcher,
   type X509MaterialSource,
 } from '@spiffe-ts/core';
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 
 /** Per-route SPIFFE settings, under `config.spiffe`. */
@@ -29,49 +30,49 @@ export interface SpiffeRouteConfig {
 
 declare module 'fastify' {
   interface FastifyRequest {
-    /** The verified mTLS peer SPIFFE ID, or null when the connection has none. */
-    spiffeId: SpiffeId | null;
-    /** The validated JWT-SVID from `Authorization: Bearer`, or null. */
-    jwtSvid: JwtSvid | null;
+    /** The verified mTLS peer SPIFFE ID, or undefined when the connection has none. */
+    spiffeId: SpiffeId | undefined;
+    /** The validated JWT-SVID from `Authorization: Bearer`, or undefined. */
+    jwtSvid: JwtSvid | undefined;
   }
   interface FastifyContextConfig {
     spiffe?: SpiffeRouteConfig;
   }
 }
 
+/** JWT-SVID settings of the plugin: the shared `SpiffeJwtOptions`, plus opt-in per route. */
+export interface FastifySpiffeJwtOptions extends SpiffeJwtOptions {
+  /** Validate only on routes with `config.spiffe.jwt: true` (default false: every route). */
+  optIn?: boolean;
+}
+
+/** Options of the `fastifySpiffe` plugin. */
 export interface FastifySpiffeOptions {
   /**
-   * The SPIFFE TLS wiring created with `spiffeHttpsOptions` and passed to `Fastify({ https })`: the plugin
-   * attaches it to the server (connection verification and live rotation).
+   * The SPIFFE TLS wiring from `spiffeServerTls(source)`, whose `.options` went to `Fastify({ https })`: the
+   * plugin attaches it to the server (connection verification and live rotation).
    */
   tls?: SpiffeTlsServer;
   /** Default allowlist of mTLS peer IDs for every route; when set, routes deny by default. */
   allow?: SpiffeIdAllowlist;
   /** JWT-SVID bearer validation for every route (routes may opt out with `config.spiffe.jwt: false`). */
-  jwt?: {
-    /** JWT bundles to validate with (JwtSource, BundleSource, JwtBundleSet). */
-    bundles: JwtBundleSource;
-    /** Audience this service expects. */
-    audience: string | readonly string[];
-    /** Default allowlist of token subjects. */
-    allow?: SpiffeIdAllowlist;
-    /** Clock skew tolerance in seconds. */
-    clockTolerance?: number;
-    /** Validate only on routes with `config.spiffe.jwt: true` (default false: every route). */
-    optIn?: boolean;
-  };
+  jwt?: FastifySpiffeJwtOptions;
+  /**
+   * Told about every denial, before the SpiffeAuthError goes to Fastify's error handler (which answers
+   * with its statusCode and headers, or your `setErrorHandler`). A throwing hook does not change the denial.
+   */
+  onDenied?: (event: SpiffeDenial, request: FastifyRequest) => void;
 }
 
 /**
- * Builds the `https` options for `Fastify({ https })` from a live X.509 source: client certificates required,
- * peers verified by SPIFFE ID against their own trust domain's bundle (not by hostname), no session
- * resumption. Pass the result to the plugin's `tls` option so rotation and verification are wired.
+ * The server TLS wiring with `https` as another name for `options` (the 0.1 API).
+ * @deprecated Use `spiffeServerTls(source, options)` and pass its `.options` as `Fastify({ https })`.
  */
 export function spiffeHttpsOptions(
   source: X509MaterialSource,
-  options: Omit<SpiffeTlsServerOptions, 'source' | 'authorize'> & { authorize?: SpiffeIdAllowlist } = {},
+  options: SpiffeServerTlsOptions = {},
 ): SpiffeTlsServer & { https: tls.TlsOptions } {
-  const server = createSpiffeTlsServer({ ...options, source, authorize: options.authorize ?? matchAny() });
+  const server = spiffeServerTls(source, options);
   return Object.assign(server, { https: server.options });
 }
 
@@ -100,8 +101,8 @@ const plugin: FastifyPluginAsync<FastifySpiffeOptions> = async (fastify, options
     fastify.addHook('onClose', async () => detach());
   }
 
-  fastify.decorateRequest('spiffeId', null);
-  fastify.decorateRequest('jwtSvid', null);
+  fastify.decorateRequest('spiffeId', undefined);
+  fastify.decorateRequest('jwtSvid', undefined);
 
   const compile = (cfg: SpiffeRouteConfig | undefined, url: string): CompiledRoute => {
     if (cfg?.jwt === true && !jwt) throw new Error(`route ${url}: config.spiffe.jwt needs the plugin's jwt option`);
@@ -133,18 +134,21 @@ const plugin: FastifyPluginAsync<FastifySpiffeOptions> = async (fastify, options
     return late;
   };
 
-  const deny = (request: FastifyRequest, reply: FastifyReply, status: number, message: string, id?: SpiffeId) => {
-    request.log.warn(
-      { spiffeId: id?.toString() ?? null, route: request.routeOptions.url, method: request.method },
-      `SPIFFE authorization failed: ${message}`,
-    );
-    return reply
-      .code(status)
-      .send({ statusCode: status, error: status === 401 ? 'Unauthorized' : 'Forbidden', message });
+  // The denial goes through Fastify's error path (done(err)): its default handler answers with the error's
+  // statusCode, headers and code; an app's setErrorHandler sees and may reshape it.
+  const deny = (request: FastifyRequest, error: SpiffeAuthError, done: (err?: Error) => void): void => {
+    if (options.onDenied) {
+      try {
+        options.onDenied(error.toDenial(request.routeOptions.url ?? request.url), request);
+      } catch (err) {
+        request.log.error({ err }, 'SPIFFE onDenied hook threw');
+      }
+    }
+    done(error);
   };
 
   // Callback-style for the mTLS part (no promise per request); only JWT validation is asynchronous.
-  fastify.addHook('onRequest', (request, reply, done) => {
+  fastify.addHook('onRequest', (request, _reply, done) => {
     const socket = request.raw.socket;
     let entry: CompiledRoute;
     try {
@@ -159,7 +163,7 @@ const plugin: FastifyPluginAsync<FastifySpiffeOptions> = async (fastify, options
     // The verified ID is exposed even when this route refuses it (for logging hooks); unverified never is.
     if (d.id) request.spiffeId = d.id;
     if (allow && !d.ok) {
-      deny(request, reply, 403, d.message, d.id);
+      deny(request, d.error, done);
       return;
     }
     if (!entry.jwt || !jwt) {
@@ -171,11 +175,12 @@ const plugin: FastifyPluginAsync<FastifySpiffeOptions> = async (fastify, options
       audience: jwt.audience,
       allow: entry.jwtAllow,
       clockTolerance: jwt.clockTolerance,
+      realm: jwt.realm,
+      peer: request.spiffeId,
     }).then(
       (b) => {
         if (!b.ok) {
-          if (b.wwwAuthenticate) reply.header('www-authenticate', b.wwwAuthenticate);
-          deny(request, reply, b.status, b.message, b.subject);
+          deny(request, b.error, done);
           return;
         }
         request.jwtSvid = b.svid;
@@ -192,3 +197,17 @@ export const fastifySpiffe: FastifyPluginAsync<FastifySpiffeOptions> = fp(plugin
   name: '@spiffe-ts/fastify',
 });
 export default fastifySpiffe;
+
+export {
+  isSpiffeAuthError,
+  type JwtSvid,
+  SpiffeAuthError,
+  type SpiffeAuthErrorCode,
+  type SpiffeDenial,
+  type SpiffeId,
+  type SpiffeIdAllowlist,
+  type SpiffeJwtOptions,
+  type SpiffeServerTlsOptions,
+  type SpiffeTlsServer,
+  spiffeServerTls,
+} from '@spiffe-ts/core';

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import {
+  isSpiffeAuthError,
   JwtBundleSet,
   JwtSource,
   matchId,
@@ -13,7 +14,7 @@ import {
 } from '@spiffe-ts/core';
 import { createSpiffeDispatcher } from '@spiffe-ts/core/undici';
 import { DevCa, DevWorkloadApiServer } from '@spiffe-ts/dev-server';
-import { fastifySpiffe, spiffeHttpsOptions } from '@spiffe-ts/fastify';
+import { fastifySpiffe, type SpiffeDenial, spiffeServerTls } from '@spiffe-ts/fastify';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { type Dispatcher, request } from 'undici';
 
@@ -27,7 +28,7 @@ let stranger: DevCa;
 let serverSource: X509Source;
 let app: FastifyInstance;
 let base: string;
-const logLines: Array<Record<string, unknown>> = [];
+const denials: SpiffeDenial[] = [];
 
 async function clientFor(workload: string): Promise<{ source: X509Source; dispatcher: Dispatcher }> {
   const source = await X509Source.create({ address: dev.address(workload), timeoutMs: 5000 });
@@ -61,12 +62,9 @@ describe('@spiffe-ts/fastify over real mTLS sockets', () => {
       svidTtlSeconds: 3600,
     });
     serverSource = await X509Source.create({ address: dev.address('orders'), timeoutMs: 5000 });
-    const spiffe = spiffeHttpsOptions(serverSource);
-    app = Fastify({
-      https: spiffe.https,
-      logger: { level: 'warn', stream: { write: (l: string) => logLines.push(JSON.parse(l)) } },
-    });
-    await app.register(fastifySpiffe, { tls: spiffe, allow: [PAYMENTS] });
+    const spiffe = spiffeServerTls(serverSource);
+    app = Fastify({ https: spiffe.options });
+    await app.register(fastifySpiffe, { tls: spiffe, allow: [PAYMENTS], onDenied: (e) => denials.push(e) });
     app.get('/orders', async (req) => ({ caller: req.spiffeId?.toString() }));
     app.get('/health', { config: { spiffe: { allow: matchMemberOf('example.org') } } }, async () => 'ok');
     app.get('/nobody', { config: { spiffe: { allow: [] } } }, async () => 'never');
@@ -91,13 +89,25 @@ describe('@spiffe-ts/fastify over real mTLS sockets', () => {
     }
   });
 
-  test('another verified ID gets 403 and a log line with the peer ID and route', async () => {
+  test("another verified ID gets Fastify's default 403 with the code, and onDenied gets the peer ID and route", async () => {
     const c = await clientFor('other');
     try {
       const res = await call(c.dispatcher, '/orders');
       assert.equal(res.status, 403);
-      const line = logLines.find((l) => l.spiffeId === OTHER && l.route === '/orders');
-      assert.ok(line, 'log line with peer ID and route');
+      assert.deepEqual(JSON.parse(res.body), {
+        statusCode: 403,
+        code: 'UNAUTHORIZED_SPIFFE_ID',
+        error: 'Forbidden',
+        message: 'SPIFFE ID not authorized',
+      });
+      const event = denials.find((e) => e.spiffeId?.toString() === OTHER && e.route === '/orders');
+      assert.deepEqual(event && { ...event, spiffeId: String(event.spiffeId) }, {
+        code: 'UNAUTHORIZED_SPIFFE_ID',
+        message: 'SPIFFE ID not authorized',
+        statusCode: 403,
+        spiffeId: OTHER,
+        route: '/orders',
+      });
       // per-route override admits the whole trust domain
       assert.equal((await call(c.dispatcher, '/health')).status, 200);
       // deny by default on an empty allowlist, and on unknown routes
@@ -130,6 +140,64 @@ describe('@spiffe-ts/fastify over real mTLS sockets', () => {
     );
     // sanity: the same path with a good SVID works, so the rejections above are about the certificates
     assert.equal((await callWithSvid(await dev.ca.issueX509Svid(PAYMENTS))).status, 200);
+  });
+
+  test("the app's setErrorHandler receives every kind of denial (code, statusCode, headers) and reshapes it", async () => {
+    const seen: Array<{ code: string; statusCode: number; headers: Record<string, string> }> = [];
+    const build = async (https: boolean) => {
+      const tlsWiring = spiffeServerTls(serverSource);
+      // one variable for both server kinds (their instance types differ only in the server type)
+      const a = (https ? Fastify({ https: tlsWiring.options }) : Fastify()) as FastifyInstance;
+      a.setErrorHandler((err, _req, reply) => {
+        if (!isSpiffeAuthError(err)) return reply.send(err);
+        seen.push({ code: err.code, statusCode: err.statusCode, headers: { ...err.headers } });
+        return reply.code(err.statusCode).headers(err.headers).send({ problem: err.code });
+      });
+      await a.register(fastifySpiffe, {
+        ...(https ? { tls: tlsWiring } : {}),
+        allow: [PAYMENTS],
+        jwt: { bundles: new JwtBundleSet([dev.ca.jwtBundle()]), audience: 'orders', optIn: true, realm: 'orders' },
+      });
+      a.get('/mtls', async () => 'ok');
+      a.get('/jwt', { config: { spiffe: { jwt: true } } }, async () => 'ok');
+      await a.listen({ port: 0, host: '127.0.0.1' });
+      return { a, port: (a.server.address() as AddressInfo).port };
+    };
+    const secure = await build(true);
+    const plain = await build(false);
+    const c = await clientFor('other');
+    const p = await clientFor('payments');
+    try {
+      // a real connection with no verified SPIFFE ID (plain HTTP) on a route that needs one
+      const r0 = await request(`http://127.0.0.1:${plain.port}/mtls`);
+      assert.equal(r0.statusCode, 403);
+      assert.deepEqual(await r0.body.json(), { problem: 'PEER_NOT_VERIFIED' });
+      // a verified ID that is not allowed
+      const r1 = await request(`https://127.0.0.1:${secure.port}/mtls`, { dispatcher: c.dispatcher });
+      assert.equal(r1.statusCode, 403);
+      assert.deepEqual(await r1.body.json(), { problem: 'UNAUTHORIZED_SPIFFE_ID' });
+      // an allowed peer with a bad bearer token
+      const r2 = await request(`https://127.0.0.1:${secure.port}/jwt`, {
+        dispatcher: p.dispatcher,
+        headers: { authorization: 'Bearer not-a-jwt' },
+      });
+      assert.equal(r2.statusCode, 401);
+      assert.equal(r2.headers['www-authenticate'], 'Bearer realm="orders", error="invalid_token"');
+      assert.deepEqual(await r2.body.json(), { problem: 'JWTSVID_MALFORMED' });
+      assert.deepEqual(seen, [
+        { code: 'PEER_NOT_VERIFIED', statusCode: 403, headers: {} },
+        { code: 'UNAUTHORIZED_SPIFFE_ID', statusCode: 403, headers: {} },
+        {
+          code: 'JWTSVID_MALFORMED',
+          statusCode: 401,
+          headers: { 'WWW-Authenticate': 'Bearer realm="orders", error="invalid_token"' },
+        },
+      ]);
+    } finally {
+      await Promise.all([c.dispatcher.close(), p.dispatcher.close()]);
+      await Promise.all([c.source.close(), p.source.close()]);
+      await Promise.all([secure.a.close(), plain.a.close()]);
+    }
   });
 
   test('rotation under continuous requests (SVID and CA): zero failed requests', async () => {
@@ -200,7 +268,9 @@ describe('@spiffe-ts/fastify JWT-SVID bearer validation', () => {
 
   const get = async (token?: string, path = '/orders') => {
     const res = await request(`${url}${path}`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
-    return { status: res.statusCode, body: await res.body.text(), www: res.headers['www-authenticate'] };
+    const body = await res.body.text();
+    const code = res.statusCode === 200 ? undefined : (JSON.parse(body) as { code?: string }).code;
+    return { status: res.statusCode, body, code, www: res.headers['www-authenticate'] };
   };
 
   test('valid JWT-SVID from the Workload API: 200 with request.jwtSvid', async () => {
@@ -219,6 +289,7 @@ describe('@spiffe-ts/fastify JWT-SVID bearer validation', () => {
     const missing = await get();
     assert.equal(missing.status, 401);
     assert.equal(missing.www, 'Bearer realm="spiffe"');
+    assert.equal(missing.code, 'JWTSVID_MISSING');
 
     const expired = await jwtDev.ca.issueJwtSvid(PAYMENTS, 'orders', {
       issuedAt: new Date(Date.now() - 3600_000),
@@ -226,18 +297,19 @@ describe('@spiffe-ts/fastify JWT-SVID bearer validation', () => {
     });
     const r1 = await get(expired.token);
     assert.equal(r1.status, 401);
-    assert.match(String(r1.www), /error="invalid_token", error_description="token has expired"/);
+    assert.equal(r1.code, 'JWTSVID_EXPIRED');
+    assert.equal(r1.www, 'Bearer realm="spiffe", error="invalid_token"', 'no validation detail in the challenge');
 
     const wrongAud = await jwtDev.ca.issueJwtSvid(PAYMENTS, 'billing');
     const r2 = await get(wrongAud.token);
     assert.equal(r2.status, 401);
-    assert.match(String(r2.www), /expected audience/);
+    assert.equal(r2.code, 'JWTSVID_AUDIENCE_MISMATCH');
 
     const foreign = await DevCa.create({ trustDomain: 'evil.test' });
     const wrongTd = await foreign.issueJwtSvid('spiffe://evil.test/x', 'orders');
     const r3 = await get(wrongTd.token);
     assert.equal(r3.status, 401);
-    assert.match(String(r3.www), /no JWT bundle for trust domain/);
+    assert.equal(r3.code, 'JWTSVID_UNKNOWN_KID');
 
     assert.equal((await get(undefined, '/public')).status, 200, 'opted-out route');
   });

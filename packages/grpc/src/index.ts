@@ -1,21 +1,23 @@
 import * as net from 'node:net';
-import * as tls from 'node:tls';
+import * as tlsModule from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import {
   allows,
   authenticateBearer,
-  createSpiffeTlsServer,
-  type JwtBundleSource,
   type JwtSvid,
   type JwtSvidSource,
-  matchAny,
   peerSpiffeId,
+  SpiffeAuthError,
+  type SpiffeDenial,
   SpiffeError,
   type SpiffeId,
   type SpiffeIdAllowlist,
   type SpiffeIdMatcher,
-  type SpiffeTlsServerOptions,
+  type SpiffeJwtOptions,
+  type SpiffeServerTlsOptions,
+  type SpiffeTlsServer,
   spiffeCheckServerIdentity,
+  spiffeServerTls,
   tlsMaterial,
   toMatcher,
   type X509MaterialSource,
@@ -61,7 +63,7 @@ function tupleKey(info: ConnectionInfo): string | undefined {
   return `${localAddress}|${localPort}|${remoteAddress}|${remotePort}`;
 }
 
-function remember(socket: tls.TLSSocket, id: SpiffeId): void {
+function remember(socket: tlsModule.TLSSocket, id: SpiffeId): void {
   const key = tupleKey(socket);
   const raw = socket.getPeerX509Certificate()?.raw; // not getPeerCertificate(): no names, fingerprints to build
   if (!key || !raw) return;
@@ -111,28 +113,43 @@ export type CallWithPeer = InterceptorCall | { readonly metadata: grpc.Metadata 
  * handlers get undefined. Throws a `SpiffeError` (`GRPC_UNSUPPORTED_VERSION`) for an interceptor call of a
  * grpc-js older than 1.14.0.
  */
-export function spiffeIdOf(call: CallWithPeer): SpiffeId | undefined {
+export function peerSpiffeIdOf(call: CallWithPeer): SpiffeId | undefined {
   if ('getConnectionInfo' in call && typeof call.getConnectionInfo === 'function') return connectionSpiffeId(call);
   if ('metadata' in call) return handlerIds.get(call.metadata);
   throw new SpiffeError(
     'GRPC_UNSUPPORTED_VERSION',
-    'spiffeIdOf: the call has neither getConnectionInfo() (interceptor calls, @grpc/grpc-js >= 1.14.0) nor metadata (handler calls)',
+    'peerSpiffeIdOf: the call has neither getConnectionInfo() (interceptor calls, @grpc/grpc-js >= 1.14.0) nor metadata (handler calls)',
   );
 }
 
-export interface ListenSpiffeOptions extends Omit<SpiffeTlsServerOptions, 'source' | 'authorize'> {
-  /** Our SVID and trusted bundles (X509Source, StaticX509Source, FileX509Source). */
-  source: X509MaterialSource;
+/**
+ * The verified SPIFFE ID of the caller (the 0.1 name).
+ * @deprecated Use `peerSpiffeIdOf(call)` (the same function).
+ */
+export const spiffeIdOf: (call: CallWithPeer) => SpiffeId | undefined = peerSpiffeIdOf;
+
+/** Where `listenSpiffe` listens. */
+export interface ListenAddress {
   /** Host to listen on (default 127.0.0.1). */
   host?: string;
   /** Port (default 0: pick a free one). */
   port?: number;
-  /** Who may connect at all (default any verified peer; authorize per method with `spiffeAuthorization`). */
-  authorize?: SpiffeIdAllowlist;
 }
 
+/**
+ * Options of the old `listenSpiffe(server, { source, ... })` form.
+ * @deprecated Use `listenSpiffe(server, spiffeServerTls(source, options), { host, port })`.
+ */
+export interface ListenSpiffeOptions extends SpiffeServerTlsOptions, ListenAddress {
+  /** Our SVID and trusted bundles (X509Source, StaticX509Source, FileX509Source). */
+  source: X509MaterialSource;
+}
+
+/** A running `listenSpiffe` listener. */
 export interface SpiffeListener {
+  /** The host it listens on. */
   readonly host: string;
+  /** The bound port. */
   readonly port: number;
   /** Stops accepting, lets open calls finish for `graceMs` (default 1000), then closes the sessions. */
   close(graceMs?: number): Promise<void>;
@@ -143,21 +160,40 @@ export interface SpiffeListener {
  * against the bundle of the client's own trust domain before any call reaches the server; certificate and
  * bundles rotate live from the source (new handshakes use the new material, open connections continue).
  * Use instead of `server.bindAsync` for this port. Rejects with a `SpiffeError` (`GRPC_UNSUPPORTED_VERSION`)
- * on a grpc-js older than 1.14.0, which cannot tell `spiffeIdOf` which connection a call came on.
+ * on a grpc-js older than 1.14.0, which cannot tell `peerSpiffeIdOf` which connection a call came on.
  */
-export async function listenSpiffe(server: grpc.Server, options: ListenSpiffeOptions): Promise<SpiffeListener> {
+export async function listenSpiffe(
+  server: grpc.Server,
+  tls: SpiffeTlsServer,
+  address?: ListenAddress,
+): Promise<SpiffeListener>;
+/**
+ * Serves a grpc-js `Server` over SPIFFE mTLS, built from a source (the 0.1 form).
+ * @deprecated Use `listenSpiffe(server, spiffeServerTls(source, options), { host, port })`.
+ */
+export async function listenSpiffe(server: grpc.Server, options: ListenSpiffeOptions): Promise<SpiffeListener>;
+export async function listenSpiffe(
+  server: grpc.Server,
+  tlsOrOptions: SpiffeTlsServer | ListenSpiffeOptions,
+  listenAddress: ListenAddress = {},
+): Promise<SpiffeListener> {
   requireConnectionInfo('listenSpiffe');
-  const { source, host = '127.0.0.1', port = 0, authorize, ...rest } = options;
-  const spiffe = createSpiffeTlsServer({
-    ...rest,
-    source,
-    authorize: authorize ?? matchAny(),
-    tlsOptions: { ...rest.tlsOptions, ALPNProtocols: ['h2'] },
-  });
-  const tlsServer = tls.createServer(spiffe.options);
+  let spiffe: SpiffeTlsServer;
+  let where: ListenAddress;
+  if ('attach' in tlsOrOptions) {
+    spiffe = tlsOrOptions;
+    where = listenAddress;
+  } else {
+    const { source, host, port, ...rest } = tlsOrOptions;
+    spiffe = spiffeServerTls(source, rest);
+    where = { host, port };
+  }
+  const { host = '127.0.0.1', port = 0 } = where;
+  // gRPC runs over HTTP/2 only; ALPN is a server setting that rotation (setSecureContext) leaves alone.
+  const tlsServer = tlsModule.createServer({ ...spiffe.options, ALPNProtocols: ['h2'] });
   const detach = spiffe.attach(tlsServer);
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
-  tlsServer.on('secureConnection', (socket: tls.TLSSocket) => {
+  tlsServer.on('secureConnection', (socket: tlsModule.TLSSocket) => {
     // The core's listener ran first (it is prepended) and destroyed any peer that failed verification.
     const id = socket.destroyed ? undefined : peerSpiffeId(socket);
     if (!id) {
@@ -198,6 +234,7 @@ export async function listenSpiffe(server: grpc.Server, options: ListenSpiffeOpt
 // ---------------------------------------------------------------------------------------------------------
 // Server: authorization and JWT-SVID interceptors
 
+/** Options of `spiffeAuthorization`. */
 export interface SpiffeAuthorizationOptions {
   /** Allowlist for every method not listed in `methods`. Without it, unlisted methods are denied. */
   allow?: SpiffeIdAllowlist;
@@ -206,8 +243,8 @@ export interface SpiffeAuthorizationOptions {
    * An exact method entry wins over a service entry, which wins over `allow`.
    */
   methods?: Readonly<Record<string, SpiffeIdAllowlist>>;
-  /** Told about every denial (for logging). */
-  onDenied?: (event: { path: string; spiffeId: SpiffeId | undefined; reason: string }) => void;
+  /** Told about every denial (`route` is the method path); nothing is logged otherwise. */
+  onDenied?: (event: SpiffeDenial) => void;
 }
 
 function compileMethods(methods: Readonly<Record<string, SpiffeIdAllowlist>> | undefined) {
@@ -221,15 +258,36 @@ function compileMethods(methods: Readonly<Record<string, SpiffeIdAllowlist>> | u
   return out;
 }
 
-function denyCall(call: grpc.ServerInterceptingCallInterface, code: grpc.status, details: string): void {
-  call.sendStatus({ code, details, metadata: new grpc.Metadata() });
+/** Trailing metadata key that carries a denial's stable code (also the prefix of `details`). */
+export const SPIFFE_ERROR_CODE_METADATA = 'spiffe-error-code';
+
+// A denial ends the call through gRPC's own status path: 401 is UNAUTHENTICATED, 403 PERMISSION_DENIED, with
+// the stable code at the start of `details` and in trailing metadata.
+function denyCall(
+  call: grpc.ServerInterceptingCallInterface,
+  error: SpiffeAuthError,
+  path: string,
+  onDenied: ((event: SpiffeDenial) => void) | undefined,
+): void {
+  try {
+    onDenied?.(error.toDenial(path));
+  } catch {
+    // observation only: the call is denied either way
+  }
+  const metadata = new grpc.Metadata();
+  metadata.set(SPIFFE_ERROR_CODE_METADATA, error.code);
+  call.sendStatus({
+    code: error.statusCode === 401 ? grpc.status.UNAUTHENTICATED : grpc.status.PERMISSION_DENIED,
+    details: `${error.code}: ${error.message}`,
+    metadata,
+  });
 }
 
 /**
  * A server interceptor that authorizes each call by the caller's verified SPIFFE ID (from `listenSpiffe`),
  * per method or service; others get PERMISSION_DENIED before the handler runs. Deny by default: a method
  * with no matching entry and no `allow` is refused, and so is a call without a verified peer. Handlers of
- * allowed calls get the ID from `spiffeIdOf(call)`. Throws `GRPC_UNSUPPORTED_VERSION` on grpc-js < 1.14.0.
+ * allowed calls get the ID from `peerSpiffeIdOf(call)`. Throws `GRPC_UNSUPPORTED_VERSION` on grpc-js < 1.14.0.
  */
 export function spiffeAuthorization(options: SpiffeAuthorizationOptions): grpc.ServerInterceptor {
   requireConnectionInfo('spiffeAuthorization');
@@ -250,11 +308,10 @@ export function spiffeAuthorization(options: SpiffeAuthorizationOptions): grpc.S
               mdNext(metadata);
               return;
             }
-            const reason = !id
-              ? 'no verified SPIFFE ID for this connection'
-              : `SPIFFE ID "${id}" is not authorized for ${descriptor.path}`;
-            options.onDenied?.({ path: descriptor.path, spiffeId: id, reason });
-            denyCall(call, grpc.status.PERMISSION_DENIED, reason);
+            const error = id
+              ? new SpiffeAuthError('UNAUTHORIZED_SPIFFE_ID', { statusCode: 403, spiffeId: id })
+              : new SpiffeAuthError('PEER_NOT_VERIFIED', { statusCode: 403 });
+            denyCall(call, error, descriptor.path, options.onDenied);
           },
         });
       },
@@ -263,7 +320,7 @@ export function spiffeAuthorization(options: SpiffeAuthorizationOptions): grpc.S
 
 /**
  * A server interceptor that authorizes nothing: it only makes the caller's verified SPIFFE ID available to
- * handlers through `spiffeIdOf(call)`, for servers that decide in their handlers (with `spiffeAuthorization`
+ * handlers through `peerSpiffeIdOf(call)`, for servers that decide in their handlers (with `spiffeAuthorization`
  * installed it is not needed). Throws `GRPC_UNSUPPORTED_VERSION` on grpc-js < 1.14.0.
  */
 export function spiffeIdentity(): grpc.ServerInterceptor {
@@ -291,25 +348,21 @@ export function jwtSvidOf(call: { metadata: grpc.Metadata }): JwtSvid | undefine
   return validatedTokens.get(call.metadata);
 }
 
-export interface JwtSvidAuthenticationOptions {
-  /** JWT bundles to validate with (a JwtSource, BundleSource or JwtBundleSet). */
-  bundles: JwtBundleSource;
-  /** The audience this service expects. */
-  audience: string | readonly string[];
-  /** Which token subjects may call (PERMISSION_DENIED otherwise); default any valid subject. */
-  allow?: SpiffeIdAllowlist;
+/**
+ * Options of `jwtSvidAuthentication`: the shared `SpiffeJwtOptions` (a subject outside `allow` gets
+ * PERMISSION_DENIED; `realm` has no use in gRPC) plus the gRPC-specific settings.
+ */
+export interface JwtSvidAuthenticationOptions extends SpiffeJwtOptions {
   /** Methods (`/pkg.Service/Method` or `/pkg.Service/*`) that do not need a token. */
   skip?: readonly string[];
-  /** Clock skew tolerance in seconds (default 30). */
-  clockTolerance?: number;
   /**
    * Accept tokens on connections that are not TLS, but only from a loopback address (127.0.0.0/8, ::1) or
    * over a unix domain socket, e.g. from a sidecar proxy that terminated TLS on this host (default false:
    * a bearer token seen in clear by anyone on the path must not be honoured).
    */
   allowInsecureTransport?: boolean;
-  /** Told about every denial (for logging). */
-  onDenied?: (event: { path: string; reason: string }) => void;
+  /** Told about every denial (`route` is the method path); nothing is logged otherwise. */
+  onDenied?: (event: SpiffeDenial) => void;
 }
 
 // grpc-js reports `transportSecurityType: 'ssl'` only for TLS connections whose client certificate it verified
@@ -343,7 +396,12 @@ export function jwtSvidAuthentication(options: JwtSvidAuthenticationOptions): gr
     throw new TypeError('jwtSvidAuthentication: allowInsecureTransport must be a boolean');
   }
   const allowInsecure = options.allowInsecureTransport === true;
-  const allow = options.allow === undefined ? undefined : toMatcher(options.allow);
+  const bearer = {
+    bundles: options.bundles,
+    audience: options.audience,
+    allow: options.allow === undefined ? undefined : toMatcher(options.allow),
+    clockTolerance: options.clockTolerance,
+  };
   const skip = new Set(options.skip ?? []);
   return (descriptor, call) => {
     const path = descriptor.path;
@@ -358,28 +416,31 @@ export function jwtSvidAuthentication(options: JwtSvidAuthenticationOptions): gr
               const reason = allowInsecure
                 ? 'JWT-SVIDs are accepted over TLS, loopback or unix sockets only; this connection is none of them'
                 : 'JWT-SVIDs are accepted over TLS only; this connection is not TLS';
-              options.onDenied?.({ path, reason });
-              denyCall(call, grpc.status.UNAUTHENTICATED, reason);
+              const error = new SpiffeAuthError('JWTSVID_INSECURE_TRANSPORT', {
+                statusCode: 401,
+                cause: new Error(reason),
+              });
+              denyCall(call, error, path, options.onDenied);
               return;
             }
             const header = metadata.get('authorization').map(String);
-            authenticateBearer(header.length === 1 ? header[0] : undefined, {
-              bundles: options.bundles,
-              audience: options.audience,
-              allow,
-              clockTolerance: options.clockTolerance,
-            }).then(
+            const peer = connectionSpiffeId(call); // for the denial event only
+            authenticateBearer(header.length === 1 ? header[0] : undefined, { ...bearer, peer }).then(
               (decision) => {
                 if (decision.ok) {
                   validatedTokens.set(metadata, decision.svid);
                   mdNext(metadata);
                   return;
                 }
-                options.onDenied?.({ path, reason: decision.message });
-                const code = decision.status === 403 ? grpc.status.PERMISSION_DENIED : grpc.status.UNAUTHENTICATED;
-                denyCall(call, code, decision.message);
+                denyCall(call, decision.error, path, options.onDenied);
               },
-              (err: unknown) => denyCall(call, grpc.status.INTERNAL, `token validation failed: ${String(err)}`),
+              // authenticateBearer turns every validation failure into a denial; this is a bug, not a client error.
+              () =>
+                call.sendStatus({
+                  code: grpc.status.INTERNAL,
+                  details: 'internal error',
+                  metadata: new grpc.Metadata(),
+                }),
             );
           },
         });
@@ -453,6 +514,7 @@ class SourceCertificateProvider implements grpc.experimental.CertificateProvider
   }
 }
 
+/** Options of `spiffeChannelCredentials`. */
 export interface SpiffeChannelCredentialsOptions {
   /** Which server SPIFFE IDs we accept. Required: hostnames are not checked. */
   authorize: SpiffeIdAllowlist;
@@ -496,6 +558,7 @@ export function allowJwtSvids(channelCredentials: grpc.ChannelCredentials): grpc
   return grpc.credentials.combineChannelCredentials(channelCredentials, secureChannelMarker);
 }
 
+/** Options of `jwtSvidCallCredentials`. */
 export interface JwtSvidCallCredentialsOptions {
   /** The audience to request JWT-SVIDs for (the server's expected audience). */
   audience: string | readonly string[];
@@ -536,4 +599,16 @@ export function jwtSvidCallCredentials(
   });
 }
 
-export type { JwtSvid, SpiffeId, SpiffeIdAllowlist } from '@spiffe-ts/core';
+export {
+  isSpiffeAuthError,
+  type JwtSvid,
+  SpiffeAuthError,
+  type SpiffeAuthErrorCode,
+  type SpiffeDenial,
+  type SpiffeId,
+  type SpiffeIdAllowlist,
+  type SpiffeJwtOptions,
+  type SpiffeServerTlsOptions,
+  type SpiffeTlsServer,
+  spiffeServerTls,
+} from '@spiffe-ts/core';

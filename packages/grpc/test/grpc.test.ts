@@ -19,11 +19,13 @@ import {
   jwtSvidCallCredentials,
   jwtSvidOf,
   listenSpiffe,
+  peerSpiffeIdOf,
+  type SpiffeDenial,
   type SpiffeListener,
   spiffeAuthorization,
   spiffeChannelCredentials,
   spiffeIdentity,
-  spiffeIdOf,
+  spiffeServerTls,
 } from '@spiffe-ts/grpc';
 
 const ORDERS = 'spiffe://example.org/service/orders';
@@ -68,12 +70,12 @@ const handlers = {
   sayHello: (call: grpc.ServerUnaryCall<{ name: string }, HelloReply>, cb: grpc.sendUnaryData<HelloReply>) => {
     cb(null, {
       message: `hello ${call.request.name}`,
-      caller: spiffeIdOf(call)?.toString() ?? '',
+      caller: peerSpiffeIdOf(call)?.toString() ?? '',
       tokenSubject: jwtSvidOf(call)?.id.toString() ?? '',
     });
   },
   whoami: (call: grpc.ServerUnaryCall<{ name: string }, HelloReply>, cb: grpc.sendUnaryData<HelloReply>) => {
-    cb(null, { message: 'you are', caller: spiffeIdOf(call)?.toString() ?? '', tokenSubject: '' });
+    cb(null, { message: 'you are', caller: peerSpiffeIdOf(call)?.toString() ?? '', tokenSubject: '' });
   },
 };
 
@@ -127,13 +129,13 @@ describe('@spiffe-ts/grpc over real mTLS sockets', () => {
             '/helloworld.Greeter/SayHello': [PAYMENTS],
             '/helloworld.Greeter/Whoami': matchMemberOf('example.org'),
           },
-          onDenied: (e) => denials.push(`${e.path} ${e.spiffeId}`),
+          onDenied: (e) => denials.push(`${e.route} ${e.spiffeId} ${e.code}`),
         }),
       ],
     });
     server.addService(proto.helloworld.Greeter.service, handlers);
     server.addService(proto.helloworld.Admin.service, { reset: handlers.sayHello });
-    listener = await listenSpiffe(server, { source: serverSource });
+    listener = await listenSpiffe(server, spiffeServerTls(serverSource));
     target = `127.0.0.1:${listener.port}`;
   });
 
@@ -157,10 +159,10 @@ describe('@spiffe-ts/grpc over real mTLS sockets', () => {
     const client = await greeterFor('other');
     await assert.rejects(unary(client.sayHello.bind(client), { name: 'x' }), (err: grpc.ServiceError) => {
       assert.equal(err.code, grpc.status.PERMISSION_DENIED);
-      assert.match(err.details, /not authorized for \/helloworld\.Greeter\/SayHello/);
+      assert.equal(err.details, 'UNAUTHORIZED_SPIFFE_ID: SPIFFE ID not authorized');
       return true;
     });
-    assert.ok(denials.includes(`/helloworld.Greeter/SayHello ${OTHER}`));
+    assert.ok(denials.includes(`/helloworld.Greeter/SayHello ${OTHER} UNAUTHORIZED_SPIFFE_ID`), denials.join('\n'));
     assert.equal((await unary(client.whoami.bind(client), { name: 'x' })).caller, OTHER);
   });
 
@@ -399,6 +401,109 @@ describe('@spiffe-ts/grpc JWT-SVID call credentials and validation', () => {
       s.forceShutdown();
     }
   });
+});
+
+test("onDenied and the client's status receive every kind of denial with its code", async () => {
+  const dev = await DevWorkloadApiServer.start({ workloads: { orders: ORDERS, payments: PAYMENTS, other: OTHER } });
+  const serverSource = await X509Source.create({ address: dev.address('orders'), timeoutMs: 5000 });
+  const denied: SpiffeDenial[] = [];
+  const onDenied = (e: SpiffeDenial) => denied.push(e);
+  const server = new grpc.Server({
+    interceptors: [
+      spiffeAuthorization({ allow: [PAYMENTS], onDenied }),
+      jwtSvidAuthentication({ bundles: new JwtBundleSet([dev.ca.jwtBundle()]), audience: 'greeter', onDenied }),
+    ],
+  });
+  server.addService(proto.helloworld.Greeter.service, handlers);
+  const listener = await listenSpiffe(server, spiffeServerTls(serverSource), { host: '127.0.0.1', port: 0 });
+  // a plaintext port of the same server: real connections without a verified SPIFFE ID
+  const plainPort = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) =>
+      err ? reject(err) : resolve(port),
+    ),
+  );
+  const sources: X509Source[] = [];
+  const clients: grpc.Client[] = [];
+  const greeter = async (workload: string | undefined, token?: string) => {
+    let creds: grpc.ChannelCredentials;
+    if (workload === undefined) creds = grpc.credentials.createInsecure();
+    else {
+      const source = await X509Source.create({ address: dev.address(workload), timeoutMs: 5000 });
+      sources.push(source);
+      creds = spiffeChannelCredentials(source, { authorize: ORDERS });
+      if (token) {
+        creds = grpc.credentials.combineChannelCredentials(
+          creds,
+          grpc.credentials.createFromMetadataGenerator((_p, cb) => {
+            const md = new grpc.Metadata();
+            md.set('authorization', `Bearer ${token}`);
+            cb(null, md);
+          }),
+        );
+      }
+    }
+    const target = workload === undefined ? `127.0.0.1:${plainPort}` : `127.0.0.1:${listener.port}`;
+    const client = new proto.helloworld.Greeter(target, creds) as unknown as GreeterClient;
+    clients.push(client);
+    return client;
+  };
+  const statusOf = async (client: GreeterClient) => {
+    const err = await unary(client.sayHello.bind(client), { name: 'x' }).then(
+      () => assert.fail('the call must be denied'),
+      (e: grpc.ServiceError) => e,
+    );
+    return { code: err.code, details: err.details, md: err.metadata.get('spiffe-error-code') };
+  };
+  try {
+    assert.deepEqual(await statusOf(await greeter(undefined)), {
+      code: grpc.status.PERMISSION_DENIED,
+      details: 'PEER_NOT_VERIFIED: no verified SPIFFE ID for this connection',
+      md: ['PEER_NOT_VERIFIED'],
+    });
+    assert.deepEqual(await statusOf(await greeter('other')), {
+      code: grpc.status.PERMISSION_DENIED,
+      details: 'UNAUTHORIZED_SPIFFE_ID: SPIFFE ID not authorized',
+      md: ['UNAUTHORIZED_SPIFFE_ID'],
+    });
+    assert.deepEqual(await statusOf(await greeter('payments', 'not-a-jwt')), {
+      code: grpc.status.UNAUTHENTICATED,
+      details: 'JWTSVID_MALFORMED: invalid JWT-SVID',
+      md: ['JWTSVID_MALFORMED'],
+    });
+    assert.deepEqual(
+      denied.map((e) => ({ ...e, spiffeId: e.spiffeId?.toString() })),
+      [
+        {
+          code: 'PEER_NOT_VERIFIED',
+          message: 'no verified SPIFFE ID for this connection',
+          statusCode: 403,
+          route: '/helloworld.Greeter/SayHello',
+          spiffeId: undefined,
+        },
+        {
+          code: 'UNAUTHORIZED_SPIFFE_ID',
+          message: 'SPIFFE ID not authorized',
+          statusCode: 403,
+          route: '/helloworld.Greeter/SayHello',
+          spiffeId: OTHER,
+        },
+        {
+          code: 'JWTSVID_MALFORMED',
+          message: 'invalid JWT-SVID',
+          statusCode: 401,
+          route: '/helloworld.Greeter/SayHello',
+          spiffeId: PAYMENTS, // the JWT denial names the verified mTLS peer too
+        },
+      ],
+    );
+  } finally {
+    for (const c of clients) c.close();
+    await listener.close(100);
+    server.forceShutdown();
+    for (const s of sources) await s.close();
+    await serverSource.close();
+    await dev.stop();
+  }
 });
 
 test('method patterns are validated up front', () => {

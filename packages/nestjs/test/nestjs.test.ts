@@ -3,8 +3,20 @@ import assert from 'node:assert/strict';
 import type * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { Controller, Get, type INestApplication, type LoggerService, Module } from '@nestjs/common';
-import { APP_GUARD, NestFactory } from '@nestjs/core';
+import {
+  type ArgumentsHost,
+  Catch,
+  Controller,
+  type ExceptionFilter,
+  type ExecutionContext,
+  Get,
+  ImATeapotException,
+  type INestApplication,
+  Injectable,
+  type LoggerService,
+  Module,
+} from '@nestjs/common';
+import { APP_GUARD, HttpAdapterHost, NestFactory } from '@nestjs/core';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import {
   JwtSource,
@@ -12,6 +24,7 @@ import {
   matchId,
   type SpiffeId as SpiffeIdT,
   StaticX509Source,
+  toSpiffeId,
   X509BundleSet,
   X509Source,
   type X509Svid,
@@ -20,14 +33,18 @@ import { createSpiffeDispatcher } from '@spiffe-ts/core/undici';
 import { DevCa, DevWorkloadApiServer } from '@spiffe-ts/dev-server';
 import {
   AllowSpiffeIds,
-  AllowTrustDomain,
-  JwtSvid,
+  BearerJwtSvid,
+  PeerSpiffeId,
   RequireJwtSvid,
+  type SpiffeAuthError,
+  SpiffeAuthException,
+  type SpiffeDenial,
   SpiffeGuard,
-  SpiffeId,
   SpiffeModule,
+  type SpiffeModuleOptions,
+  type SpiffeOptionsFactory,
   SpiffeService,
-  spiffeHttpsOptions,
+  spiffeServerTls,
 } from '@spiffe-ts/nestjs';
 import { Agent, type Dispatcher, request } from 'undici';
 
@@ -39,13 +56,13 @@ const OTHER = 'spiffe://example.org/service/other';
 @AllowSpiffeIds(PAYMENTS)
 class OrdersController {
   @Get()
-  list(@SpiffeId() id: SpiffeIdT | null) {
+  list(@PeerSpiffeId() id: SpiffeIdT | undefined) {
     return { caller: id?.toString() ?? null };
   }
 
   @Get('health')
-  @AllowTrustDomain('example.org')
-  health(@SpiffeId() id: SpiffeIdT | null) {
+  @AllowSpiffeIds({ trustDomain: 'example.org' })
+  health(@PeerSpiffeId() id: SpiffeIdT | undefined) {
     return { ok: true, caller: id?.toString() ?? null };
   }
 
@@ -60,28 +77,23 @@ class OrdersController {
 class ReportsController {
   @Get()
   @RequireJwtSvid({ audience: 'reports' })
-  get(@JwtSvid() svid: JwtSvidT | null, @SpiffeId() id: SpiffeIdT | null) {
+  get(@BearerJwtSvid() svid: JwtSvidT | undefined, @PeerSpiffeId() id: SpiffeIdT | undefined) {
     return { sub: svid?.id.toString() ?? null, aud: svid?.audience ?? null, peer: id?.toString() ?? null };
   }
 
   @Get('payments-only')
   @RequireJwtSvid({ allow: [PAYMENTS] })
-  paymentsOnly(@JwtSvid() svid: JwtSvidT | null) {
+  paymentsOnly(@BearerJwtSvid() svid: JwtSvidT | undefined) {
     return { sub: svid?.id.toString() ?? null };
   }
 
   @Get('open')
-  open(@SpiffeId() id: SpiffeIdT | null) {
+  open(@PeerSpiffeId() id: SpiffeIdT | undefined) {
     return { peer: id?.toString() ?? null };
   }
 }
 
-const warnings: string[] = [];
-const logger: LoggerService = {
-  log: () => undefined,
-  error: (m: unknown) => warnings.push(String(m)),
-  warn: (m: unknown) => warnings.push(String(m)),
-};
+const logger: LoggerService = { log: () => undefined, error: () => undefined, warn: () => undefined };
 
 for (const platform of ['express', 'fastify'] as const) {
   describe(`@spiffe-ts/nestjs on platform-${platform} over real mTLS sockets`, () => {
@@ -91,6 +103,7 @@ for (const platform of ['express', 'fastify'] as const) {
     let serverSource: X509Source;
     let app: INestApplication;
     let base: string;
+    const denials: SpiffeDenial[] = [];
 
     const clientFor = async (workload: string) => {
       const source = await X509Source.create({ address: dev.address(workload), timeoutMs: 5000 });
@@ -120,7 +133,7 @@ for (const platform of ['express', 'fastify'] as const) {
         svidTtlSeconds: 3600,
       });
       serverSource = await X509Source.create({ address: dev.address('orders'), timeoutMs: 5000 });
-      const spiffe = spiffeHttpsOptions(serverSource);
+      const spiffe = spiffeServerTls(serverSource);
 
       @Module({
         imports: [
@@ -129,6 +142,7 @@ for (const platform of ['express', 'fastify'] as const) {
               tls: spiffe,
               workloadApi: { address: dev.address('orders') },
               jwt: { audience: 'reports' },
+              onDenied: (e) => denials.push(e),
             }),
           }),
         ],
@@ -138,8 +152,8 @@ for (const platform of ['express', 'fastify'] as const) {
 
       app =
         platform === 'express'
-          ? await NestFactory.create(AppModule, { httpsOptions: spiffe.https, logger })
-          : await NestFactory.create(AppModule, new FastifyAdapter({ https: spiffe.https }), { logger });
+          ? await NestFactory.create(AppModule, { httpsOptions: spiffe.options, logger })
+          : await NestFactory.create(AppModule, new FastifyAdapter({ https: spiffe.options }), { logger });
       await app.listen(0, '127.0.0.1');
       base = `https://127.0.0.1:${((app.getHttpServer() as http.Server).address() as AddressInfo).port}`;
     });
@@ -162,22 +176,102 @@ for (const platform of ['express', 'fastify'] as const) {
       }
     });
 
-    test('another verified ID: 403 (logged); handler-level trust domain rule overrides; empty list denies', async () => {
+    test('another verified ID: 403 SpiffeAuthException body, onDenied told; handler-level rule overrides; empty list denies', async () => {
       const c = await clientFor('other');
       try {
         const res = await call(c.dispatcher, '/orders');
         assert.equal(res.status, 403);
-        assert.match(JSON.parse(res.body).message, /is not authorized/);
-        assert.ok(
-          warnings.some((w) => w.includes(OTHER) && w.includes('/orders')),
-          warnings.join('\n'),
-        );
+        assert.deepEqual(JSON.parse(res.body), {
+          statusCode: 403,
+          error: 'Forbidden',
+          code: 'UNAUTHORIZED_SPIFFE_ID',
+          message: 'SPIFFE ID not authorized',
+        });
+        const event = denials.find((e) => String(e.spiffeId) === OTHER && e.route === 'GET /orders');
+        assert.equal(event?.code, 'UNAUTHORIZED_SPIFFE_ID', JSON.stringify(denials));
+        assert.equal(event?.statusCode, 403);
         assert.deepEqual(JSON.parse((await call(c.dispatcher, '/orders/health')).body), { ok: true, caller: OTHER });
         assert.equal((await call(c.dispatcher, '/orders/nobody')).status, 403);
         assert.deepEqual(JSON.parse((await call(c.dispatcher, '/reports/open')).body), { peer: OTHER });
       } finally {
         await c.dispatcher.close();
         await c.source.close();
+      }
+    });
+
+    test('an app exception filter receives every kind of denial (code, status, headers) and reshapes it', async () => {
+      const seen: Array<{ code: string; status: number; headers: Record<string, string> }> = [];
+      @Catch(SpiffeAuthException)
+      class ProblemFilter implements ExceptionFilter {
+        constructor(private readonly host: HttpAdapterHost) {}
+        catch(exception: SpiffeAuthException, argumentsHost: ArgumentsHost) {
+          seen.push({ code: exception.code, status: exception.getStatus(), headers: { ...exception.headers } });
+          const res = argumentsHost.switchToHttp().getResponse();
+          for (const [name, value] of Object.entries(exception.headers)) {
+            this.host.httpAdapter.setHeader(res, name, value);
+          }
+          this.host.httpAdapter.reply(res, { problem: exception.code }, exception.getStatus());
+        }
+      }
+      const tlsWiring = spiffeServerTls(serverSource);
+      const build = async (https: boolean) => {
+        @Module({
+          imports: [
+            SpiffeModule.forRoot({
+              ...(https ? { tls: tlsWiring } : {}),
+              jwt: { bundles: dev.ca.jwtBundle(), audience: 'reports', realm: 'reports' },
+            }),
+          ],
+          controllers: [OrdersController, ReportsController],
+        })
+        class FilteredModule {}
+        const a =
+          platform === 'express'
+            ? await NestFactory.create(FilteredModule, {
+                ...(https ? { httpsOptions: tlsWiring.options } : {}),
+                logger,
+              })
+            : await NestFactory.create(FilteredModule, new FastifyAdapter(https ? { https: tlsWiring.options } : {}), {
+                logger,
+              });
+        a.useGlobalFilters(new ProblemFilter(a.get(HttpAdapterHost)));
+        await a.listen(0, '127.0.0.1');
+        return { a, port: ((a.getHttpServer() as http.Server).address() as AddressInfo).port };
+      };
+      const secure = await build(true);
+      const plain = await build(false);
+      const c = await clientFor('other');
+      const p = await clientFor('payments');
+      try {
+        // a real connection with no verified SPIFFE ID (plain HTTP) on a route that needs one
+        const r0 = await request(`http://127.0.0.1:${plain.port}/orders`);
+        assert.equal(r0.statusCode, 403);
+        assert.deepEqual(await r0.body.json(), { problem: 'PEER_NOT_VERIFIED' });
+        // a verified ID that is not allowed
+        const r1 = await request(`https://127.0.0.1:${secure.port}/orders`, { dispatcher: c.dispatcher });
+        assert.equal(r1.statusCode, 403);
+        assert.deepEqual(await r1.body.json(), { problem: 'UNAUTHORIZED_SPIFFE_ID' });
+        // a bad bearer token
+        const r2 = await request(`https://127.0.0.1:${secure.port}/reports`, {
+          dispatcher: p.dispatcher,
+          headers: { authorization: 'Bearer not-a-jwt' },
+        });
+        assert.equal(r2.statusCode, 401);
+        assert.equal(r2.headers['www-authenticate'], 'Bearer realm="reports", error="invalid_token"');
+        assert.deepEqual(await r2.body.json(), { problem: 'JWTSVID_MALFORMED' });
+        assert.deepEqual(seen, [
+          { code: 'PEER_NOT_VERIFIED', status: 403, headers: {} },
+          { code: 'UNAUTHORIZED_SPIFFE_ID', status: 403, headers: {} },
+          {
+            code: 'JWTSVID_MALFORMED',
+            status: 401,
+            headers: { 'WWW-Authenticate': 'Bearer realm="reports", error="invalid_token"' },
+          },
+        ]);
+      } finally {
+        await Promise.all([c.dispatcher.close(), p.dispatcher.close()]);
+        await Promise.all([c.source.close(), p.source.close()]);
+        await Promise.all([secure.a.close(), plain.a.close()]);
       }
     });
 
@@ -222,7 +316,8 @@ for (const platform of ['express', 'fastify'] as const) {
         });
         const r1 = await call(c.dispatcher, '/reports', { authorization: `Bearer ${expired.token}` });
         assert.equal(r1.status, 401);
-        assert.match(String(r1.www), /invalid_token/);
+        assert.equal(r1.www, 'Bearer realm="spiffe", error="invalid_token"');
+        assert.equal(JSON.parse(r1.body).code, 'JWTSVID_EXPIRED');
         const wrongAud = await dev.ca.issueJwtSvid(PAYMENTS, 'billing');
         assert.equal((await call(c.dispatcher, '/reports', { authorization: `Bearer ${wrongAud.token}` })).status, 401);
 
@@ -287,7 +382,6 @@ for (const platform of ['express', 'fastify'] as const) {
       const svc = app.get(SpiffeService);
       const owned = svc.jwtSource;
       assert.ok(owned, 'module-owned JwtSource');
-      assert.equal(svc.x509Source, serverSource);
       await svc.onApplicationShutdown();
       await assert.rejects(owned.fetchJwtSvid({ audience: 'x' }), { code: 'SOURCE_CLOSED' });
     });
@@ -301,14 +395,25 @@ describe('@spiffe-ts/nestjs global guard: deny by default with the module’s `a
       const serverSource = await X509Source.create({ address: dev.address('orders'), timeoutMs: 5000 });
       const client = await X509Source.create({ address: dev.address('payments'), timeoutMs: 5000 });
       const dispatcher = createSpiffeDispatcher({ source: client, authorize: matchId(ORDERS) });
-      const spiffe = spiffeHttpsOptions(serverSource);
+      const spiffe = spiffeServerTls(serverSource);
+      // the two cases also cover forRoot and forRootAsync({ useClass })
+      @Injectable()
+      class OptionsFactory implements SpiffeOptionsFactory {
+        createSpiffeOptions(): SpiffeModuleOptions {
+          return { tls: spiffe, allow };
+        }
+      }
       @Module({
-        imports: [SpiffeModule.forRoot({ tls: spiffe, allow })],
+        imports: [
+          allow === undefined
+            ? SpiffeModule.forRoot({ tls: spiffe, allow })
+            : SpiffeModule.forRootAsync({ useClass: OptionsFactory }),
+        ],
         controllers: [OrdersController, ReportsController],
         providers: [{ provide: APP_GUARD, useExisting: SpiffeGuard }],
       })
       class GuardedModule {}
-      const app = await NestFactory.create(GuardedModule, { httpsOptions: spiffe.https, logger });
+      const app = await NestFactory.create(GuardedModule, { httpsOptions: spiffe.options, logger });
       try {
         await app.listen(0, '127.0.0.1');
         const port = ((app.getHttpServer() as http.Server).address() as AddressInfo).port;
@@ -325,4 +430,68 @@ describe('@spiffe-ts/nestjs global guard: deny by default with the module’s `a
       }
     });
   }
+});
+
+describe('SpiffeModule.forRootAsync', () => {
+  test('useExisting takes the options from a provider of an imported module', async () => {
+    @Injectable()
+    class ConfigFactory implements SpiffeOptionsFactory {
+      createSpiffeOptions(): SpiffeModuleOptions {
+        return { allow: [PAYMENTS], jwt: { audience: 'from-config' } };
+      }
+    }
+    @Module({ providers: [ConfigFactory], exports: [ConfigFactory] })
+    class ConfigModule {}
+    @Module({ imports: [SpiffeModule.forRootAsync({ imports: [ConfigModule], useExisting: ConfigFactory })] })
+    class AppModule {}
+    const ctx = await NestFactory.createApplicationContext(AppModule, { logger });
+    try {
+      const svc = ctx.get(SpiffeService);
+      assert.deepEqual(svc.jwtDefaults, { audience: 'from-config' });
+      assert.equal(svc.defaultAllow?.(toSpiffeId(PAYMENTS)), true);
+      assert.equal(svc.defaultAllow?.(toSpiffeId(OTHER)), false);
+    } finally {
+      await ctx.close();
+    }
+  });
+
+  test('exactly one of useFactory, useClass, useExisting', () => {
+    assert.throws(() => SpiffeModule.forRootAsync({}), TypeError);
+    assert.throws(() => SpiffeModule.forRootAsync({ useFactory: () => ({}), useClass: class {} as never }), TypeError);
+  });
+});
+
+describe('SpiffeGuard is extensible', () => {
+  test('a subclass overrides throwDenied (its own exception) and getRequest; the decision stays the core one', async () => {
+    const requests: string[] = [];
+    @Injectable()
+    class TeapotGuard extends SpiffeGuard {
+      protected override getRequest(context: ExecutionContext) {
+        const req = super.getRequest(context);
+        requests.push(String(req?.url));
+        return req;
+      }
+      protected override throwDenied(error: SpiffeAuthError): never {
+        throw new ImATeapotException({ denied: error.code, status: error.statusCode });
+      }
+    }
+    @Module({
+      imports: [SpiffeModule.forRoot({ allow: [] })],
+      controllers: [ReportsController],
+      providers: [{ provide: APP_GUARD, useClass: TeapotGuard }],
+    })
+    class TeapotModule {}
+    const app = await NestFactory.create(TeapotModule, { logger });
+    try {
+      await app.listen(0, '127.0.0.1');
+      const port = ((app.getHttpServer() as http.Server).address() as AddressInfo).port;
+      // plain HTTP: no verified SPIFFE ID, and the module's allow: [] denies undecorated routes
+      const res = await request(`http://127.0.0.1:${port}/reports/open`);
+      assert.equal(res.statusCode, 418);
+      assert.deepEqual(await res.body.json(), { denied: 'PEER_NOT_VERIFIED', status: 403 });
+      assert.deepEqual(requests, ['/reports/open']);
+    } finally {
+      await app.close();
+    }
+  });
 });

@@ -1,31 +1,34 @@
 import { type JwtBundleSource } from '../bundle/source.js';
 import { JwtSvidError } from '../errors.js';
-import { SpiffeId } from '../spiffeid/id.js';
-import { allows, type SpiffeIdMatcher } from '../spiffeid/match.js';
+import { type SpiffeId } from '../spiffeid/id.js';
+import { allows, type SpiffeIdAllowlist, type SpiffeIdMatcher, toMatcher } from '../spiffeid/match.js';
 import { JwtSvid, parseAndValidateJwtSvid, type ValidateJwtSvidOptions } from '../svid/jwt.js';
+import { SpiffeAuthError, type SpiffeAuthErrorCode } from './error.js';
 
-export interface BearerOptions extends ValidateJwtSvidOptions {
+/**
+ * JWT-SVID bearer validation settings, the same object in every adapter (`jwt: { ... }`).
+ */
+export interface SpiffeJwtOptions {
   /** JWT bundles to validate with (a JwtSource, BundleSource or JwtBundleSet). */
   bundles: JwtBundleSource;
   /** The audience this service expects (at least one must be in the token's `aud`). */
   audience: string | readonly string[];
-  /** Optional allowlist for the token's subject. */
-  allow?: SpiffeIdMatcher;
+  /** Which token subjects may call (403 `insufficient_scope` otherwise); default any valid subject. */
+  allow?: SpiffeIdAllowlist;
+  /** Clock skew tolerance in seconds for exp/nbf (default DEFAULT_JWT_CLOCK_TOLERANCE_SECONDS). */
+  clockTolerance?: number;
   /** `realm` in WWW-Authenticate (default "spiffe"). */
   realm?: string;
 }
 
-export type BearerDecision =
-  | { ok: true; svid: JwtSvid }
-  | {
-      ok: false;
-      status: 401 | 403;
-      wwwAuthenticate: string | undefined;
-      error: JwtSvidError;
-      message: string;
-      /** The token's subject when the token was valid but the subject is not allowed (403). */
-      subject?: SpiffeId;
-    };
+/** Options of `authenticateBearer`: `SpiffeJwtOptions`, a verification time, and the request's verified peer. */
+export interface BearerOptions extends SpiffeJwtOptions, ValidateJwtSvidOptions {
+  /** The request's verified mTLS peer ID, if any: recorded on a denial (`spiffeId`) for `onDenied`. */
+  peer?: SpiffeId;
+}
+
+/** The outcome of `authenticateBearer`: the validated token, or the denial to pass to the framework. */
+export type BearerDecision = { ok: true; svid: JwtSvid } | { ok: false; error: SpiffeAuthError };
 
 /** Extracts the token from `Authorization: Bearer <token>` (case-insensitive scheme); undefined otherwise. */
 export function bearerToken(authorization: string | string[] | undefined): string | undefined {
@@ -40,46 +43,60 @@ function quote(s: string): string {
 }
 
 /**
- * Validates a JWT-SVID bearer token from an Authorization header. Failures carry the 401/403 status and an
- * RFC 6750 `WWW-Authenticate` value.
+ * The RFC 6750 challenge for a bearer denial: no `error` when no token was sent (section 3.1), else
+ * `invalid_token` (401) or `insufficient_scope` (403). No `error_description`: it would tell the caller why.
+ */
+export function bearerChallenge(realm: string, code: SpiffeAuthErrorCode, statusCode: 401 | 403): string {
+  const base = `Bearer realm=${quote(realm)}`;
+  if (code === 'JWTSVID_MISSING') return base;
+  return `${base}, error="${statusCode === 403 ? 'insufficient_scope' : 'invalid_token'}"`;
+}
+
+// Compiled once per allowlist object: adapters pass the same options on every request.
+const compiled = new WeakMap<object, SpiffeIdMatcher>();
+function matcherOf(allow: SpiffeIdAllowlist): SpiffeIdMatcher {
+  if (typeof allow !== 'object') return toMatcher(allow);
+  let m = compiled.get(allow);
+  if (!m) {
+    m = toMatcher(allow);
+    compiled.set(allow, m);
+  }
+  return m;
+}
+
+/**
+ * Validates a JWT-SVID bearer token from an Authorization header: the one bearer decision every adapter
+ * makes. A denial is a SpiffeAuthError: 401 with the token's JWTSVID_* code (JWTSVID_MISSING without a
+ * token), or 403 UNAUTHORIZED_SPIFFE_ID for a valid token whose subject is not allowed; `headers` carries
+ * the RFC 6750 `WWW-Authenticate`.
  */
 export async function authenticateBearer(
   authorization: string | string[] | undefined,
   options: BearerOptions,
 ): Promise<BearerDecision> {
   const realm = options.realm ?? 'spiffe';
+  const denied = (code: SpiffeAuthErrorCode, statusCode: 401 | 403, extra: { cause?: unknown; subject?: JwtSvid }) => ({
+    ok: false as const,
+    error: new SpiffeAuthError(code, {
+      statusCode,
+      headers: { 'WWW-Authenticate': bearerChallenge(realm, code, statusCode) },
+      spiffeId: options.peer,
+      subject: extra.subject?.id,
+      cause: extra.cause,
+    }),
+  });
   const token = bearerToken(authorization);
-  if (!token) {
-    const error = new JwtSvidError('JWTSVID_MALFORMED', 'missing bearer token');
-    return { ok: false, status: 401, wwwAuthenticate: `Bearer realm=${quote(realm)}`, error, message: error.message };
-  }
+  if (!token) return denied('JWTSVID_MISSING', 401, {});
+  let svid: JwtSvid;
   try {
-    const svid = await parseAndValidateJwtSvid(token, options.bundles, options.audience, options);
-    if (options.allow) {
-      if (!allows(options.allow, svid.id)) {
-        const error = new JwtSvidError('JWTSVID_INVALID', `JWT-SVID subject "${svid.id}" is not authorized`);
-        return {
-          ok: false,
-          status: 403,
-          wwwAuthenticate: `Bearer realm=${quote(realm)}, error="insufficient_scope", error_description=${quote(error.message)}`,
-          error,
-          message: error.message,
-          subject: svid.id,
-        };
-      }
-    }
-    return { ok: true, svid };
+    svid = await parseAndValidateJwtSvid(token, options.bundles, options.audience, options);
   } catch (err) {
-    const error =
-      err instanceof JwtSvidError
-        ? err
-        : new JwtSvidError('JWTSVID_INVALID', `token validation failed: ${(err as Error).message}`, { cause: err });
-    return {
-      ok: false,
-      status: 401,
-      wwwAuthenticate: `Bearer realm=${quote(realm)}, error="invalid_token", error_description=${quote(error.message)}`,
-      error,
-      message: error.message,
-    };
+    // Fail closed on anything: unknown failures are JWTSVID_INVALID, the original kept as the cause.
+    const code = err instanceof JwtSvidError && err.code.startsWith('JWTSVID_') ? err.code : 'JWTSVID_INVALID';
+    return denied(code as SpiffeAuthErrorCode, 401, { cause: err });
   }
+  if (options.allow !== undefined && !allows(matcherOf(options.allow), svid.id)) {
+    return denied('UNAUTHORIZED_SPIFFE_ID', 403, { subject: svid });
+  }
+  return { ok: true, svid };
 }

@@ -2,25 +2,30 @@ import type { Socket } from 'node:net';
 import { SpiffeId } from '../spiffeid/id.js';
 import { allows, type SpiffeIdMatcher } from '../spiffeid/match.js';
 import { peerSpiffeId } from '../tls/peer.js';
+import { SpiffeAuthError } from './error.js';
 
+/** The outcome of `authorizeSocketPeer`: the verified ID, or the denial to pass to the framework. */
 export type PeerDecision =
   | { ok: true; id: SpiffeId }
-  | { ok: false; status: 403; id: SpiffeId | undefined; reason: 'no_verified_peer' | 'not_allowed'; message: string };
+  | {
+      ok: false;
+      /** The verified peer ID (set when the peer was verified but is not allowed), never an unverified one. */
+      id: SpiffeId | undefined;
+      /** 403 `PEER_NOT_VERIFIED` or 403 `UNAUTHORIZED_SPIFFE_ID`. */
+      error: SpiffeAuthError;
+    };
 
-/** Checks the verified mTLS peer of a request's socket against an allowlist matcher. */
+/**
+ * Checks the verified mTLS peer of a request's socket against an allowlist matcher. The one mTLS decision
+ * every adapter makes; a denial is a SpiffeAuthError (403) for the framework's error path.
+ */
 export function authorizeSocketPeer(socket: Socket | null | undefined, matcher: SpiffeIdMatcher): PeerDecision {
   const id = peerSpiffeId(socket);
   if (!id) {
-    return {
-      ok: false,
-      status: 403,
-      id: undefined,
-      reason: 'no_verified_peer',
-      message: 'no verified SPIFFE ID for this connection',
-    };
+    return { ok: false, id: undefined, error: new SpiffeAuthError('PEER_NOT_VERIFIED', { statusCode: 403 }) };
   }
   if (!allows(matcher, id)) {
-    return { ok: false, status: 403, id, reason: 'not_allowed', message: `SPIFFE ID "${id}" is not authorized` };
+    return { ok: false, id, error: new SpiffeAuthError('UNAUTHORIZED_SPIFFE_ID', { statusCode: 403, spiffeId: id }) };
   }
   return { ok: true, id };
 }

@@ -2,7 +2,7 @@ import { constants as cryptoConstants } from 'node:crypto';
 import * as tls from 'node:tls';
 import { debuglog } from 'node:util';
 import { SpiffeError } from '../errors.js';
-import { type SpiffeIdAllowlist, toMatcher } from '../spiffeid/match.js';
+import { matchAny, type SpiffeIdAllowlist, toMatcher } from '../spiffeid/match.js';
 import { type X509MaterialSource } from '../svid/source.js';
 import { MIN_TLS_VERSION, NO_RENEGOTIATION, tlsMaterial } from './material.js';
 import { peerCertificateChain, pinPeerCertificate, verifiedPeers, verifyPeer } from './peer.js';
@@ -94,4 +94,27 @@ export function createSpiffeTlsServer(options: SpiffeTlsServerOptions): SpiffeTl
       };
     },
   };
+}
+
+/** Options of `spiffeServerTls`: who may connect, extra node:tls options, a rejection hook. */
+export interface SpiffeServerTlsOptions {
+  /**
+   * Which peers may connect at all (checked on every connection, before any request is read). Default: any
+   * verified peer, so routes or methods authorize with `allow`.
+   */
+  authorize?: SpiffeIdAllowlist;
+  /** Extra node:tls options (ciphers, ALPNProtocols, ...). Certificate options are managed here. */
+  tlsOptions?: tls.TlsOptions;
+  /** Told about every rejected peer (the connection is already being destroyed). */
+  onReject?: SpiffeTlsServerOptions['onReject'];
+}
+
+/**
+ * The server TLS wiring every adapter uses: `options` for https/tls/http2 servers (client certificates
+ * required, each peer verified against its own trust domain's bundle, no resumption) and `attach(server)`
+ * for verification and live rotation. Fastify and Nest pass `.options` as `https`; Express wraps it in
+ * `createSpiffeHttpsServer`; gRPC's `listenSpiffe(server, tls, { host, port })` takes it.
+ */
+export function spiffeServerTls(source: X509MaterialSource, options: SpiffeServerTlsOptions = {}): SpiffeTlsServer {
+  return createSpiffeTlsServer({ ...options, source, authorize: options.authorize ?? matchAny() });
 }

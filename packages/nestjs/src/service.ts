@@ -1,0 +1,163 @@
+import type * as tls from 'node:tls';
+import {
+  type DynamicModule,
+  Inject,
+  Injectable,
+  type OnApplicationBootstrap,
+  type OnApplicationShutdown,
+  Optional,
+} from '@nestjs/common';
+import { HttpAdapterHost } from '@nestjs/core';
+import {
+  type JwtBundleSource,
+  JwtSource,
+  type SpiffeDenial,
+  type SpiffeIdAllowlist,
+  type SpiffeIdMatcher,
+  type SpiffeJwtOptions,
+  type SpiffeTlsServer,
+  toMatcher,
+  type X509MaterialSource,
+} from '@spiffe-ts/core';
+
+/** Options of `SpiffeModule.forRoot` (and what `forRootAsync` factories return). */
+export interface SpiffeModuleOptions {
+  /** From `spiffeServerTls(source)`: attached to the app's HTTPS server on bootstrap (verification, rotation). */
+  tls?: SpiffeTlsServer;
+  /**
+   * JWT-SVID validation for `@RequireJwtSvid`: the shared `SpiffeJwtOptions`. `bundles` may be left out when
+   * `workloadApi` is set, and `audience` when every `@RequireJwtSvid` names its own.
+   */
+  jwt?: Partial<SpiffeJwtOptions>;
+  /**
+   * JWT bundles for `@RequireJwtSvid`.
+   * @deprecated Use `jwt.bundles`.
+   */
+  jwtBundles?: JwtBundleSource;
+  /**
+   * Let the module open its own JwtSource on the Workload API (closed on application shutdown) when
+   * `jwt.bundles` is not given. `true` uses SPIFFE_ENDPOINT_SOCKET. Opened while the module initialises.
+   */
+  workloadApi?: boolean | { address?: string; timeoutMs?: number };
+  /**
+   * The allowlist for routes with no `@AllowSpiffeIds` of their own, enforced where `SpiffeGuard` runs
+   * (register it globally with APP_GUARD to cover every route). Without it, such routes pass with
+   * `request.spiffeId` set; `allow: []` denies every route that does not allow peers itself (deny by default).
+   */
+  allow?: SpiffeIdAllowlist;
+  /** Told about every denial (besides a debug line on Nest's Logger). A throwing hook does not change it. */
+  onDenied?: (event: SpiffeDenial) => void;
+  /** Register the module globally (default true), so guards resolve `SpiffeService` everywhere. */
+  isGlobal?: boolean;
+}
+
+/** A class that builds the module's options, for `forRootAsync({ useClass | useExisting })`. */
+export interface SpiffeOptionsFactory {
+  /** Returns the module's options. */
+  createSpiffeOptions(): SpiffeModuleOptions | Promise<SpiffeModuleOptions>;
+}
+
+/** Options of `SpiffeModule.forRootAsync`: exactly one of useFactory, useClass, useExisting. */
+export interface SpiffeModuleAsyncOptions {
+  /** Modules that export what the factory or class injects. */
+  imports?: DynamicModule['imports'];
+  /** Tokens injected into `useFactory`. */
+  inject?: Array<string | symbol | (abstract new (...args: never[]) => unknown) | (new (...args: never[]) => unknown)>;
+  /** A factory returning the options. */
+  useFactory?: (...args: never[]) => SpiffeModuleOptions | Promise<SpiffeModuleOptions>;
+  /** A class the module instantiates to build the options. */
+  useClass?: new (
+    ...args: never[]
+  ) => SpiffeOptionsFactory;
+  /** An existing provider (from `imports`) that builds the options. */
+  useExisting?: new (
+    ...args: never[]
+  ) => SpiffeOptionsFactory;
+  /** Register the module globally (default true). */
+  isGlobal?: boolean;
+}
+
+/** Injection token of the module's options. */
+export const SPIFFE_MODULE_OPTIONS = Symbol.for('@spiffe-ts/nestjs:options');
+
+/** The module's state: sources, JWT defaults; closes what it opened on application shutdown. */
+@Injectable()
+export class SpiffeService implements OnApplicationBootstrap, OnApplicationShutdown {
+  readonly #options: SpiffeModuleOptions;
+  readonly #adapterHost: HttpAdapterHost | undefined;
+  #ownedJwt: JwtSource | undefined;
+  #detach: (() => void) | undefined;
+  /** The module's `allow`, compiled (invalid entries fail when the module is created). */
+  readonly defaultAllow: SpiffeIdMatcher | undefined;
+
+  constructor(
+    @Inject(SPIFFE_MODULE_OPTIONS) options: SpiffeModuleOptions,
+    @Optional() @Inject(HttpAdapterHost) adapterHost?: HttpAdapterHost,
+  ) {
+    this.#options = options;
+    this.#adapterHost = adapterHost;
+    this.defaultAllow = options.allow === undefined ? undefined : toMatcher(options.allow);
+  }
+
+  /** Opens the module-owned JwtSource, if configured. Called by the module's provider factory. */
+  async init(): Promise<this> {
+    const api = this.#options.workloadApi;
+    if (!this.#configuredBundles() && api) {
+      const cfg = api === true ? {} : api;
+      this.#ownedJwt = await JwtSource.create({ address: cfg.address, timeoutMs: cfg.timeoutMs ?? 15_000 });
+    }
+    return this;
+  }
+
+  #configuredBundles(): JwtBundleSource | undefined {
+    return this.#options.jwt?.bundles ?? this.#options.jwtBundles;
+  }
+
+  /** The X.509 source behind `tls`, when the wiring carries one (`spiffeHttpsOptions`). */
+  get x509Source(): X509MaterialSource | undefined {
+    const wiring = this.#options.tls as (SpiffeTlsServer & { source?: X509MaterialSource }) | undefined;
+    return wiring?.source;
+  }
+
+  /** The JWT bundles `@RequireJwtSvid` validates with. */
+  get jwtBundles(): JwtBundleSource | undefined {
+    return this.#configuredBundles() ?? this.#ownedJwt;
+  }
+
+  /** A JwtSource opened by the module (to fetch our own JWT-SVIDs), when `workloadApi` is set. */
+  get jwtSource(): JwtSource | undefined {
+    return this.#ownedJwt;
+  }
+
+  /** The module's `jwt` options. */
+  get jwtDefaults(): SpiffeModuleOptions['jwt'] {
+    return this.#options.jwt;
+  }
+
+  /** The module's `onDenied` hook. */
+  get onDenied(): SpiffeModuleOptions['onDenied'] {
+    return this.#options.onDenied;
+  }
+
+  /** Attaches `tls` to the app's HTTPS server. */
+  onApplicationBootstrap(): void {
+    const tlsWiring = this.#options.tls;
+    if (!tlsWiring || this.#detach) return;
+    const server = this.#adapterHost?.httpAdapter?.getHttpServer() as tls.Server | undefined;
+    if (!server || typeof server.setSecureContext !== 'function') {
+      throw new Error(
+        '@spiffe-ts/nestjs: `tls` was given but the app is not serving HTTPS; pass tls.options as httpsOptions ' +
+          '(platform-express) or new FastifyAdapter({ https: tls.options }) (platform-fastify)',
+      );
+    }
+    this.#detach = tlsWiring.attach(server);
+  }
+
+  /** Detaches `tls` and closes the module-owned JwtSource. */
+  async onApplicationShutdown(): Promise<void> {
+    this.#detach?.();
+    this.#detach = undefined;
+    await this.#ownedJwt?.close();
+    this.#ownedJwt = undefined;
+  }
+}
