@@ -1,52 +1,19 @@
 // One command, no SPIRE: starts the local development Workload API, then the orders API and two client
 // workloads as separate processes, each with its own SPIFFE_ENDPOINT_SOCKET; the clients authenticate with
 // JWT-SVIDs fetched from their Workload API. Reports who got in.
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { DevCa, DevWorkloadApiServer } from '@spiffe-ts/dev-server';
-
-const here = (f: string) => fileURLToPath(new URL(f, import.meta.url));
-
-function run(
-  script: string,
-  env: Record<string, string>,
-  untilLine = false,
-): Promise<{ line: string; kill: () => void }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...process.execArgv, here(script)], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let out = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-      if (untilLine && out.includes('\n'))
-        resolve({ line: out.split('\n')[0] as string, kill: () => child.kill('SIGTERM') });
-    });
-    child.on('exit', (code) => {
-      if (!untilLine)
-        code === 0
-          ? resolve({ line: out.trim(), kill: () => undefined })
-          : reject(new Error(`${script} exited ${code}`));
-      else reject(new Error(`${script} exited ${code} before it was ready`));
-    });
-  });
-}
+import { DevCa } from '@spiffe-ts/dev-server';
+import { runWorkloads, startTestWorkloadApi } from '@spiffe-ts/dev-server/testing';
 
 export async function demo(log: (s: string) => void = console.log): Promise<boolean> {
-  const dev = await DevWorkloadApiServer.start({
-    trustDomain: 'example.org',
-    workloads: {
-      'orders-api': 'spiffe://example.org/service/orders-api',
-      'payment-processor': 'spiffe://example.org/service/payment-processor',
-      reporting: 'spiffe://example.org/service/reporting',
-    },
-    svidTtlSeconds: 300,
+  const dev = await startTestWorkloadApi({
+    'orders-api': 'spiffe://example.org/service/orders-api',
+    'payment-processor': 'spiffe://example.org/service/payment-processor',
+    reporting: 'spiffe://example.org/service/reporting',
   });
+  const workloads = runWorkloads(dev, import.meta.url);
   log(`dev Workload API for trust domain ${dev.trustDomain} (sockets in ${dev.socketDir})`);
-  let api: { line: string; kill: () => void } | undefined;
   try {
-    api = await run('./api-service.ts', { SPIFFE_ENDPOINT_SOCKET: dev.address('orders-api'), PORT: '0' }, true);
+    const api = await workloads.start('./api-service.ts', 'orders-api', { PORT: '0' });
     const { listening } = JSON.parse(api.line) as { listening: string };
     log(`orders API listening on ${listening}, accepting JWT-SVIDs for audience "orders-api"`);
 
@@ -55,7 +22,7 @@ export async function demo(log: (s: string) => void = console.log): Promise<bool
       ['payment-processor', 200],
       ['reporting', 403],
     ] as const) {
-      const { line } = await run('./client.ts', { SPIFFE_ENDPOINT_SOCKET: dev.address(workload), API_URL: listening });
+      const line = await workloads.run('./client.ts', workload, { API_URL: listening });
       const r = JSON.parse(line) as { me: string; status: number; body: string };
       const verdict = r.status === 200 ? 'ALLOWED ' : 'REJECTED';
       log(`${verdict} ${r.me} (JWT-SVID) -> GET /orders: ${r.status} ${r.body}`);
@@ -75,7 +42,7 @@ export async function demo(log: (s: string) => void = console.log): Promise<bool
     log(ok ? "demo OK: only the payment processor's JWT-SVID was accepted" : 'demo FAILED: unexpected outcome');
     return ok;
   } finally {
-    api?.kill();
+    workloads.stop();
     await dev.stop();
   }
 }

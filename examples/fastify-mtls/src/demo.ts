@@ -1,51 +1,17 @@
 // One command, no SPIRE: starts the local development Workload API, then the orders service and two client
 // workloads as separate processes, each with its own SPIFFE_ENDPOINT_SOCKET, and reports who got in.
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { DevWorkloadApiServer } from '@spiffe-ts/dev-server';
-
-const here = (f: string) => fileURLToPath(new URL(f, import.meta.url));
-
-function run(
-  script: string,
-  env: Record<string, string>,
-  untilLine = false,
-): Promise<{ line: string; kill: () => void }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...process.execArgv, here(script)], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let out = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-      if (untilLine && out.includes('\n'))
-        resolve({ line: out.split('\n')[0] as string, kill: () => child.kill('SIGTERM') });
-    });
-    child.on('exit', (code) => {
-      if (!untilLine)
-        code === 0
-          ? resolve({ line: out.trim(), kill: () => undefined })
-          : reject(new Error(`${script} exited ${code}`));
-      else reject(new Error(`${script} exited ${code} before it was ready`));
-    });
-  });
-}
+import { runWorkloads, startTestWorkloadApi } from '@spiffe-ts/dev-server/testing';
 
 export async function demo(log: (s: string) => void = console.log): Promise<boolean> {
-  const dev = await DevWorkloadApiServer.start({
-    trustDomain: 'example.org',
-    workloads: {
-      orders: 'spiffe://example.org/service/orders',
-      'payment-processor': 'spiffe://example.org/service/payment-processor',
-      inventory: 'spiffe://example.org/service/inventory',
-    },
-    svidTtlSeconds: 300,
+  const dev = await startTestWorkloadApi({
+    orders: 'spiffe://example.org/service/orders',
+    'payment-processor': 'spiffe://example.org/service/payment-processor',
+    inventory: 'spiffe://example.org/service/inventory',
   });
+  const workloads = runWorkloads(dev, import.meta.url);
   log(`dev Workload API for trust domain ${dev.trustDomain} (sockets in ${dev.socketDir})`);
-  let service: { line: string; kill: () => void } | undefined;
   try {
-    service = await run('./orders-service.ts', { SPIFFE_ENDPOINT_SOCKET: dev.address('orders'), PORT: '0' }, true);
+    const service = await workloads.start('./orders-service.ts', 'orders', { PORT: '0' });
     const { listening, spiffeId } = JSON.parse(service.line) as { listening: string; spiffeId: string };
     log(`orders service listening on ${listening} as ${spiffeId}`);
 
@@ -54,10 +20,7 @@ export async function demo(log: (s: string) => void = console.log): Promise<bool
       ['payment-processor', 200],
       ['inventory', 403],
     ] as const) {
-      const { line } = await run('./client.ts', {
-        SPIFFE_ENDPOINT_SOCKET: dev.address(workload),
-        ORDERS_URL: listening,
-      });
+      const line = await workloads.run('./client.ts', workload, { ORDERS_URL: listening });
       const r = JSON.parse(line) as { me: string; status: number; body: string };
       const verdict = r.status === 200 ? 'ALLOWED ' : 'REJECTED';
       log(`${verdict} ${r.me} -> GET /orders: ${r.status} ${r.body}`);
@@ -66,7 +29,7 @@ export async function demo(log: (s: string) => void = console.log): Promise<bool
     log(ok ? 'demo OK: only the payment processor was allowed' : 'demo FAILED: unexpected outcome');
     return ok;
   } finally {
-    service?.kill();
+    workloads.stop();
     await dev.stop();
   }
 }

@@ -1,52 +1,18 @@
 // One command, no SPIRE: starts the local development Workload API, then the greeter server and two client
 // workloads as separate processes, each with its own SPIFFE_ENDPOINT_SOCKET (mTLS + JWT-SVID call
 // credentials). Reports who got in.
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { DevWorkloadApiServer } from '@spiffe-ts/dev-server';
-
-const here = (f: string) => fileURLToPath(new URL(f, import.meta.url));
-
-function run(
-  script: string,
-  env: Record<string, string>,
-  untilLine = false,
-): Promise<{ line: string; kill: () => void }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...process.execArgv, here(script)], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let out = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-      if (untilLine && out.includes('\n'))
-        resolve({ line: out.split('\n')[0] as string, kill: () => child.kill('SIGTERM') });
-    });
-    child.on('exit', (code) => {
-      if (!untilLine)
-        code === 0
-          ? resolve({ line: out.trim(), kill: () => undefined })
-          : reject(new Error(`${script} exited ${code}`));
-      else reject(new Error(`${script} exited ${code} before it was ready`));
-    });
-  });
-}
+import { runWorkloads, startTestWorkloadApi } from '@spiffe-ts/dev-server/testing';
 
 export async function demo(log: (s: string) => void = console.log): Promise<boolean> {
-  const dev = await DevWorkloadApiServer.start({
-    trustDomain: 'example.org',
-    workloads: {
-      greeter: 'spiffe://example.org/service/greeter',
-      'payment-processor': 'spiffe://example.org/service/payment-processor',
-      inventory: 'spiffe://example.org/service/inventory',
-    },
-    svidTtlSeconds: 300,
+  const dev = await startTestWorkloadApi({
+    greeter: 'spiffe://example.org/service/greeter',
+    'payment-processor': 'spiffe://example.org/service/payment-processor',
+    inventory: 'spiffe://example.org/service/inventory',
   });
+  const workloads = runWorkloads(dev, import.meta.url);
   log(`dev Workload API for trust domain ${dev.trustDomain} (sockets in ${dev.socketDir})`);
-  let server: { line: string; kill: () => void } | undefined;
   try {
-    server = await run('./server.ts', { SPIFFE_ENDPOINT_SOCKET: dev.address('greeter'), PORT: '0' }, true);
+    const server = await workloads.start('./server.ts', 'greeter', { PORT: '0' });
     const { listening, spiffeId } = JSON.parse(server.line) as { listening: string; spiffeId: string };
     log(`greeter listening on ${listening} as ${spiffeId}`);
 
@@ -55,7 +21,7 @@ export async function demo(log: (s: string) => void = console.log): Promise<bool
       ['payment-processor', 'OK'],
       ['inventory', 'PERMISSION_DENIED'],
     ] as const) {
-      const { line } = await run('./client.ts', { SPIFFE_ENDPOINT_SOCKET: dev.address(workload), TARGET: listening });
+      const line = await workloads.run('./client.ts', workload, { TARGET: listening });
       const r = JSON.parse(line) as { me: string; code: string; message: string };
       const verdict = r.code === 'OK' ? 'ALLOWED ' : 'REJECTED';
       log(`${verdict} ${r.me} -> helloworld.Greeter/SayHello: ${r.code} ${r.message}`);
@@ -64,7 +30,7 @@ export async function demo(log: (s: string) => void = console.log): Promise<bool
     log(ok ? 'demo OK: only the payment processor was allowed' : 'demo FAILED: unexpected outcome');
     return ok;
   } finally {
-    server?.kill();
+    workloads.stop();
     await dev.stop();
   }
 }

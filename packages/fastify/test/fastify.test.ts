@@ -14,6 +14,7 @@ import {
 } from '@spiffe-ts/core';
 import { createSpiffeDispatcher } from '@spiffe-ts/core/undici';
 import { DevCa, DevWorkloadApiServer } from '@spiffe-ts/dev-server';
+import { type RotationUnderLoadResult, rotationUnderLoad } from '@spiffe-ts/dev-server/testing';
 import { fastifySpiffe, type SpiffeDenial, spiffeServerTls } from '@spiffe-ts/fastify';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { type Dispatcher, request } from 'undici';
@@ -202,46 +203,28 @@ describe('@spiffe-ts/fastify over real mTLS sockets', () => {
 
   test('rotation under continuous requests (SVID and CA): zero failed requests', async () => {
     const c = await clientFor('payments');
-    let ok = 0;
-    let failed = 0;
-    const errors: string[] = [];
-    let running = true;
-    const worker = async (reset: boolean) => {
-      while (running) {
-        try {
-          const res = await call(c.dispatcher, '/orders', {}, reset);
-          if (res.status === 200) ok++;
-          else {
-            failed++;
-            errors.push(`status ${res.status}`);
-          }
-        } catch (err) {
-          failed++;
-          errors.push((err as Error).message);
-        }
-      }
-    };
-    const workers = [worker(false), worker(true), worker(true)];
+    const serial = () => serverSource.getX509Svid().leaf.serialNumber;
+    const s0 = serial();
+    let r: RotationUnderLoadResult;
     try {
-      const serverSerial = () => serverSource.getX509Svid().leaf.serialNumber;
-      const s0 = serverSerial();
-      await dev.rotateSvids();
-      await new Promise((r) => setTimeout(r, 300));
-      assert.notEqual(serverSerial(), s0, 'server SVID rotated');
-      await dev.rotateX509Authority({ propagationMs: 300 });
-      await new Promise((r) => setTimeout(r, 300));
-      dev.dropRetiredAuthorities();
-      await new Promise((r) => setTimeout(r, 300));
-      assert.equal(serverSource.bundles.get('example.org')?.authorities.length, 1, 'old CA dropped');
+      r = await rotationUnderLoad({
+        dev,
+        // worker 0 keeps its connection; workers 1 and 2 open a new one per request (new handshakes)
+        request: async (worker) => {
+          const res = await call(c.dispatcher, '/orders', {}, worker > 0);
+          if (res.status !== 200) throw new Error(`status ${res.status}`);
+        },
+        afterSvidRotation: () => assert.notEqual(serial(), s0, 'server SVID rotated'),
+        afterCaRotation: () =>
+          assert.equal(serverSource.bundles.get('example.org')?.authorities.length, 1, 'old CA dropped'),
+      });
     } finally {
-      running = false;
-      await Promise.all(workers);
       await c.dispatcher.close();
       await c.source.close();
     }
-    console.log(`rotation under load: ${ok} requests ok, ${failed} failed`);
-    assert.equal(failed, 0, errors.slice(0, 5).join('; '));
-    assert.ok(ok > 20, `enough requests ran (${ok})`);
+    console.log(`rotation under load: ${r.ok} requests ok, ${r.failed} failed`);
+    assert.equal(r.failed, 0, r.errors.slice(0, 5).join('; '));
+    assert.ok(r.ok > 20, `enough requests ran (${r.ok})`);
   });
 });
 

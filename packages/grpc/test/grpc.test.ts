@@ -14,6 +14,7 @@ import {
   type X509Svid,
 } from '@spiffe-ts/core';
 import { DevCa, DevWorkloadApiServer } from '@spiffe-ts/dev-server';
+import { type RotationUnderLoadResult, rotationUnderLoad } from '@spiffe-ts/dev-server/testing';
 import {
   jwtSvidAuthentication,
   jwtSvidCallCredentials,
@@ -217,10 +218,6 @@ describe('@spiffe-ts/grpc over real mTLS sockets', () => {
   test('SVID and CA rotation under a stream of calls: zero failed calls', async () => {
     const source = await X509Source.create({ address: dev.address('payments'), timeoutMs: 5000 });
     sources.push(source);
-    let ok = 0;
-    let failed = 0;
-    const errors: string[] = [];
-    let running = true;
     const newClient = () => {
       const c = new proto.helloworld.Greeter(target, spiffeChannelCredentials(source, { authorize: ORDERS }), {
         // a fresh subchannel per client, so new connections (and handshakes) happen during the rotation
@@ -229,48 +226,38 @@ describe('@spiffe-ts/grpc over real mTLS sockets', () => {
       return c;
     };
     const longLived = newClient();
-    const worker = async (fresh: boolean) => {
-      while (running) {
-        const c = fresh ? newClient() : longLived;
-        try {
-          const res = await unary(c.sayHello.bind(c), { name: 'load' });
-          if (res.caller === PAYMENTS) ok++;
-          else {
-            failed++;
-            errors.push(`caller ${res.caller}`);
-          }
-        } catch (err) {
-          failed++;
-          errors.push((err as Error).message);
-        } finally {
-          if (fresh) c.close();
-        }
-      }
-    };
-    const workers = [worker(false), worker(false), worker(true)];
+    const serial = () => serverSource.getX509Svid().leaf.serialNumber;
+    const s0 = serial();
+    let r: RotationUnderLoadResult;
     try {
-      const serial = () => serverSource.getX509Svid().leaf.serialNumber;
-      const s0 = serial();
-      await dev.rotateSvids();
-      await new Promise((r) => setTimeout(r, 300));
-      assert.notEqual(serial(), s0, 'server SVID rotated');
-      await dev.rotateX509Authority({ propagationMs: 300 });
-      await new Promise((r) => setTimeout(r, 300));
-      dev.dropRetiredAuthorities();
-      await new Promise((r) => setTimeout(r, 300));
-      assert.equal(serverSource.bundles.get('example.org')?.authorities.length, 1, 'old CA dropped');
-      // new connections now chain to the new CA only
-      const fresh = newClient();
-      assert.equal((await unary(fresh.sayHello.bind(fresh), { name: 'after' })).caller, PAYMENTS);
-      fresh.close();
+      r = await rotationUnderLoad({
+        dev,
+        // workers 0 and 1 share a long-lived client; worker 2 makes a new client (and connection) per call
+        request: async (worker) => {
+          const fresh = worker === 2;
+          const c = fresh ? newClient() : longLived;
+          try {
+            const res = await unary(c.sayHello.bind(c), { name: 'load' });
+            if (res.caller !== PAYMENTS) throw new Error(`caller ${res.caller}`);
+          } finally {
+            if (fresh) c.close();
+          }
+        },
+        afterSvidRotation: () => assert.notEqual(serial(), s0, 'server SVID rotated'),
+        afterCaRotation: async () => {
+          assert.equal(serverSource.bundles.get('example.org')?.authorities.length, 1, 'old CA dropped');
+          // new connections now chain to the new CA only
+          const fresh = newClient();
+          assert.equal((await unary(fresh.sayHello.bind(fresh), { name: 'after' })).caller, PAYMENTS);
+          fresh.close();
+        },
+      });
     } finally {
-      running = false;
-      await Promise.all(workers);
       longLived.close();
     }
-    console.log(`gRPC rotation under load: ${ok} calls ok, ${failed} failed`);
-    assert.equal(failed, 0, errors.slice(0, 5).join('; '));
-    assert.ok(ok > 20, `enough calls ran (${ok})`);
+    console.log(`gRPC rotation under load: ${r.ok} calls ok, ${r.failed} failed`);
+    assert.equal(r.failed, 0, r.errors.slice(0, 5).join('; '));
+    assert.ok(r.ok > 20, `enough calls ran (${r.ok})`);
   });
 });
 
