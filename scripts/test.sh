@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command: install, build (ESM + CJS + types), lint, typecheck, then every test with node's runner.
+# The test command: install, build (ESM + CJS + types), lint, typecheck, type tests (tstyche), then every test
+# with node's runner.
 # Lint and typecheck failures fail the run too, but the tests still run so their summary is the last thing printed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +12,8 @@ checks=0
 pnpm run lint || checks=1
 node scripts/api-report.mjs || checks=1   # public API == packages/*/etc/*.api.md
 pnpm run typecheck || checks=1
+pnpm exec tstyche || checks=1   # type tests: test/types/*.tst.ts (before node's runner, whose summary ends the output)
 node scripts/run-tests.mjs "$@"
 tests=$?
-if [ "$checks" -ne 0 ]; then echo "lint, API report or typecheck failed (see above)" >&2; fi
+if [ "$checks" -ne 0 ]; then echo "lint, API report, typecheck or type tests failed (see above)" >&2; fi
 [ "$tests" -eq 0 ] && [ "$checks" -eq 0 ]
