@@ -512,7 +512,7 @@ describe('verifyX509Svid', () => {
 
   test('intermediate without keyCertSign: X509SVID_SIGNING_CERT_KEY_USAGE', async () => {
     const svid = await issue(interNoKeyCertSign, { chain: [interNoKeyCertSign.certificate] });
-    // node:crypto's checkIssued refuses such an issuer outright; the signature still names the rule broken.
+    // The issuer is found by name and signature; the signing-certificate rule it breaks is the reason.
     throwsSvid(() => verify(svid), 'X509SVID_SIGNING_CERT_KEY_USAGE');
   });
 
@@ -627,5 +627,71 @@ describe('verifyX509Svid', () => {
     const svid = await issue(rootB, {}, OTHER_ID);
     verify(svid, source as unknown as X509BundleSet);
     assert.deepEqual(seen, ['other.org']);
+  });
+});
+
+// Issue #21: verdicts where the checks above were too lax (critical extensions, weak signatures, leaf IDs
+// without a path) or too strict (key identifiers).
+describe('issue #21 verdicts', () => {
+  const UNKNOWN_OID = '1.3.6.1.4.1.55555.1.1';
+  const critical = [{ oid: UNKNOWN_OID, critical: true, value: new Uint8Array([0x05, 0x00]) }];
+  const nonCritical = [{ oid: UNKNOWN_OID, critical: false, value: new Uint8Array([0x05, 0x00]) }];
+
+  test('leaf with an unknown critical extension: X509SVID_UNSUPPORTED_CRITICAL_EXTENSION (parse and verify)', async () => {
+    const [bad, fine] = await Promise.all([
+      issue(rootA, { extraExtensions: critical }),
+      issue(rootA, { extraExtensions: nonCritical }),
+    ]);
+    throwsSvid(() => parseSvid(bad), 'X509SVID_UNSUPPORTED_CRITICAL_EXTENSION', 'parse');
+    throwsSvid(() => verify(bad), 'X509SVID_UNSUPPORTED_CRITICAL_EXTENSION', 'verify');
+    // The same extension, not critical, is ignored.
+    assert.equal(parseSvid(fine).id.toString(), ID);
+    assert.equal(verify(fine).id.toString(), ID);
+  });
+
+  test('intermediate with an unknown critical extension: X509SVID_UNSUPPORTED_CRITICAL_EXTENSION', async () => {
+    const inter = await createAuthority({ parent: rootA, extraExtensions: critical });
+    const svid = await issue(inter, { chain: [inter.certificate] });
+    throwsSvid(() => parseSvid(svid), 'X509SVID_UNSUPPORTED_CRITICAL_EXTENSION', 'parse');
+    throwsSvid(() => verify(svid), 'X509SVID_UNSUPPORTED_CRITICAL_EXTENSION', 'verify');
+  });
+
+  test('SHA-1 signature on the leaf or an intermediate: X509SVID_WEAK_SIGNATURE; a SHA-1 self-signed root is fine', async () => {
+    const [sha1Inter, sha1Root] = await Promise.all([
+      createAuthority({ parent: rootA, signatureHash: 'SHA-1' }),
+      createAuthority({ signatureHash: 'SHA-1' }),
+    ]);
+    const [leafSha1, underSha1Inter, underSha1Root] = await Promise.all([
+      issue(rootA, { signatureHash: 'SHA-1' }),
+      issue(sha1Inter, { chain: [sha1Inter.certificate] }),
+      issue(sha1Root),
+    ]);
+    throwsSvid(() => verify(leafSha1), 'X509SVID_WEAK_SIGNATURE', 'leaf');
+    throwsSvid(() => verify(underSha1Inter), 'X509SVID_WEAK_SIGNATURE', 'intermediate');
+    // The trust anchor's own signature is not part of path validation.
+    const anchored = new X509BundleSet([new X509Bundle('example.org', [sha1Root.certificate])]);
+    assert.equal(verify(underSha1Root, anchored).id.toString(), ID);
+  });
+
+  test('leaf whose SPIFFE ID has no path: X509SVID_LEAF_NO_PATH (parse and verify)', async () => {
+    const svid = await issue(rootA, {}, 'spiffe://example.org');
+    throwsSvid(() => parseSvid(svid), 'X509SVID_LEAF_NO_PATH', 'parse');
+    throwsSvid(() => verify(svid), 'X509SVID_LEAF_NO_PATH', 'verify');
+  });
+
+  test('authority key identifier not matching the issuer’s subject key identifier (or absent) is accepted', async () => {
+    const wrongKeyId = 'ab'.repeat(20);
+    const inter = await createAuthority({ parent: rootA, authorityKeyId: wrongKeyId });
+    const [direct, noAkid, via] = await Promise.all([
+      issue(rootA, { authorityKeyId: wrongKeyId }),
+      issue(rootA, { authorityKeyId: null }),
+      issue(inter, { authorityKeyId: wrongKeyId, chain: [inter.certificate] }),
+    ]);
+    assert.deepEqual(fps(verify(direct).verifiedChain), fps([direct.leaf, rootA.certificate]));
+    assert.deepEqual(fps(verify(noAkid).verifiedChain), fps([noAkid.leaf, rootA.certificate]));
+    assert.deepEqual(fps(verify(via).verifiedChain), fps([via.leaf, inter.certificate, rootA.certificate]));
+    // Names and signatures still decide: the same key identifier trick does not make a stranger's leaf trusted.
+    const foreign = await issue(stranger, { authorityKeyId: wrongKeyId });
+    throwsSvid(() => verify(foreign), 'X509SVID_UNTRUSTED');
   });
 });

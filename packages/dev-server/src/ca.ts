@@ -65,8 +65,43 @@ export interface Authority {
   readonly keyPair: KeyPair;
 }
 
+/** An extra extension to add to a crafted certificate (value: the DER inside extnValue). */
+export interface ExtraExtension {
+  oid: string;
+  critical: boolean;
+  value: Uint8Array;
+}
+
+/** Options shared by leaves and authorities to craft defects for tests. */
+export interface CraftOptions {
+  /** Extra extensions (e.g. an unknown critical one). */
+  extraExtensions?: ExtraExtension[];
+  /** Signature digest (default: the signer key's usual one); 'SHA-1' crafts a weak signature. */
+  signatureHash?: 'SHA-1' | 'SHA-256' | 'SHA-384' | 'SHA-512';
+  /** Authority key identifier (hex) instead of the signer's key identifier; null omits the extension. */
+  authorityKeyId?: string | null;
+}
+
+function signingAlgorithm(type: KeyType, hash: CraftOptions['signatureHash']): Algorithm | EcdsaParams {
+  const sign = KEY_ALGS[type].sign;
+  if (!hash) return sign;
+  // RSASSA-PKCS1-v1_5 takes its hash from the key; @peculiar/x509 reads `hash` from the algorithm too.
+  return { ...sign, hash } as EcdsaParams;
+}
+
+async function craftedExtensions(signer: KeyPair, options: CraftOptions): Promise<x509.Extension[]> {
+  const out: x509.Extension[] = [];
+  if (options.authorityKeyId === undefined) {
+    out.push(await x509.AuthorityKeyIdentifierExtension.create(signer.keys.publicKey));
+  } else if (options.authorityKeyId !== null) {
+    out.push(new x509.AuthorityKeyIdentifierExtension(options.authorityKeyId));
+  }
+  for (const e of options.extraExtensions ?? []) out.push(new x509.Extension(e.oid, e.critical, e.value));
+  return out;
+}
+
 /** Options to craft certificates, including deliberately defective ones for tests. */
-export interface IssueX509Options {
+export interface IssueX509Options extends CraftOptions {
   /** Lifetime from `notBefore` (default: the CA's svidTtlSeconds). */
   ttlSeconds?: number;
   notBefore?: Date;
@@ -86,7 +121,7 @@ export interface IssueX509Options {
   chain?: X509Certificate[];
 }
 
-export interface CreateAuthorityOptions {
+export interface CreateAuthorityOptions extends CraftOptions {
   subject?: string;
   keyType?: KeyType;
   ttlSeconds?: number;
@@ -130,26 +165,27 @@ export async function createAuthority(options: CreateAuthorityOptions = {}): Pro
   const subject = options.subject ?? `CN=spiffe-ts dev CA ${serial().slice(0, 8)}, O=spiffe-ts`;
   let raw: ArrayBuffer;
   if (options.parent) {
-    extensions.push(await x509.AuthorityKeyIdentifierExtension.create(options.parent.keyPair.keys.publicKey));
+    extensions.push(...(await craftedExtensions(options.parent.keyPair, options)));
     const cert = await x509.X509CertificateGenerator.create({
       serialNumber: serial(),
       subject,
       issuer: options.parent.certificate.subject.split('\n').join(', '),
       notBefore,
       notAfter,
-      signingAlgorithm: KEY_ALGS[options.parent.keyPair.type].sign,
+      signingAlgorithm: signingAlgorithm(options.parent.keyPair.type, options.signatureHash),
       publicKey: keyPair.keys.publicKey,
       signingKey: options.parent.keyPair.keys.privateKey,
       extensions,
     });
     raw = cert.rawData;
   } else {
+    for (const e of options.extraExtensions ?? []) extensions.push(new x509.Extension(e.oid, e.critical, e.value));
     const cert = await x509.X509CertificateGenerator.createSelfSigned({
       serialNumber: serial(),
       name: subject,
       notBefore,
       notAfter,
-      signingAlgorithm: KEY_ALGS[keyType].sign,
+      signingAlgorithm: signingAlgorithm(keyType, options.signatureHash),
       keys: keyPair.keys,
       extensions,
     });
@@ -173,7 +209,7 @@ export async function issueX509SvidWith(
     new x509.BasicConstraintsExtension(options.isCa ?? false, undefined, true),
     new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
     await x509.SubjectKeyIdentifierExtension.create(keyPair.keys.publicKey),
-    await x509.AuthorityKeyIdentifierExtension.create(signer.keyPair.keys.publicKey),
+    ...(await craftedExtensions(signer.keyPair, options)),
   ];
   if (names.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(names, false));
   const ku =
@@ -187,7 +223,7 @@ export async function issueX509SvidWith(
     issuer: signer.certificate.subject.split('\n').join(', '),
     notBefore,
     notAfter,
-    signingAlgorithm: KEY_ALGS[signer.keyPair.type].sign,
+    signingAlgorithm: signingAlgorithm(signer.keyPair.type, options.signatureHash),
     publicKey: keyPair.keys.publicKey,
     signingKey: signer.keyPair.keys.privateKey,
     extensions,

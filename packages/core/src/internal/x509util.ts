@@ -4,9 +4,11 @@ import {
   BasicConstraints,
   Certificate,
   id_ce_basicConstraints,
+  id_ce_extKeyUsage,
   id_ce_keyUsage,
   id_ce_subjectAltName,
   KeyUsage,
+  Name,
   SubjectAlternativeName,
 } from '@peculiar/asn1-x509';
 import { fromBER } from 'asn1js';
@@ -154,7 +156,34 @@ export interface CertificateFacts {
   readonly pathLen: number | undefined;
   /** Key usage flags bitmask (see KEY_USAGE), or undefined when the extension is absent. */
   readonly keyUsage: number | undefined;
+  /** OIDs of critical extensions not in PROCESSED_EXTENSIONS (RFC 5280 §4.2: such a certificate is refused). */
+  readonly unknownCriticalExtensions: readonly string[];
+  /** OID of the certificate's signatureAlgorithm. */
+  readonly signatureAlgorithm: string;
 }
+
+/**
+ * The extensions the X.509-SVID checks process, so they may be critical: subjectAltName (URI SAN),
+ * basicConstraints (cA, pathLenConstraint), keyUsage, and extKeyUsage (recognised; the X.509-SVID profile
+ * allows it to be critical, and, as in go-spiffe, no particular purpose is required of it).
+ */
+export const PROCESSED_EXTENSIONS: ReadonlySet<string> = new Set([
+  id_ce_subjectAltName,
+  id_ce_basicConstraints,
+  id_ce_keyUsage,
+  id_ce_extKeyUsage,
+]);
+
+/** Signature algorithms refused on every certificate below the trust anchor (MD2, MD4, MD5 and SHA-1 digests). */
+export const WEAK_SIGNATURE_ALGORITHMS: ReadonlyMap<string, string> = new Map([
+  ['1.2.840.113549.1.1.2', 'md2WithRSAEncryption'],
+  ['1.2.840.113549.1.1.3', 'md4WithRSAEncryption'],
+  ['1.2.840.113549.1.1.4', 'md5WithRSAEncryption'],
+  ['1.2.840.113549.1.1.5', 'sha1WithRSAEncryption'],
+  ['1.3.14.3.2.29', 'sha1WithRSASignature'],
+  ['1.2.840.10045.4.1', 'ecdsa-with-SHA1'],
+  ['1.2.840.10040.4.3', 'dsa-with-sha1'],
+]);
 
 export const KEY_USAGE = {
   digitalSignature: 1,
@@ -183,7 +212,9 @@ export function certificateFacts(cert: X509Certificate): CertificateFacts {
   let isCa = false;
   let pathLen: number | undefined;
   let keyUsage: number | undefined;
+  const unknownCriticalExtensions: string[] = [];
   for (const ext of parsed.tbsCertificate.extensions ?? []) {
+    if (ext.critical && !PROCESSED_EXTENSIONS.has(ext.extnID)) unknownCriticalExtensions.push(ext.extnID);
     try {
       if (ext.extnID === id_ce_subjectAltName) {
         const san = AsnConvert.parse(ext.extnValue, SubjectAlternativeName);
@@ -203,9 +234,47 @@ export function certificateFacts(cert: X509Certificate): CertificateFacts {
       });
     }
   }
-  const facts: CertificateFacts = Object.freeze({ uris: Object.freeze(uris), isCa, pathLen, keyUsage });
+  const facts: CertificateFacts = Object.freeze({
+    uris: Object.freeze(uris),
+    isCa,
+    pathLen,
+    keyUsage,
+    unknownCriticalExtensions: Object.freeze(unknownCriticalExtensions),
+    signatureAlgorithm: parsed.signatureAlgorithm.algorithm,
+  });
   factsCache.set(cert, facts);
   return facts;
+}
+
+const namesCache = new WeakMap<X509Certificate, { subject: Buffer; issuer: Buffer } | null>();
+
+function nameDer(name: Name): Buffer {
+  return Buffer.from(AsnConvert.serialize(name));
+}
+
+/**
+ * Whether `child` names `issuer` as its issuer: child's issuer Name equal to issuer's subject Name, compared
+ * as DER (as Go's path builder does). Key identifiers are not consulted (RFC 5280 path validation does not use
+ * them). False when either certificate cannot be parsed.
+ */
+export function issuerNameMatches(child: X509Certificate, issuer: X509Certificate): boolean {
+  const c = certificateNames(child);
+  const i = certificateNames(issuer);
+  return c !== null && i !== null && c.issuer.equals(i.subject);
+}
+
+function certificateNames(cert: X509Certificate): { subject: Buffer; issuer: Buffer } | null {
+  const cached = namesCache.get(cert);
+  if (cached !== undefined) return cached;
+  let names: { subject: Buffer; issuer: Buffer } | null;
+  try {
+    const tbs = AsnConvert.parse(cert.raw, Certificate).tbsCertificate;
+    names = { subject: nameDer(tbs.subject), issuer: nameDer(tbs.issuer) };
+  } catch {
+    names = null;
+  }
+  namesCache.set(cert, names);
+  return names;
 }
 
 /**

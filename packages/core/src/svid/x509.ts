@@ -5,10 +5,12 @@ import {
   type CertificatesInput,
   certificateFacts,
   certificatesToPem,
+  issuerNameMatches,
   KEY_USAGE,
   parseCertificates,
   parsePrivateKey,
   privateKeyToPem,
+  WEAK_SIGNATURE_ALGORITHMS,
 } from '../internal/x509util.js';
 import { SpiffeId } from '../spiffeid/id.js';
 
@@ -40,9 +42,43 @@ export function idFromCertificate(cert: X509Certificate): SpiffeId {
   }
 }
 
-/** X.509-SVID leaf rules: not a CA, digitalSignature set, keyCertSign and cRLSign not set. */
+/**
+ * RFC 5280 §4.2: a certificate with a critical extension we do not process is refused (see
+ * PROCESSED_EXTENSIONS in internal/x509util.ts: subjectAltName, basicConstraints, keyUsage, extKeyUsage).
+ */
+function checkCriticalExtensions(cert: X509Certificate, role: string): void {
+  const unknown = facts(cert).unknownCriticalExtensions;
+  if (unknown.length > 0) {
+    throw new X509SvidError(
+      'X509SVID_UNSUPPORTED_CRITICAL_EXTENSION',
+      `${role} certificate has an unsupported critical extension: ${unknown.join(', ')}`,
+    );
+  }
+}
+
+/** MD5 and SHA-1 (and older) signatures are refused on every certificate below the trust anchor. */
+function checkSignatureAlgorithm(cert: X509Certificate, role: string): void {
+  const oid = facts(cert).signatureAlgorithm;
+  const weak = WEAK_SIGNATURE_ALGORITHMS.get(oid);
+  if (weak !== undefined) {
+    throw new X509SvidError('X509SVID_WEAK_SIGNATURE', `${role} certificate is signed with insecure ${weak} (${oid})`);
+  }
+}
+
+/** X.509-SVID: a leaf's SPIFFE ID must have a path (the trust domain's own ID belongs to its CAs). */
+function checkLeafId(id: SpiffeId): void {
+  if (id.path === '') {
+    throw new X509SvidError('X509SVID_LEAF_NO_PATH', `leaf certificate SPIFFE ID "${id}" has no path`);
+  }
+}
+
+/**
+ * X.509-SVID leaf rules: not a CA, digitalSignature set, keyCertSign and cRLSign not set, no unsupported
+ * critical extension.
+ */
 export function checkLeafCertificate(cert: X509Certificate): void {
   const f = facts(cert);
+  checkCriticalExtensions(cert, 'leaf');
   if (f.isCa) throw new X509SvidError('X509SVID_LEAF_IS_CA', 'leaf certificate must not have CA flag set to true');
   if (f.keyUsage === undefined || (f.keyUsage & KEY_USAGE.digitalSignature) === 0) {
     throw new X509SvidError('X509SVID_LEAF_KEY_USAGE', 'leaf certificate must have digitalSignature as key usage');
@@ -55,9 +91,10 @@ export function checkLeafCertificate(cert: X509Certificate): void {
   }
 }
 
-/** X.509-SVID signing certificate rules: CA flag set and keyCertSign set. */
+/** X.509-SVID signing certificate rules: CA flag set and keyCertSign set, no unsupported critical extension. */
 export function checkSigningCertificate(cert: X509Certificate): void {
   const f = facts(cert);
+  checkCriticalExtensions(cert, 'signing');
   if (!f.isCa)
     throw new X509SvidError('X509SVID_SIGNING_CERT_NOT_CA', 'signing certificate must have CA flag set to true');
   if (f.keyUsage === undefined || (f.keyUsage & KEY_USAGE.keyCertSign) === 0) {
@@ -103,6 +140,7 @@ export class X509Svid {
     const leaf = certs[0] as X509Certificate;
     const id = idFromCertificate(leaf);
     checkLeafCertificate(leaf);
+    checkLeafId(id);
     for (const c of certs.slice(1)) checkSigningCertificate(c);
     let leafKey: KeyObject;
     try {
@@ -171,21 +209,18 @@ function checkTime(cert: X509Certificate, now: Date, role: string): void {
   }
 }
 
+/**
+ * RFC 5280 path step: `issuer`'s subject is `child`'s issuer name and `issuer`'s key verifies `child`'s
+ * signature. Key identifiers are not compared (OpenSSL's checkIssued refuses an authority key identifier that
+ * does not match the issuer's subject key identifier; RFC 5280 path validation does not use them).
+ */
 function issued(child: X509Certificate, issuer: X509Certificate): boolean {
-  return signedBy(child, issuer) && safeCheckIssued(child, issuer);
+  return issuerNameMatches(child, issuer) && signedBy(child, issuer);
 }
 
 function signedBy(child: X509Certificate, issuer: X509Certificate): boolean {
   try {
     return child.verify(issuer.publicKey);
-  } catch {
-    return false;
-  }
-}
-
-function safeCheckIssued(child: X509Certificate, issuer: X509Certificate): boolean {
-  try {
-    return child.checkIssued(issuer);
   } catch {
     return false;
   }
@@ -206,6 +241,8 @@ export function verifyX509Svid(
   const leaf = certs[0] as X509Certificate;
   const id = idFromCertificate(leaf);
   checkLeafCertificate(leaf);
+  checkLeafId(id);
+  checkSignatureAlgorithm(leaf, 'leaf');
   checkTime(leaf, now, 'leaf');
 
   let roots: readonly X509Certificate[];
@@ -249,8 +286,8 @@ export function verifyX509Svid(
     for (const inter of intermediates) {
       if (path.includes(inter)) continue;
       if (!issued(child, inter)) {
-        // OpenSSL's issuer check also refuses an issuer without keyCertSign or cA: when the signature
-        // matches, report the signing-certificate rule it breaks rather than a bare "untrusted".
+        // The signature matches but the names do not: report a signing-certificate rule it breaks, if any,
+        // rather than a bare "untrusted".
         if (signedBy(child, inter)) {
           try {
             checkSigningCertificate(inter);
@@ -263,6 +300,7 @@ export function verifyX509Svid(
       }
       try {
         checkSigningCertificate(inter);
+        checkSignatureAlgorithm(inter, 'intermediate');
         checkTime(inter, now, 'intermediate');
         const f = facts(inter);
         if (f.pathLen !== undefined && below > f.pathLen) {
