@@ -305,13 +305,13 @@ describe('parseAndValidateJwtSvid: keys and trust domains', () => {
     await rejects(tokenA({}, { kid: 42 }), 'JWTSVID_MISSING_KID');
   });
 
-  test('a key embedded in the header (jwk) is ignored: JWTSVID_BAD_SIGNATURE', async () => {
+  test('a key embedded in the header (jwk) is refused (JWT-SVID header profile): JWTSVID_MALFORMED', async () => {
     const jwk = attacker.publicKey.export({ format: 'jwk' });
-    // Signed by the bundle key: the embedded key changes nothing.
-    assert.equal((await parseAndValidateJwtSvid(tokenA({}, { jwk }), bundles, AUD)).id.toString(), ID);
+    // Signed by the bundle key: still refused, the header is outside the profile.
+    await rejects(tokenA({}, { jwk }), 'JWTSVID_MALFORMED');
     // Signed by the embedded key: refused.
     const forged = signJwt({ alg: 'ES256', kid: keyA.kid, jwk }, claims(), attacker.privateKey);
-    await rejects(forged, 'JWTSVID_BAD_SIGNATURE');
+    await rejects(forged, 'JWTSVID_MALFORMED');
   });
 });
 
@@ -489,5 +489,54 @@ describe('insecureParseJwtSvid', () => {
     insecureThrows(tokenA({ exp: undefined }), 'JWTSVID_MISSING_EXP');
     insecureThrows(tokenA({ sub: 'https://example.org' }), 'JWTSVID_BAD_SUBJECT');
     insecureThrows(tokenA({}, { typ: 'at+jwt' }), 'JWTSVID_BAD_TYP');
+  });
+});
+
+describe('issue #21: JWT-SVID profile checks', () => {
+  test('header parameters outside alg/kid/typ are refused (jwk, x5c, x5u, jku, b64, crit): JWTSVID_MALFORMED', async () => {
+    const embedded = { ...(keyA.publicKey.export({ format: 'jwk' }) as Record<string, unknown>) };
+    const extras: Array<Record<string, unknown>> = [
+      { jwk: embedded },
+      { x5c: ['MIIB'] },
+      { x5u: 'https://attacker.example/cert.pem' },
+      { jku: 'https://attacker.example/jwks.json' },
+      { b64: false, crit: ['b64'] },
+      { crit: ['exp'] },
+      { cty: 'JWT' },
+    ];
+    for (const extra of extras) {
+      const token = tokenA({}, extra);
+      await rejects(token, 'JWTSVID_MALFORMED');
+      insecureThrows(token, 'JWTSVID_MALFORMED');
+    }
+    // The three allowed parameters still pass.
+    assert.equal((await parseAndValidateJwtSvid(tokenA(), bundles, AUD)).id.toString(), ID);
+  });
+
+  test('aud arrays with non-string members are refused: JWTSVID_MALFORMED', async () => {
+    await rejects(tokenA({ aud: [AUD, 42] }), 'JWTSVID_MALFORMED');
+    await rejects(tokenA({ aud: [AUD, null] }), 'JWTSVID_MALFORMED');
+    await rejects(tokenA({ aud: [AUD, { a: 1 }] }), 'JWTSVID_MALFORMED');
+    insecureThrows(tokenA({ aud: [AUD, 42] }), 'JWTSVID_MALFORMED');
+  });
+
+  test('an exp too large for a Date is a typed error, never an Invalid Date', async () => {
+    for (const exp of [1e20, 8.64e12 + 1, Number.MAX_SAFE_INTEGER]) {
+      await rejects(tokenA({ exp }), 'JWTSVID_MALFORMED');
+      insecureThrows(tokenA({ exp }), 'JWTSVID_MALFORMED');
+    }
+    // The largest representable expiry still gives a valid Date.
+    const svid = insecureParseJwtSvid(tokenA({ exp: 8.64e12 }));
+    assert.equal(svid.expiresAt.getTime(), 8.64e15);
+  });
+
+  test('an iat in the future beyond the clock tolerance is refused: JWTSVID_NOT_YET_VALID', async () => {
+    await rejects(tokenA({ iat: nowSec() + 3600, exp: nowSec() + 7200 }), 'JWTSVID_NOT_YET_VALID');
+    await rejects(tokenA({ iat: nowSec() + 60, exp: nowSec() + 7200 }), 'JWTSVID_NOT_YET_VALID', {
+      clockTolerance: 30,
+    });
+    // Within the tolerance: accepted.
+    const ok = await parseAndValidateJwtSvid(tokenA({ iat: nowSec() + 10 }), bundles, AUD);
+    assert.equal(ok.id.toString(), ID);
   });
 });

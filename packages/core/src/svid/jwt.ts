@@ -77,6 +77,11 @@ interface Unverified {
   exp: number;
 }
 
+const ALLOWED_HEADERS = new Set(['alg', 'kid', 'typ']);
+
+/** The largest time value a Date can hold (ECMA-262: ±8.64e15 ms). */
+const MAX_DATE_MS = 8.64e15;
+
 const B64URL = /^[A-Za-z0-9_-]+$/;
 
 const B64URL_OR_EMPTY = /^[A-Za-z0-9_-]*$/; // an empty signature is judged by the algorithm/signature checks
@@ -106,6 +111,14 @@ function decodeUnverified(token: unknown): Unverified {
   } catch (err) {
     throw new JwtSvidError('JWTSVID_MALFORMED', 'unable to parse JWT token', { cause: err });
   }
+  // JWT-SVID profile: only `alg`, `kid` and `typ` may appear in the header. Anything else (`jwk`, `jku`, `x5c`,
+  // `x5u`, `b64`, `crit`, ...) is refused: the key must come from the bundle, and the payload must be plain
+  // base64url JSON. (go-spiffe does not check this; see README "Deliberate differences from go-spiffe".)
+  for (const name of Object.keys(header)) {
+    if (!ALLOWED_HEADERS.has(name)) {
+      throw new JwtSvidError('JWTSVID_MALFORMED', `token header parameter "${name}" is not allowed in a JWT-SVID`);
+    }
+  }
   if (header.typ !== undefined && header.typ !== 'JWT' && header.typ !== 'JOSE') {
     throw new JwtSvidError('JWTSVID_BAD_TYP', 'token header type not equal to either JWT or JOSE');
   }
@@ -118,6 +131,13 @@ function decodeUnverified(token: unknown): Unverified {
   if (claims.exp === undefined) throw new JwtSvidError('JWTSVID_MISSING_EXP', 'token missing exp claim');
   if (typeof claims.exp !== 'number' || !Number.isFinite(claims.exp)) {
     throw new JwtSvidError('JWTSVID_MALFORMED', 'token exp claim is not a number');
+  }
+  // exp must fit a Date: a larger value would make `expiresAt` an Invalid Date.
+  if (Math.abs(claims.exp) * 1000 > MAX_DATE_MS) {
+    throw new JwtSvidError('JWTSVID_MALFORMED', 'token exp claim is out of range');
+  }
+  if (Array.isArray(claims.aud) && !claims.aud.every((a) => typeof a === 'string')) {
+    throw new JwtSvidError('JWTSVID_MALFORMED', 'token aud claim has a member that is not a string');
   }
   let id: SpiffeId;
   try {
@@ -234,6 +254,13 @@ export async function parseAndValidateJwtSvid(
     });
   } catch (err) {
     throw mapJoseError(err, expected, audienceList(claims));
+  }
+  // jose checks only that `iat` is a number; the standard (go-jose leeway rule) refuses one issued in the future.
+  if (claims.iat !== undefined) {
+    const nowSeconds = (options.now ?? new Date()).getTime() / 1000;
+    if (claims.iat > nowSeconds + tolerance) {
+      throw new JwtSvidError('JWTSVID_NOT_YET_VALID', 'token issued in the future (iat)');
+    }
   }
   return decodedSvid(id, claims, exp, token);
 }
