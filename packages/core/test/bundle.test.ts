@@ -126,7 +126,6 @@ describe('X509Bundle', () => {
       ['text without PEM', 'not a certificate'],
       ['only a key block', ecPrivate.export({ format: 'pem', type: 'pkcs8' }).toString()],
       ['PEM block with garbage body', '-----BEGIN CERTIFICATE-----\nZ2FyYmFnZQ==\n-----END CERTIFICATE-----\n'],
-      ['empty bytes', new Uint8Array(0)],
       ['garbage bytes', Buffer.from([0xff, 0xfe, 0xfd, 0xfc])],
       ['truncated DER', half],
       ['DER with trailing garbage', Buffer.concat([ca1.raw, Buffer.from([0x30, 0x82, 0xff])])],
@@ -223,9 +222,6 @@ describe('JwtBundle', () => {
       ['missing kid', { keys: [jwk(ecKey)] }],
       ['empty kid', { keys: [jwk(ecKey, { kid: '' })] }],
       ['numeric kid', { keys: [jwk(ecKey, { kid: 7 })] }],
-      ['symmetric key (kty oct)', { keys: [{ kty: 'oct', k: 'c2VjcmV0', kid: 'hmac' }] }],
-      ['unknown kty', { keys: [{ ...jwk(ecKey, { kid: 'a' }), kty: 'XYZ' }] }],
-      ['missing kty', { keys: [{ ...jwk(ecKey, { kid: 'a' }), kty: undefined }] }],
       ['private key (d present)', { keys: [jwk(ecPrivate, { kid: 'priv' })] }],
       ['EC key without y', { keys: [{ ...jwk(ecKey, { kid: 'a' }), y: undefined }] }],
       ['EC key with a bad curve', { keys: [{ ...jwk(ecKey, { kid: 'a' }), crv: 'P-999' }] }],
@@ -415,11 +411,6 @@ describe('SpiffeBundle', () => {
       'BUNDLE_INVALID',
       'private key',
     );
-    throwsBundle(
-      () => SpiffeBundle.parse(TD, doc([{ kty: 'oct', k: 'c2VjcmV0', kid: 'h', use: 'jwt-svid' }])),
-      'BUNDLE_INVALID',
-      'symmetric key',
-    );
   });
 
   test('invalid documents are BUNDLE_INVALID', () => {
@@ -434,7 +425,10 @@ describe('SpiffeBundle', () => {
       ['fractional sequence', '{"keys":[],"spiffe_sequence":1.5}'],
       ['string sequence', '{"keys":[],"spiffe_sequence":"1"}'],
       ['null sequence', '{"keys":[],"spiffe_sequence":null}'],
-      ['unsafe integer sequence', '{"keys":[],"spiffe_sequence":18446744073709551615}'],
+      ['sequence above 2^64 - 1', '{"keys":[],"spiffe_sequence":18446744073709551616}'],
+      ['sequence in exponent form', '{"keys":[],"spiffe_sequence":1e3}'],
+      ['sequence with a fraction part', '{"keys":[],"spiffe_sequence":1.0}'],
+      ['negative zero sequence', '{"keys":[],"spiffe_sequence":-0}'],
       ['negative refresh hint', '{"keys":[],"spiffe_refresh_hint":-5}'],
       ['string refresh hint', '{"keys":[],"spiffe_refresh_hint":"60"}'],
     ];
@@ -549,4 +543,112 @@ test('JWT authorities of a bundle cannot be changed after construction', () => {
   assert.throws(() => map.delete('k1'), TypeError);
   assert.throws(() => map.clear(), TypeError);
   assert.equal(bundle.authorities.size, 1);
+});
+
+describe('issue #21: bundle parsing', () => {
+  const x509Entry = (c: X509Certificate, extra: Record<string, unknown> = {}) => ({
+    ...jwk(c.publicKey),
+    use: 'x509-svid',
+    x5c: [c.raw.toString('base64')],
+    ...extra,
+  });
+
+  test('spiffe_sequence at or above 2^53 is read and written exactly (unsigned 64-bit)', () => {
+    for (const digits of ['9007199254740992', '9007199254740993', '12345678901234567891', '18446744073709551615']) {
+      const text = `{"keys":[],"spiffe_sequence":${digits},"spiffe_refresh_hint":60}`;
+      const b = SpiffeBundle.parse(TD, text);
+      assert.equal(b.sequenceNumber, BigInt(digits), digits);
+      assert.equal(SpiffeBundle.parse(TD, Buffer.from(text)).sequenceNumber, BigInt(digits), `${digits} (bytes)`);
+      const out = b.marshal();
+      assert.ok(out.includes(`"spiffe_sequence":${digits}`), out);
+      assert.equal(SpiffeBundle.parse(TD, out).sequenceNumber, BigInt(digits));
+      assert.equal(SpiffeBundle.parse(TD, out).refreshHintSeconds, 60);
+    }
+    // Built by hand from a bigint, written exactly.
+    const built = new SpiffeBundle({ trustDomain: TD, sequenceNumber: 2n ** 64n - 1n });
+    assert.equal(built.marshal(), '{"keys":[],"spiffe_sequence":18446744073709551615}');
+    // A nested member of the same name does not confuse the reader; the top-level one is used.
+    const nested = `{"keys":[{"kty":"oct","use":"x","spiffe_sequence":5}],"spiffe_sequence":9007199254740993}`;
+    assert.equal(SpiffeBundle.parse(TD, nested).sequenceNumber, 9007199254740993n);
+    // Small values stay plain JSON numbers.
+    assert.equal(new SpiffeBundle({ trustDomain: TD, sequenceNumber: 3n }).toJSON().spiffe_sequence, 3);
+  });
+
+  test('spiffe_sequence: negative, non-integer or above 2^64 - 1 is refused', () => {
+    for (const raw of ['-1', '1.5', '1e3', '18446744073709551616', '99999999999999999999999']) {
+      throwsBundle(() => SpiffeBundle.parse(TD, `{"keys":[],"spiffe_sequence":${raw}}`), 'BUNDLE_INVALID', raw);
+    }
+    throwsBundle(() => new SpiffeBundle({ trustDomain: TD, sequenceNumber: 2n ** 64n }), 'BUNDLE_INVALID', '2^64');
+    throwsBundle(() => new SpiffeBundle({ trustDomain: TD, sequenceNumber: -1n }), 'BUNDLE_INVALID', '-1n');
+    throwsBundle(
+      () => new SpiffeBundle({ trustDomain: TD, sequenceNumber: 2 ** 60 }),
+      'BUNDLE_INVALID',
+      'unsafe number',
+    );
+  });
+
+  test('x5c that is not strict base64 of exactly one DER certificate refuses the bundle', () => {
+    const b64 = ca1.raw.toString('base64');
+    const cases: Array<[string, string]> = [
+      ['base64url', ca1.raw.toString('base64url')],
+      ['with a newline', `${b64.slice(0, 64)}\n${b64.slice(64)}`],
+      ['with a space', `${b64.slice(0, 64)} ${b64.slice(64)}`],
+      ['without padding', b64.replace(/=+$/, '')],
+      ['two certificates in one entry', Buffer.concat([ca1.raw, ca2.raw]).toString('base64')],
+      ['trailing bytes', Buffer.concat([ca1.raw, Buffer.from([0])]).toString('base64')],
+    ];
+    assert.ok(b64.includes('+') || b64.includes('/') || b64.endsWith('='), 'test certificate exercises base64');
+    for (const [label, x5c] of cases) {
+      if (x5c === b64) continue; // e.g. a certificate whose base64 needs no padding
+      throwsBundle(
+        () => SpiffeBundle.parse(TD, JSON.stringify({ keys: [x509Entry(ca1, { x5c: [x5c] })] })),
+        'BUNDLE_INVALID',
+        label,
+      );
+    }
+  });
+
+  test('x509-svid entries whose JWK key members differ from the certificate key are not used', () => {
+    const cases: Array<[string, Record<string, unknown>]> = [
+      ['another key', x509Entry(ca1, { ...jwk(ecKey2) })],
+      ['another kty', x509Entry(ca1, { ...jwk(rsaKey) })],
+      ['other x', x509Entry(ca1, { x: jwk(ca2.publicKey).x })],
+      ['other crv', x509Entry(ca1, { crv: 'P-384' })],
+      ['no kty', x509Entry(ca1, { kty: undefined })],
+    ];
+    for (const [label, entry] of cases) {
+      const b = SpiffeBundle.parse(TD, JSON.stringify({ keys: [entry, x509Entry(ca2)] }));
+      assert.deepEqual(fingerprints(b.x509Authorities), fingerprints([ca2]), label);
+    }
+    const ok = SpiffeBundle.parse(TD, JSON.stringify({ keys: [x509Entry(ca1), x509Entry(ca3)] }));
+    assert.deepEqual(fingerprints(ok.x509Authorities), fingerprints([ca1, ca3]));
+  });
+
+  test('one unusable JWT key (oct, unknown or missing kty) is ignored, not the whole bundle', () => {
+    const good = jwk(ecKey, { kid: 'good', use: 'jwt-svid' });
+    const unusable = [
+      { kty: 'oct', k: 'c2VjcmV0', kid: 'hmac', use: 'jwt-svid' },
+      { ...jwk(ecKey, { kid: 'xyz', use: 'jwt-svid' }), kty: 'XYZ' },
+      { ...jwk(ecKey, { kid: 'none', use: 'jwt-svid' }), kty: undefined },
+    ];
+    for (const bad of unusable) {
+      const sb = SpiffeBundle.parse(TD, JSON.stringify({ keys: [bad, x509Entry(ca1), good] }));
+      assert.deepEqual([...sb.jwtAuthorities.keys()], ['good'], String(bad.kty));
+      assert.deepEqual(fingerprints(sb.x509Authorities), fingerprints([ca1]));
+      const jb = JwtBundle.parse(TD, JSON.stringify({ keys: [bad, good] }));
+      assert.deepEqual([...jb.authorities.keys()], ['good'], String(bad.kty));
+    }
+    // Private key material is still refused, whatever the kty.
+    throwsBundle(
+      () => JwtBundle.parse(TD, JSON.stringify({ keys: [{ kty: 'oct', k: 'c2VjcmV0', d: 'eA', kid: 'h' }] })),
+      'BUNDLE_INVALID',
+    );
+  });
+
+  test('an empty X.509 bundle ("trust nothing") is accepted', () => {
+    assert.equal(X509Bundle.parse(TD, new Uint8Array(0)).authorities.length, 0);
+    assert.equal(X509Bundle.parse(TD, Buffer.alloc(0)).authorities.length, 0);
+    assert.equal(X509Bundle.parse(TD, []).authorities.length, 0);
+    assert.equal(SpiffeBundle.parse(TD, '{"keys":[]}').x509Authorities.length, 0);
+  });
 });

@@ -54,10 +54,12 @@ export class JwtBundle implements JwtBundleSource {
     const keys = (doc as { keys?: unknown }).keys;
     if (keys === undefined) return new JwtBundle(trustDomain, []);
     if (!Array.isArray(keys)) throw new BundleError('BUNDLE_INVALID', 'JWKS "keys" must be an array');
-    return new JwtBundle(
-      trustDomain,
-      keys.map((k: unknown, i) => jwtAuthorityFromJwk(k, `JWKS key ${i}`)),
-    );
+    const authorities: JwtAuthority[] = [];
+    keys.forEach((k: unknown, i) => {
+      const a = jwtAuthorityFromJwk(k, `JWKS key ${i}`);
+      if (a) authorities.push(a);
+    });
+    return new JwtBundle(trustDomain, authorities);
   }
 
   static fromKeys(trustDomain: TrustDomain | string, keys: Record<string, KeyObject>): JwtBundle {
@@ -93,12 +95,24 @@ export class JwtBundle implements JwtBundleSource {
   }
 }
 
-export function jwtAuthorityFromJwk(k: unknown, where: string): JwtAuthority {
+/**
+ * The authority of one JWK, or `undefined` for a key this library cannot use for JWT-SVIDs (`kty` missing,
+ * `oct` or unknown): such an entry is ignored, so one unusable key does not make the whole bundle fail
+ * (SPIFFE bundle standard: ignore bad entries; go-spiffe refuses the document instead). Malformed keys of a
+ * supported type, private key material and a missing `kid` are still errors.
+ */
+export function jwtAuthorityFromJwk(k: unknown, where: string): JwtAuthority | undefined {
   if (!k || typeof k !== 'object' || Array.isArray(k))
     throw new BundleError('BUNDLE_INVALID', `${where}: not an object`);
   const jwk = k as JsonWebKey & { kid?: unknown };
   if (typeof jwk.kid !== 'string' || jwk.kid === '') {
     throw new BundleError('BUNDLE_INVALID', `${where}: missing key ID ("kid")`);
+  }
+  if (jwk.kty !== 'RSA' && jwk.kty !== 'EC' && jwk.kty !== 'OKP') {
+    if ('d' in jwk && jwk.d !== undefined) {
+      throw new BundleError('BUNDLE_INVALID', `${where}: private key material in a bundle`);
+    }
+    return undefined;
   }
   const publicKey = importJwk(jwk, where);
   return { keyId: jwk.kid, publicKey, jwk: publicJwk(publicKey, jwk.kid) };

@@ -29,21 +29,21 @@ export class SpiffeBundle implements X509BundleSource, JwtBundleSource {
     this.trustDomain = toTrustDomain(init.trustDomain);
     this.x509Authorities = new X509Bundle(this.trustDomain, init.x509Authorities ?? []).authorities;
     this.jwtAuthorities = new JwtBundle(this.trustDomain, init.jwtAuthorities ?? []).authorities;
-    this.sequenceNumber = init.sequenceNumber === undefined ? undefined : BigInt(init.sequenceNumber);
+    this.sequenceNumber = init.sequenceNumber === undefined ? undefined : checkedSequence(init.sequenceNumber);
     this.refreshHintSeconds = init.refreshHintSeconds;
     Object.freeze(this);
   }
 
   static parse(trustDomain: TrustDomain | string, input: string | Uint8Array | object): SpiffeBundle {
     const doc = parseJsonObject(input, 'SPIFFE bundle');
-    const { keys, spiffe_sequence: seq, spiffe_refresh_hint: hint } = doc;
+    const { keys, spiffe_refresh_hint: hint } = doc;
+    const text =
+      typeof input === 'string' ? input : input instanceof Uint8Array ? Buffer.from(input).toString('utf8') : undefined;
+    const seq = sequenceFrom(doc.spiffe_sequence, text);
     if (keys === undefined || keys === null) {
       throw new BundleError('BUNDLE_INVALID', 'SPIFFE bundle: "keys" must be present');
     }
     if (!Array.isArray(keys)) throw new BundleError('BUNDLE_INVALID', 'SPIFFE bundle: "keys" must be an array');
-    if (seq !== undefined && !(Number.isSafeInteger(seq) && (seq as number) >= 0)) {
-      throw new BundleError('BUNDLE_INVALID', 'SPIFFE bundle: "spiffe_sequence" must be a non-negative integer');
-    }
     if (hint !== undefined && !(Number.isSafeInteger(hint) && (hint as number) >= 0)) {
       throw new BundleError('BUNDLE_INVALID', 'SPIFFE bundle: "spiffe_refresh_hint" must be a non-negative integer');
     }
@@ -61,22 +61,36 @@ export class SpiffeBundle implements X509BundleSource, JwtBundleSource {
             `SPIFFE bundle: expected a single certificate in x509-svid entry ${i}`,
           );
         }
-        let cert: X509Certificate;
+        // RFC 7517 §4.7: standard base64 (not base64url, no whitespace, canonical) of exactly one DER
+        // certificate. A bad encoding refuses the whole bundle, like the other x5c rules here (and go-spiffe):
+        // the certificate *is* the authority, so a corrupted one means a corrupted document, not an entry we
+        // may skip.
+        const der = strictBase64(key.x5c[0]);
+        let cert: X509Certificate | undefined;
         try {
-          cert = new X509Certificate(Buffer.from(key.x5c[0], 'base64'));
+          if (der) cert = new X509Certificate(der);
         } catch (err) {
           throw new BundleError('BUNDLE_INVALID', `SPIFFE bundle: invalid certificate in entry ${i}`, { cause: err });
         }
-        x509.push(cert);
+        if (!der || !cert || cert.raw.length !== der.length) {
+          throw new BundleError(
+            'BUNDLE_INVALID',
+            `SPIFFE bundle: x5c of entry ${i} is not the standard base64 of exactly one DER certificate`,
+          );
+        }
+        // The JWK's own key members must describe the certificate's key; an entry where they differ is not
+        // used (ignored, as the standard asks for bad entries; go-spiffe refuses the whole bundle).
+        if (jwkMatchesKey(k as Record<string, unknown>, cert)) x509.push(cert);
       } else if (key.use === 'jwt-svid') {
-        jwt.push(jwtAuthorityFromJwk(k, `SPIFFE bundle entry ${i}`));
+        const authority = jwtAuthorityFromJwk(k, `SPIFFE bundle entry ${i}`);
+        if (authority) jwt.push(authority);
       }
     });
     return new SpiffeBundle({
       trustDomain,
       x509Authorities: x509,
       jwtAuthorities: jwt,
-      sequenceNumber: seq as number | undefined,
+      sequenceNumber: seq,
       refreshHintSeconds: hint as number | undefined,
     });
   }
@@ -112,13 +126,23 @@ export class SpiffeBundle implements X509BundleSource, JwtBundleSource {
       ...[...this.jwtAuthorities.values()].map((a) => ({ ...a.jwk, kid: a.keyId, use: 'jwt-svid' })),
     ];
     const doc: Record<string, unknown> = { keys };
-    if (this.sequenceNumber !== undefined) doc.spiffe_sequence = Number(this.sequenceNumber);
+    const seq = this.sequenceNumber;
+    if (seq !== undefined) {
+      // A number when exact; above 2^53 - 1 a JSON number cannot hold it, so the bigint itself is kept
+      // (a plain JSON.stringify then throws instead of writing wrong digits): marshal() writes it exactly.
+      doc.spiffe_sequence = seq <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(seq) : seq;
+    }
     if (this.refreshHintSeconds !== undefined) doc.spiffe_refresh_hint = this.refreshHintSeconds;
     return doc;
   }
 
+  /** The bundle as JSON text; `spiffe_sequence` is written with all its digits (unsigned 64-bit). */
   marshal(): string {
-    return JSON.stringify(this.toJSON());
+    const members = Object.entries(this.toJSON()).map(
+      ([name, value]) =>
+        `${JSON.stringify(name)}:${typeof value === 'bigint' ? value.toString() : JSON.stringify(value)}`,
+    );
+    return `{${members.join(',')}}`;
   }
 
   getX509BundleForTrustDomain(trustDomain: TrustDomain): X509Bundle {
@@ -130,4 +154,94 @@ export class SpiffeBundle implements X509BundleSource, JwtBundleSource {
     if (!this.trustDomain.equals(trustDomain)) throw notFound('JWT', trustDomain);
     return this.jwtBundle();
   }
+}
+
+const MAX_SEQUENCE = 2n ** 64n - 1n;
+
+function checkedSequence(value: bigint | number): bigint {
+  if (typeof value === 'number' && !Number.isSafeInteger(value)) {
+    throw new BundleError('BUNDLE_INVALID', 'SPIFFE bundle: sequence number must be an exact integer');
+  }
+  const seq = BigInt(value);
+  if (seq < 0n || seq > MAX_SEQUENCE) {
+    throw new BundleError('BUNDLE_INVALID', 'SPIFFE bundle: sequence number must be an unsigned 64-bit integer');
+  }
+  return seq;
+}
+
+const INVALID_SEQUENCE = '"spiffe_sequence" must be an integer from 0 to 2^64 - 1';
+
+/**
+ * `spiffe_sequence` without precision loss. JSON.parse turns numbers above 2^53 - 1 into inexact doubles, and
+ * Node 20 has no reviver source text, so the member's digits are read from the JSON text itself.
+ */
+function sequenceFrom(parsed: unknown, text: string | undefined): bigint | undefined {
+  if (parsed === undefined) return undefined;
+  if (typeof parsed === 'bigint') return checkedSequence(parsed); // caller-built object
+  if (typeof parsed !== 'number') throw new BundleError('BUNDLE_INVALID', `SPIFFE bundle: ${INVALID_SEQUENCE}`);
+  const raw = text === undefined ? undefined : rawTopLevelNumber(text, 'spiffe_sequence');
+  if (raw === undefined) {
+    if (!Number.isSafeInteger(parsed) || parsed < 0) {
+      throw new BundleError('BUNDLE_INVALID', `SPIFFE bundle: ${INVALID_SEQUENCE}`);
+    }
+    return BigInt(parsed);
+  }
+  // Plain decimal digits only: no sign, fraction or exponent.
+  if (!/^(0|[1-9][0-9]*)$/.test(raw) || BigInt(raw) > MAX_SEQUENCE) {
+    throw new BundleError('BUNDLE_INVALID', `SPIFFE bundle: ${INVALID_SEQUENCE}`);
+  }
+  return BigInt(raw);
+}
+
+/**
+ * The source text of the number value of a top-level member of a JSON object text that JSON.parse already
+ * accepted (so the text is well formed). The last occurrence wins, as with JSON.parse.
+ */
+function rawTopLevelNumber(text: string, member: string): string | undefined {
+  let depth = 0;
+  let found: string | undefined;
+  let i = 0;
+  while (i < text.length) {
+    const c = text[i];
+    if (c === '"') {
+      let j = i + 1;
+      while (text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
+      const end = j + 1;
+      if (depth === 1) {
+        let k = end;
+        while (k < text.length && /\s/.test(text[k] as string)) k++;
+        if (text[k] === ':' && JSON.parse(text.slice(i, end)) === member) {
+          k++;
+          while (k < text.length && /\s/.test(text[k] as string)) k++;
+          const m = /^-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?/.exec(text.slice(k, k + 400));
+          found = m ? m[0] : undefined;
+        }
+      }
+      i = end;
+      continue;
+    }
+    if (c === '{' || c === '[') depth++;
+    else if (c === '}' || c === ']') depth--;
+    i++;
+  }
+  return found;
+}
+
+/** Standard base64 (RFC 4648 §4) with padding and nothing else, decoded; undefined when not canonical. */
+function strictBase64(value: string): Buffer | undefined {
+  if (value.length === 0 || value.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(value)) return undefined;
+  const bytes = Buffer.from(value, 'base64');
+  return bytes.toString('base64') === value ? bytes : undefined;
+}
+
+/** Whether the JWK members `kty`, `n`/`e`, `crv`/`x`/`y` of an x509-svid entry equal the certificate's key. */
+function jwkMatchesKey(entry: Record<string, unknown>, cert: X509Certificate): boolean {
+  let certJwk: Record<string, unknown>;
+  try {
+    certJwk = cert.publicKey.export({ format: 'jwk' }) as Record<string, unknown>;
+  } catch {
+    return false;
+  }
+  const members = ['kty', 'n', 'e', 'crv', 'x', 'y'];
+  return members.every((m) => entry[m] === certJwk[m]);
 }

@@ -30,6 +30,11 @@ export class X509Bundle implements X509BundleSource {
 
   /** Parses PEM text or DER bytes (concatenated DER allowed, as the Workload API sends). */
   static parse(trustDomain: TrustDomain | string, input: CertificatesInput): X509Bundle {
+    // No certificates at all (empty bytes, as the Workload API sends for "now empty", or an empty list) is a
+    // valid bundle that trusts nothing. Text must still hold PEM certificates.
+    if ((input instanceof Uint8Array && input.byteLength === 0) || (Array.isArray(input) && input.length === 0)) {
+      return X509Bundle.empty(trustDomain);
+    }
     try {
       return new X509Bundle(trustDomain, parseCertificates(input));
     } catch (err) {
