@@ -252,6 +252,42 @@ describe('fuzz: bundle JSON (SPIFFE bundle and JWKS)', () => {
       { numRuns: RUNS },
     );
   });
+
+  // spiffe_sequence is read from the JSON text itself (JSON.parse loses digits above 2^53): the scanner must find
+  // the top-level member whatever surrounds it. Oracle: the bigint the document was written with.
+  test('spiffe_sequence is read exactly from any document layout (the member among decoys)', () => {
+    const decoyKey = fc.constantFrom('spiffe_sequence', 'spiffe_sequence ', 'x":1,"spiffe_sequence', 'k', '\\"');
+    const decoy = fc.oneof(
+      fc.jsonValue({ maxDepth: 2 }),
+      fc.dictionary(decoyKey, fc.oneof(fc.bigInt({ min: 0n, max: 2n ** 70n }).map(String), fc.string())),
+    );
+    const ws = fc.constantFrom('', ' ', '\n\t ', '\r\n');
+    const doc = structuredClone(bundleJson) as Record<string, unknown>;
+    delete doc.spiffe_sequence;
+    fc.assert(
+      fc.property(
+        fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
+        fc.array(fc.tuple(fc.string(), decoy), { maxLength: 4 }),
+        fc.nat(),
+        ws,
+        ws,
+        (sequence, extra, at, w1, w2) => {
+          const members = [
+            ...Object.entries(doc).map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`),
+            ...extra
+              .filter(([k]) => k !== 'spiffe_sequence')
+              .map(([k, v]) => `${JSON.stringify(k)}${w1}:${w2}${JSON.stringify(v)}`),
+          ];
+          members.splice(at % (members.length + 1), 0, `"spiffe_sequence"${w1}:${w2}${sequence}`);
+          const text = `{${w1}${members.join(`,${w2}`)}${w1}}`;
+          const parsed = SpiffeBundle.parse('example.org', text);
+          assert.equal(parsed.sequenceNumber, sequence);
+          assert.equal(SpiffeBundle.parse('example.org', parsed.marshal()).sequenceNumber, sequence);
+        },
+      ),
+      { numRuns: RUNS },
+    );
+  });
 });
 
 describe('fuzz: PEM and DER input (certificates, keys, X.509-SVIDs)', () => {
