@@ -2,6 +2,14 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { before, describe, test } from 'node:test';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import {
+  GeneralName,
+  GeneralSubtree,
+  GeneralSubtrees,
+  id_ce_nameConstraints,
+  NameConstraints,
+} from '@peculiar/asn1-x509';
 import {
   idFromCertificate,
   JwtBundle,
@@ -693,5 +701,56 @@ describe('issue #21 verdicts', () => {
     // Names and signatures still decide: the same key identifier trick does not make a stranger's leaf trusted.
     const foreign = await issue(stranger, { authorityKeyId: wrongKeyId });
     throwsSvid(() => verify(foreign), 'X509SVID_UNTRUSTED');
+  });
+});
+
+describe('issue #21: URI name constraints', () => {
+  /** A critical nameConstraints extension with the given URI subtrees (and optionally a DNS one). */
+  function nameConstraints(permitted: string[], excluded: string[], dns?: string) {
+    const subtrees = (uris: string[]) =>
+      uris.length === 0
+        ? undefined
+        : new GeneralSubtrees(
+            uris.map((u) => new GeneralSubtree({ base: new GeneralName({ uniformResourceIdentifier: u }) })),
+          );
+    const nc = new NameConstraints({ permittedSubtrees: subtrees(permitted), excludedSubtrees: subtrees(excluded) });
+    if (dns) {
+      nc.permittedSubtrees ??= new GeneralSubtrees();
+      nc.permittedSubtrees.push(new GeneralSubtree({ base: new GeneralName({ dNSName: dns }) }));
+    }
+    return [{ oid: id_ce_nameConstraints, critical: true, value: new Uint8Array(AsnConvert.serialize(nc)) }];
+  }
+
+  test('a root excluding the trust domain cannot issue for it: X509SVID_NAME_NOT_PERMITTED', async () => {
+    const root = await createAuthority({ extraExtensions: nameConstraints([], ['example.org']) });
+    const svid = await issue(root);
+    const set = new X509BundleSet([new X509Bundle('example.org', [root.certificate])]);
+    throwsSvid(() => verify(svid, set), 'X509SVID_NAME_NOT_PERMITTED');
+  });
+
+  test('an intermediate permitted only another trust domain cannot issue for this one', async () => {
+    const [otherOnly, thisOnly, subdomainsOnly] = await Promise.all([
+      createAuthority({ parent: rootA, extraExtensions: nameConstraints(['other.org'], []) }),
+      createAuthority({ parent: rootA, extraExtensions: nameConstraints(['example.org'], []) }),
+      createAuthority({ parent: rootA, extraExtensions: nameConstraints([], ['.example.org']) }),
+    ]);
+    const [a, b, c] = await Promise.all([
+      issue(otherOnly, { chain: [otherOnly.certificate] }),
+      issue(thisOnly, { chain: [thisOnly.certificate] }),
+      issue(subdomainsOnly, { chain: [subdomainsOnly.certificate] }),
+    ]);
+    throwsSvid(() => verify(a), 'X509SVID_NAME_NOT_PERMITTED');
+    assert.equal(verify(b).id.toString(), ID);
+    // ".example.org" names subdomains only (RFC 5280 §4.2.1.10), not example.org itself.
+    assert.equal(verify(c).id.toString(), ID);
+  });
+
+  test('critical name constraints on other name forms are refused (not supported)', async () => {
+    const inter = await createAuthority({
+      parent: rootA,
+      extraExtensions: nameConstraints(['example.org'], [], 'example.org'),
+    });
+    const svid = await issue(inter, { chain: [inter.certificate] });
+    throwsSvid(() => verify(svid), 'X509SVID_UNSUPPORTED_CRITICAL_EXTENSION');
   });
 });

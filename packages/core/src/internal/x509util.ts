@@ -6,9 +6,11 @@ import {
   id_ce_basicConstraints,
   id_ce_extKeyUsage,
   id_ce_keyUsage,
+  id_ce_nameConstraints,
   id_ce_subjectAltName,
   KeyUsage,
   Name,
+  NameConstraints,
   SubjectAlternativeName,
 } from '@peculiar/asn1-x509';
 import { fromBER } from 'asn1js';
@@ -160,18 +162,30 @@ export interface CertificateFacts {
   readonly unknownCriticalExtensions: readonly string[];
   /** OID of the certificate's signatureAlgorithm. */
   readonly signatureAlgorithm: string;
+  /** URI name constraints (RFC 5280 §4.2.1.10), when the certificate has a nameConstraints extension. */
+  readonly nameConstraints: UriNameConstraints | undefined;
+}
+
+/** The URI subtrees of a nameConstraints extension; `otherForms` when it also constrains other name forms. */
+export interface UriNameConstraints {
+  readonly permittedUris: readonly string[];
+  readonly excludedUris: readonly string[];
+  readonly otherForms: boolean;
+  readonly critical: boolean;
 }
 
 /**
  * The extensions the X.509-SVID checks process, so they may be critical: subjectAltName (URI SAN),
  * basicConstraints (cA, pathLenConstraint), keyUsage, and extKeyUsage (recognised; the X.509-SVID profile
- * allows it to be critical, and, as in go-spiffe, no particular purpose is required of it).
+ * allows it to be critical, and, as in go-spiffe, no particular purpose is required of it), and nameConstraints
+ * (URI subtrees; a critical one constraining other name forms is refused when the path is validated).
  */
 export const PROCESSED_EXTENSIONS: ReadonlySet<string> = new Set([
   id_ce_subjectAltName,
   id_ce_basicConstraints,
   id_ce_keyUsage,
   id_ce_extKeyUsage,
+  id_ce_nameConstraints,
 ]);
 
 /** Signature algorithms refused on every certificate below the trust anchor (MD2, MD4, MD5 and SHA-1 digests). */
@@ -213,6 +227,7 @@ export function certificateFacts(cert: X509Certificate): CertificateFacts {
   let pathLen: number | undefined;
   let keyUsage: number | undefined;
   const unknownCriticalExtensions: string[] = [];
+  let nameConstraints: UriNameConstraints | undefined;
   for (const ext of parsed.tbsCertificate.extensions ?? []) {
     if (ext.critical && !PROCESSED_EXTENSIONS.has(ext.extnID)) unknownCriticalExtensions.push(ext.extnID);
     try {
@@ -227,6 +242,20 @@ export function certificateFacts(cert: X509Certificate): CertificateFacts {
         pathLen = bc.pathLenConstraint;
       } else if (ext.extnID === id_ce_keyUsage) {
         keyUsage = AsnConvert.parse(ext.extnValue, KeyUsage).toNumber();
+      } else if (ext.extnID === id_ce_nameConstraints) {
+        const nc = AsnConvert.parse(ext.extnValue, NameConstraints);
+        let otherForms = false;
+        const uris = (subtrees: Iterable<{ base: { uniformResourceIdentifier?: string } }> | undefined) => {
+          const out: string[] = [];
+          for (const t of subtrees ?? []) {
+            if (t.base.uniformResourceIdentifier !== undefined) out.push(t.base.uniformResourceIdentifier);
+            else otherForms = true;
+          }
+          return Object.freeze(out);
+        };
+        const permittedUris = uris(nc.permittedSubtrees);
+        const excludedUris = uris(nc.excludedSubtrees);
+        nameConstraints = Object.freeze({ permittedUris, excludedUris, otherForms, critical: ext.critical === true });
       }
     } catch (err) {
       throw new CertificateError('CERTIFICATE_INVALID', `malformed certificate extension ${ext.extnID}`, {
@@ -241,6 +270,7 @@ export function certificateFacts(cert: X509Certificate): CertificateFacts {
     keyUsage,
     unknownCriticalExtensions: Object.freeze(unknownCriticalExtensions),
     signatureAlgorithm: parsed.signatureAlgorithm.algorithm,
+    nameConstraints,
   });
   factsCache.set(cert, facts);
   return facts;

@@ -1,4 +1,5 @@
 import { createPublicKey, type KeyObject, type X509Certificate } from 'node:crypto';
+import { isIP } from 'node:net';
 import { type X509BundleSource } from '../bundle/source.js';
 import { BundleError, SpiffeError, SpiffeIdError, X509SvidError } from '../errors.js';
 import {
@@ -200,6 +201,47 @@ export interface VerifiedX509Svid {
   verifiedChain: X509Certificate[];
 }
 
+/**
+ * RFC 5280 §4.2.1.10 URI constraint on a URI's host: "host" matches that host only, ".host" matches its
+ * subdomains only. A URI without a host name, or with an IP address as host, never matches.
+ */
+function uriMatches(uri: string, constraint: string): boolean {
+  let host: string;
+  try {
+    host = new URL(uri).hostname.toLowerCase();
+  } catch {
+    return false;
+  }
+  if (host === '' || isIP(host) !== 0 || host.startsWith('[')) return false;
+  const c = constraint.toLowerCase();
+  if (c === '') return true;
+  return c.startsWith('.') ? host.endsWith(c) && host.length > c.length : host === c;
+}
+
+/** The URI name constraints of `ca` applied to the URI SANs of every certificate below it in `path`. */
+function checkNameConstraints(ca: X509Certificate, path: readonly X509Certificate[], role: string): void {
+  const nc = facts(ca).nameConstraints;
+  if (nc === undefined) return;
+  if (nc.otherForms && nc.critical) {
+    throw new X509SvidError(
+      'X509SVID_UNSUPPORTED_CRITICAL_EXTENSION',
+      `${role} certificate has name constraints on name forms other than URI, which are not supported`,
+    );
+  }
+  for (const cert of path) {
+    for (const uri of facts(cert).uris) {
+      const excluded = nc.excludedUris.some((c) => uriMatches(uri, c));
+      const permitted = nc.permittedUris.length === 0 || nc.permittedUris.some((c) => uriMatches(uri, c));
+      if (excluded || !permitted) {
+        throw new X509SvidError(
+          'X509SVID_NAME_NOT_PERMITTED',
+          `${role} certificate name constraints do not permit URI "${uri}"`,
+        );
+      }
+    }
+  }
+}
+
 function checkTime(cert: X509Certificate, now: Date, role: string): void {
   if (now < new Date(cert.validFrom)) {
     throw new X509SvidError('X509SVID_NOT_YET_VALID', `${role} certificate is not valid before ${cert.validFrom}`);
@@ -276,6 +318,7 @@ export function verifyX509Svid(
         if (f.pathLen !== undefined && below > f.pathLen) {
           throw new X509SvidError('X509SVID_PATH_LEN_EXCEEDED', 'root certificate path length constraint exceeded');
         }
+        checkNameConstraints(root, path, 'root');
         return [...path, root];
       } catch (err) {
         if (err instanceof X509SvidError) reason = err;
@@ -306,6 +349,7 @@ export function verifyX509Svid(
         if (f.pathLen !== undefined && below > f.pathLen) {
           throw new X509SvidError('X509SVID_PATH_LEN_EXCEEDED', 'intermediate path length constraint exceeded');
         }
+        checkNameConstraints(inter, path, 'intermediate');
       } catch (err) {
         if (err instanceof X509SvidError) {
           reason = err;
