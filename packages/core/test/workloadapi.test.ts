@@ -286,6 +286,39 @@ describe('Workload API client against the dev server on a real unix socket', () 
     }
   });
 
+  test('JwtSource drops a cached JWT-SVID once its signing key leaves the bundle, and picks JWT-SVIDs by hint', async () => {
+    const src = await JwtSource.create({ address: server.address('payments'), timeoutMs: 5000 });
+    try {
+      const before = await src.fetchJwtSvid({ audience: 'rotating' });
+      assert.equal(await src.fetchJwtSvid({ audience: 'rotating' }), before, 'cached while its key is in the bundle');
+      // The authority is rotated and the old key dropped from the bundle (SPIRE: taint, then revoke).
+      let updates = 0;
+      const off = src.onUpdate(() => updates++);
+      await server.rotateJwtAuthority({ dropRetired: true, propagationMs: 50 });
+      const deadline = Date.now() + 5000;
+      while (updates < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      off();
+      const after = await src.fetchJwtSvid({ audience: 'rotating' });
+      assert.notEqual(after.token, before.token, 'a token signed by a key no longer in the bundle was served');
+      await parseAndValidateJwtSvid(after.token, src, 'rotating');
+      await assert.rejects(parseAndValidateJwtSvid(before.token, src, 'rotating'));
+    } finally {
+      await src.close();
+    }
+    const multi = await JwtSource.create({ address: server.address('multi'), timeoutMs: 5000 });
+    try {
+      const ids = server.svidsOf('multi').map((s) => s.id);
+      const last = ids.at(-1) as SpiffeId;
+      const hint = last.path.split('/').pop() as string;
+      assert.equal(String((await multi.fetchJwtSvid({ audience: 'x', hint })).id), String(last));
+      await assert.rejects(multi.fetchJwtSvid({ audience: 'x', hint: 'no-such-hint' }), (e: WorkloadApiError) => {
+        return e.code === 'WORKLOADAPI_BAD_RESPONSE';
+      });
+    } finally {
+      await multi.close();
+    }
+  });
+
   test('BundleSource serves X.509 and JWT bundles', async () => {
     const src = await BundleSource.create({ address: server.address('orders'), timeoutMs: 5000 });
     try {

@@ -42,6 +42,11 @@ export interface JwtSvidParams {
   audience: string | readonly string[];
   /** Ask for the SVID of this ID, when the workload has several. */
   subject?: SpiffeId | string;
+  /**
+   * Pick the SVID whose operator-set `hint` is this (Workload API `hint`), when the workload has several;
+   * no SVID with that hint is a WORKLOADAPI_BAD_RESPONSE error.
+   */
+  hint?: string;
 }
 
 /** Receives updates from a Workload API stream. */
@@ -311,9 +316,15 @@ export class WorkloadApiClient {
     return this.#fetchJwt(params, options, (svids) => [...svids]);
   }
 
-  /** Fetches one JWT-SVID (the first / default identity unless `subject` is given). */
+  /** Fetches one JWT-SVID (the first / default identity unless `subject` or `hint` is given). */
   fetchJwtSvid(params: JwtSvidParams, options: CallOptions = {}): Promise<JwtSvid> {
-    return this.#fetchJwt(params, options, (svids) => svids[0] as JwtSvid);
+    const { hint } = params;
+    return this.#fetchJwt(params, options, (svids) => {
+      if (hint === undefined) return svids[0] as JwtSvid;
+      const svid = svids.find((s) => s.hint === hint);
+      if (!svid) throw new WorkloadApiError('WORKLOADAPI_BAD_RESPONSE', `no JWT-SVID with hint "${hint}"`);
+      return svid;
+    });
   }
 
   #fetchJwt<T>(params: JwtSvidParams, options: CallOptions, pick: (svids: readonly JwtSvid[]) => T): Promise<T> {

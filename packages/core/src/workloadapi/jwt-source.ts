@@ -1,3 +1,4 @@
+import { decodeProtectedHeader } from 'jose';
 import { JwtBundle } from '../bundle/jwt.js';
 import { JwtBundleSet } from '../bundle/set.js';
 import { TrustDomain, toSpiffeId } from '../spiffeid/id.js';
@@ -51,10 +52,10 @@ export class JwtSource extends WorkloadApiSource {
     // One entry per question, however it is written: audiences as a sorted set, the subject as its ID.
     const aud = [...new Set(typeof params.audience === 'string' ? [params.audience] : params.audience)].sort();
     const subject = params.subject === undefined ? '' : toSpiffeId(params.subject).toString();
-    const key = JSON.stringify([aud, subject]);
+    const key = JSON.stringify([aud, subject, params.hint ?? null]);
     const now = Date.now();
     const hit = this.#cache.get(key);
-    if (hit && now < hit.refreshAt && hit.svid.expiresAt.getTime() > now) {
+    if (hit && now < hit.refreshAt && hit.svid.expiresAt.getTime() > now && this.#stillSigned(hit.svid)) {
       this.#cache.delete(key); // most recently used last: eviction takes the oldest
       this.#cache.set(key, hit);
       return hit.svid;
@@ -74,6 +75,23 @@ export class JwtSource extends WorkloadApiSource {
       .finally(() => this.#inflight.delete(key));
     this.#inflight.set(key, p);
     return p;
+  }
+
+  /**
+   * Whether the key that signed a cached token is still in its trust domain's JWT bundle. When the agent's
+   * authority is rotated (tainted, revoked), the bundle drops the key before the token's half-life, every
+   * validator then refuses the token, and the agent already issues tokens from the new key: fetch one.
+   */
+  #stillSigned(svid: JwtSvid): boolean {
+    if (!this.#bundles) return true; // no bundle seen yet: nothing to compare with
+    let kid: unknown;
+    try {
+      kid = decodeProtectedHeader(svid.token).kid;
+    } catch {
+      return false;
+    }
+    const bundle = this.#bundles.get(svid.id.trustDomain);
+    return typeof kid === 'string' && bundle?.findAuthority(kid) !== undefined;
   }
 
   get bundles(): JwtBundleSet {
