@@ -274,8 +274,9 @@ describe('fuzz: bundle JSON (SPIFFE bundle and JWKS)', () => {
         (sequence, extra, at, w1, w2) => {
           const members = [
             ...Object.entries(doc).map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v)}`),
+            // Distinct member names: a document repeating one is refused (tested in the core's bundle tests).
             ...extra
-              .filter(([k]) => k !== 'spiffe_sequence')
+              .filter(([k], i) => k !== 'spiffe_sequence' && !(k in doc) && extra.findIndex(([o]) => o === k) === i)
               .map(([k, v]) => `${JSON.stringify(k)}${w1}:${w2}${JSON.stringify(v)}`),
           ];
           members.splice(at % (members.length + 1), 0, `"spiffe_sequence"${w1}:${w2}${sequence}`);

@@ -574,6 +574,16 @@ describe('issue #21: bundle parsing', () => {
     assert.equal(new SpiffeBundle({ trustDomain: TD, sequenceNumber: 3n }).toJSON().spiffe_sequence, 3);
   });
 
+  test('a SPIFFE bundle document repeating a member name with another value is refused', () => {
+    const doc = JSON.stringify({ keys: [], spiffe_sequence: 1 });
+    const repeated = `${doc.slice(0, -1)},"spiffe_sequence":2}`;
+    assert.throws(
+      () => SpiffeBundle.parse('example.org', repeated),
+      (e: BundleError) => e instanceof BundleError && e.code === 'BUNDLE_INVALID',
+    );
+    assert.equal(SpiffeBundle.parse('example.org', doc).sequenceNumber, 1n);
+  });
+
   test('spiffe_sequence: negative, non-integer or above 2^64 - 1 is refused', () => {
     for (const raw of ['-1', '1.5', '1e3', '18446744073709551616', '99999999999999999999999']) {
       throwsBundle(() => SpiffeBundle.parse(TD, `{"keys":[],"spiffe_sequence":${raw}}`), 'BUNDLE_INVALID', raw);

@@ -1,4 +1,5 @@
 import { X509Certificate } from 'node:crypto';
+import { isLosslessNumber, parse as parseLossless } from 'lossless-json';
 import { BundleError } from '../errors.js';
 import { TrustDomain, toTrustDomain } from '../spiffeid/id.js';
 import { type JwtAuthority, JwtBundle, jwtAuthorityFromJwk, parseJsonObject } from './jwt.js';
@@ -39,7 +40,11 @@ export class SpiffeBundle implements X509BundleSource, JwtBundleSource {
     const { keys, spiffe_refresh_hint: hint } = doc;
     const text =
       typeof input === 'string' ? input : input instanceof Uint8Array ? Buffer.from(input).toString('utf8') : undefined;
-    const seq = sequenceFrom(doc.spiffe_sequence, text);
+    // Text is read a second time, losslessly: the sequence's exact digits, and no repeated member names.
+    const seq = sequenceFrom(
+      doc.spiffe_sequence,
+      text === undefined ? undefined : rawTopLevelNumber(text, 'spiffe_sequence'),
+    );
     if (keys === undefined || keys === null) {
       throw new BundleError('BUNDLE_INVALID', 'SPIFFE bundle: "keys" must be present');
     }
@@ -173,13 +178,12 @@ const INVALID_SEQUENCE = '"spiffe_sequence" must be an integer from 0 to 2^64 - 
 
 /**
  * `spiffe_sequence` without precision loss. JSON.parse turns numbers above 2^53 - 1 into inexact doubles, and
- * Node 20 has no reviver source text, so the member's digits are read from the JSON text itself.
+ * Node 20 has no reviver source text, so the member's digits come from a lossless read of the text (`raw`).
  */
-function sequenceFrom(parsed: unknown, text: string | undefined): bigint | undefined {
+function sequenceFrom(parsed: unknown, raw: string | undefined): bigint | undefined {
   if (parsed === undefined) return undefined;
   if (typeof parsed === 'bigint') return checkedSequence(parsed); // caller-built object
   if (typeof parsed !== 'number') throw new BundleError('BUNDLE_INVALID', `SPIFFE bundle: ${INVALID_SEQUENCE}`);
-  const raw = text === undefined ? undefined : rawTopLevelNumber(text, 'spiffe_sequence');
   if (raw === undefined) {
     if (!Number.isSafeInteger(parsed) || parsed < 0) {
       throw new BundleError('BUNDLE_INVALID', `SPIFFE bundle: ${INVALID_SEQUENCE}`);
@@ -195,36 +199,18 @@ function sequenceFrom(parsed: unknown, text: string | undefined): bigint | undef
 
 /**
  * The source text of the number value of a top-level member of a JSON object text that JSON.parse already
- * accepted (so the text is well formed). The last occurrence wins, as with JSON.parse.
+ * accepted, read with lossless-json (which keeps a number's digits). A document whose member names repeat
+ * with different values is refused: JSON parsers disagree on which one counts (RFC 8259 §4).
  */
 function rawTopLevelNumber(text: string, member: string): string | undefined {
-  let depth = 0;
-  let found: string | undefined;
-  let i = 0;
-  while (i < text.length) {
-    const c = text[i];
-    if (c === '"') {
-      let j = i + 1;
-      while (text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
-      const end = j + 1;
-      if (depth === 1) {
-        let k = end;
-        while (k < text.length && /\s/.test(text[k] as string)) k++;
-        if (text[k] === ':' && JSON.parse(text.slice(i, end)) === member) {
-          k++;
-          while (k < text.length && /\s/.test(text[k] as string)) k++;
-          const m = /^-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?/.exec(text.slice(k, k + 400));
-          found = m ? m[0] : undefined;
-        }
-      }
-      i = end;
-      continue;
-    }
-    if (c === '{' || c === '[') depth++;
-    else if (c === '}' || c === ']') depth--;
-    i++;
+  let doc: unknown;
+  try {
+    doc = parseLossless(text);
+  } catch (err) {
+    throw new BundleError('BUNDLE_INVALID', `SPIFFE bundle: ${(err as Error).message}`, { cause: err });
   }
-  return found;
+  const value = doc !== null && typeof doc === 'object' ? (doc as Record<string, unknown>)[member] : undefined;
+  return isLosslessNumber(value) ? value.value : undefined;
 }
 
 /** Standard base64 (RFC 4648 §4) with padding and nothing else, decoded; undefined when not canonical. */
