@@ -1,11 +1,12 @@
 import { SourceError } from '../errors.js';
-import { X509Svid } from '../svid/x509.js';
+import type { X509Svid } from '../svid/x509.js';
 
-export function checkNotExpired(svid: X509Svid): X509Svid {
+/** The SVID, unless it has expired (SOURCE_SVID_EXPIRED, with `detail` appended to the message): no source serves one. */
+export function checkNotExpired(svid: X509Svid, detail = ''): X509Svid {
   if (svid.expiresAt.getTime() <= Date.now()) {
     throw new SourceError(
       'SOURCE_SVID_EXPIRED',
-      `the X.509-SVID for ${svid.id} expired at ${svid.expiresAt.toISOString()}`,
+      `the X.509-SVID for ${svid.id} expired at ${svid.expiresAt.toISOString()}${detail}`,
     );
   }
   return svid;

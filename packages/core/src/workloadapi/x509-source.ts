@@ -2,6 +2,7 @@ import { X509BundleSet } from '../bundle/set.js';
 import { X509Bundle } from '../bundle/x509.js';
 import { SourceError } from '../errors.js';
 import { checkX509Update } from '../internal/adopt.js';
+import { checkNotExpired } from '../internal/expiry.js';
 import { SpiffeId, TrustDomain, toSpiffeId } from '../spiffeid/id.js';
 import { X509Svid } from '../svid/x509.js';
 import { type X509Context } from './parse.js';
@@ -75,14 +76,7 @@ export class X509Source extends WorkloadApiSource {
   /** The current SVID. Throws SOURCE_NOT_READY, SOURCE_CLOSED, or SOURCE_SVID_EXPIRED. */
   getX509Svid(): X509Svid {
     this.assertReady();
-    const svid = this.#svid as X509Svid;
-    if (svid.expiresAt.getTime() <= Date.now()) {
-      throw new SourceError(
-        'SOURCE_SVID_EXPIRED',
-        `the X.509-SVID for ${svid.id} expired at ${svid.expiresAt.toISOString()} and no rotation arrived`,
-      );
-    }
-    return svid;
+    return checkNotExpired(this.#svid as X509Svid, ' and no rotation arrived');
   }
 
   /** Every SVID from the last update. */
