@@ -1,15 +1,19 @@
 // X.509-SVID standard: parsing an SVID (chain + key) and verifying a peer's chain against bundles.
+// @peculiar/x509 (used here to craft RSASSA-PSS chains) needs the reflect polyfill loaded first.
+import 'reflect-metadata';
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
+import { webcrypto, X509Certificate } from 'node:crypto';
 import { before, describe, test } from 'node:test';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import {
+  Certificate,
   GeneralName,
   GeneralSubtree,
   GeneralSubtrees,
   id_ce_nameConstraints,
   NameConstraints,
 } from '@peculiar/asn1-x509';
+import * as px509 from '@peculiar/x509';
 import {
   idFromCertificate,
   JwtBundle,
@@ -128,6 +132,14 @@ function parseSvid(svid: X509Svid): X509Svid {
 /** Verifies the SVID's chain against `bundles`. */
 function verify(svid: X509Svid, source = bundles, now?: Date) {
   return verifyX509Svid([...svid.certificates], source, now ? { now } : {});
+}
+
+/** The certificate with the RSASSA-PSS parameters of both signature algorithm fields removed (DER re-encoded). */
+function withoutPssParameters(der: Buffer): Buffer {
+  const cert = AsnConvert.parse(der, Certificate);
+  cert.signatureAlgorithm.parameters = undefined;
+  cert.tbsCertificate.signature.parameters = undefined;
+  return Buffer.from(AsnConvert.serialize(cert));
 }
 
 const fps = (certs: readonly X509Certificate[]) => certs.map((c) => c.fingerprint256);
@@ -679,6 +691,59 @@ describe('issue #21 verdicts', () => {
     // The trust anchor's own signature is not part of path validation.
     const anchored = new X509BundleSet([new X509Bundle('example.org', [sha1Root.certificate])]);
     assert.equal(verify(underSha1Root, anchored).id.toString(), ID);
+  });
+
+  test('RSASSA-PSS over SHA-1 (explicit, or by absent parameters) is weak; RSASSA-PSS over SHA-256 verifies', async () => {
+    // A root with an RSA-PSS key signs an EC leaf; the PSS digest comes from the signing parameters.
+    async function pssChain(hash: 'SHA-1' | 'SHA-256') {
+      const alg = { name: 'RSA-PSS', hash, modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]) };
+      const rootKeys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+      const signingAlgorithm = { name: 'RSA-PSS', hash, saltLength: hash === 'SHA-1' ? 20 : 32 };
+      const notBefore = new Date(Date.now() - HOUR);
+      const notAfter = new Date(Date.now() + HOUR);
+      const root = await px509.X509CertificateGenerator.createSelfSigned({
+        serialNumber: '01',
+        name: 'CN=pss root',
+        notBefore,
+        notAfter,
+        keys: rootKeys,
+        signingAlgorithm,
+        extensions: [
+          new px509.BasicConstraintsExtension(true, undefined, true),
+          new px509.KeyUsagesExtension(px509.KeyUsageFlags.keyCertSign, true),
+          new px509.SubjectAlternativeNameExtension([{ type: 'url', value: 'spiffe://example.org' }]),
+        ],
+      });
+      const leafKeys = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, [
+        'sign',
+        'verify',
+      ])) as webcrypto.CryptoKeyPair;
+      const leaf = await px509.X509CertificateGenerator.create({
+        serialNumber: '02',
+        subject: 'CN=pss leaf',
+        issuer: root.subject,
+        notBefore,
+        notAfter,
+        publicKey: leafKeys.publicKey,
+        signingKey: rootKeys.privateKey,
+        signingAlgorithm,
+        extensions: [
+          new px509.KeyUsagesExtension(px509.KeyUsageFlags.digitalSignature, true),
+          new px509.SubjectAlternativeNameExtension([{ type: 'url', value: ID }]),
+        ],
+      });
+      const anchor = new X509BundleSet([
+        new X509Bundle('example.org', [new X509Certificate(Buffer.from(root.rawData))]),
+      ]);
+      return { leaf: new X509Certificate(Buffer.from(leaf.rawData)), anchor };
+    }
+    const weak = await pssChain('SHA-1');
+    throwsSvid(() => verifyX509Svid([weak.leaf], weak.anchor), 'X509SVID_WEAK_SIGNATURE', 'PSS SHA-1');
+    // The same signature with its parameters removed means SHA-1 by RFC 4055's defaults.
+    const defaulted = new X509Certificate(withoutPssParameters(Buffer.from(weak.leaf.raw)));
+    throwsSvid(() => verifyX509Svid([defaulted], weak.anchor), 'X509SVID_WEAK_SIGNATURE', 'PSS defaults');
+    const strong = await pssChain('SHA-256');
+    assert.equal(verifyX509Svid([strong.leaf], strong.anchor).id.toString(), ID);
   });
 
   test('leaf whose SPIFFE ID has no path: X509SVID_LEAF_NO_PATH (parse and verify)', async () => {

@@ -1,6 +1,8 @@
 import { createHash, createPrivateKey, KeyObject, X509Certificate } from 'node:crypto';
+import { id_md2, id_md5, id_mgf1, id_RSASSA_PSS, id_sha1, RsaSaPssParams } from '@peculiar/asn1-rsa';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import {
+  AlgorithmIdentifier,
   BasicConstraints,
   Certificate,
   id_ce_basicConstraints,
@@ -162,6 +164,8 @@ export interface CertificateFacts {
   readonly unknownCriticalExtensions: readonly string[];
   /** OID of the certificate's signatureAlgorithm. */
   readonly signatureAlgorithm: string;
+  /** Name of the signature algorithm when it rests on a broken digest (see weakSignatureName), else undefined. */
+  readonly weakSignature: string | undefined;
   /** URI name constraints (RFC 5280 §4.2.1.10), when the certificate has a nameConstraints extension. */
   readonly nameConstraints: UriNameConstraints | undefined;
 }
@@ -198,6 +202,26 @@ export const WEAK_SIGNATURE_ALGORITHMS: ReadonlyMap<string, string> = new Map([
   ['1.2.840.10045.4.1', 'ecdsa-with-SHA1'],
   ['1.2.840.10040.4.3', 'dsa-with-sha1'],
 ]);
+
+const WEAK_DIGESTS: ReadonlySet<string> = new Set([id_md2, '1.2.840.113549.2.4', id_md5, id_sha1]);
+
+/**
+ * The name of a signature algorithm that rests on a broken digest, or undefined. RSASSA-PSS names its digests
+ * in its parameters, and both default to SHA-1 when absent (RFC 4055 §3.1), so they are read from there.
+ */
+function weakSignatureName(alg: { algorithm: string; parameters?: ArrayBuffer | null }): string | undefined {
+  const weak = WEAK_SIGNATURE_ALGORITHMS.get(alg.algorithm);
+  if (weak !== undefined || alg.algorithm !== id_RSASSA_PSS) return weak;
+  if (!alg.parameters) return 'RSASSA-PSS with default (SHA-1) parameters';
+  const pss = AsnConvert.parse(alg.parameters, RsaSaPssParams);
+  if (WEAK_DIGESTS.has(pss.hashAlgorithm.algorithm)) return `RSASSA-PSS with ${pss.hashAlgorithm.algorithm}`;
+  const mgf = pss.maskGenAlgorithm;
+  if (mgf.algorithm === id_mgf1 && mgf.parameters) {
+    const mgfHash = AsnConvert.parse(mgf.parameters, AlgorithmIdentifier).algorithm;
+    if (WEAK_DIGESTS.has(mgfHash)) return `RSASSA-PSS with MGF1 over ${mgfHash}`;
+  }
+  return undefined;
+}
 
 export const KEY_USAGE = {
   digitalSignature: 1,
@@ -263,6 +287,12 @@ export function certificateFacts(cert: X509Certificate): CertificateFacts {
       });
     }
   }
+  let weakSignature: string | undefined;
+  try {
+    weakSignature = weakSignatureName(parsed.signatureAlgorithm);
+  } catch (err) {
+    throw new CertificateError('CERTIFICATE_INVALID', 'malformed signature algorithm parameters', { cause: err });
+  }
   const facts: CertificateFacts = Object.freeze({
     uris: Object.freeze(uris),
     isCa,
@@ -270,6 +300,7 @@ export function certificateFacts(cert: X509Certificate): CertificateFacts {
     keyUsage,
     unknownCriticalExtensions: Object.freeze(unknownCriticalExtensions),
     signatureAlgorithm: parsed.signatureAlgorithm.algorithm,
+    weakSignature,
     nameConstraints,
   });
   factsCache.set(cert, facts);

@@ -11,7 +11,6 @@ import {
   parseCertificates,
   parsePrivateKey,
   privateKeyToPem,
-  WEAK_SIGNATURE_ALGORITHMS,
 } from '../internal/x509util.js';
 import { SpiffeId } from '../spiffeid/id.js';
 
@@ -57,10 +56,12 @@ function checkCriticalExtensions(cert: X509Certificate, role: string): void {
   }
 }
 
-/** MD5 and SHA-1 (and older) signatures are refused on every certificate below the trust anchor. */
+/**
+ * MD5 and SHA-1 (and older) signatures are refused on every certificate below the trust anchor, including
+ * RSASSA-PSS over SHA-1.
+ */
 function checkSignatureAlgorithm(cert: X509Certificate, role: string): void {
-  const oid = facts(cert).signatureAlgorithm;
-  const weak = WEAK_SIGNATURE_ALGORITHMS.get(oid);
+  const { signatureAlgorithm: oid, weakSignature: weak } = facts(cert);
   if (weak !== undefined) {
     throw new X509SvidError('X509SVID_WEAK_SIGNATURE', `${role} certificate is signed with insecure ${weak} (${oid})`);
   }
