@@ -8,4 +8,6 @@ export const packageBuild: Options = {
   clean: true,
   sourcemap: true,
   target: 'node20',
+  // Class names appear in error messages and in `err.name`; esbuild would otherwise rename some (`_X509Source`).
+  keepNames: true,
 };
