@@ -80,7 +80,21 @@ export type SpiffeErrorCode =
   | 'TLS_PEER_UNVERIFIED'
   | 'TLS_NO_PEER_CERTIFICATE'
   // @spiffe-ts/grpc
-  | 'GRPC_UNSUPPORTED_VERSION';
+  | 'GRPC_UNSUPPORTED_VERSION'
+  // SPIFFE Federation (bundle endpoints)
+  | 'FEDERATION_BAD_CONFIG'
+  | 'FEDERATION_UNAVAILABLE'
+  | 'FEDERATION_TIMEOUT'
+  | 'FEDERATION_ENDPOINT_UNTRUSTED'
+  | 'FEDERATION_ENDPOINT_ID_MISMATCH'
+  | 'FEDERATION_BAD_STATUS'
+  | 'FEDERATION_BAD_REDIRECT'
+  | 'FEDERATION_REDIRECT_LOOP'
+  | 'FEDERATION_TOO_MANY_REDIRECTS'
+  | 'FEDERATION_BUNDLE_TOO_LARGE'
+  | 'FEDERATION_BUNDLE_INVALID'
+  | 'FEDERATION_WRONG_TRUST_DOMAIN'
+  | 'FEDERATION_BUNDLE_STALE';
 
 export class SpiffeError extends Error {
   readonly code: SpiffeErrorCode;
@@ -135,6 +149,16 @@ export class SourceError extends SpiffeError {}
 
 /** TLS peer verification failure. */
 export class TlsVerificationError extends SpiffeError {}
+
+/** A bundle endpoint could not be configured, reached, trusted or read (SPIFFE Federation). */
+export class FederationError extends SpiffeError {
+  /** The bundle endpoint URL the failure happened at (after redirects), when known. */
+  readonly url: string | undefined;
+  constructor(code: SpiffeErrorCode, message: string, options?: { cause?: unknown; url?: string }) {
+    super(code, message, options);
+    this.url = options?.url;
+  }
+}
 
 export function isSpiffeError(err: unknown): err is SpiffeError {
   return err instanceof SpiffeError;

@@ -30,6 +30,7 @@ export {
   AuthorizationError,
   BundleError,
   CertificateError,
+  FederationError,
   isSpiffeError,
   JwtSvidError,
   SourceError,
@@ -40,6 +41,43 @@ export {
   WorkloadApiError,
   X509SvidError,
 } from './errors.js';
+// SPIFFE Federation: bundle endpoint client, watcher, server, and combining bundle sources
+export {
+  type BundleEndpointProfile,
+  DEFAULT_FETCH_TIMEOUT_MS,
+  DEFAULT_MAX_BUNDLE_BYTES,
+  DEFAULT_MAX_REDIRECTS,
+  type FederationRelationship,
+  type FetchBundleOptions,
+  type FetchLimits,
+  fetchBundle,
+  type HttpsSpiffeProfile,
+  type HttpsWebProfile,
+} from './federation/client.js';
+export {
+  type BundleSetSource,
+  CombinedBundleSource,
+  combineBundleSources,
+  withFederatedBundles,
+  X509SourceWithBundles,
+} from './federation/combine.js';
+export {
+  type BundleEndpointBundle,
+  type BundleEndpointHandlerOptions,
+  type BundleEndpointServer,
+  type BundleEndpointServerOptions,
+  type BundleEndpointServerProfile,
+  bundleEndpointHandler,
+  createBundleEndpointServer,
+} from './federation/server.js';
+export {
+  DEFAULT_MAX_REFRESH_MS,
+  DEFAULT_MIN_REFRESH_MS,
+  DEFAULT_REFRESH_MS,
+  FederatedBundleSource,
+  type FederatedBundleSourceOptions,
+  type FederationStatus,
+} from './federation/watcher.js';
 // PEM / DER helpers for material handled by the application
 export {
   type CertificatesInput,
