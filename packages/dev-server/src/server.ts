@@ -3,9 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import {
+  type BundleEndpointServer,
+  createBundleEndpointServer,
   JwtBundleSet,
   type JwtSvid,
   parseAndValidateJwtSvid,
+  SpiffeBundle,
   SpiffeId,
   type TrustDomain,
   toSpiffeId,
@@ -56,6 +59,24 @@ export interface DevWorkloadApiServerOptions {
   federatedWith?: DevCa[];
   /** Also listen on TCP 127.0.0.1:<port> for this workload name (port 0 picks one). */
   tcp?: { workload: string; port?: number };
+  /**
+   * Also serve this trust domain's SPIFFE bundle endpoint (SPIFFE Federation, `https_spiffe` profile), so that
+   * another trust domain can federate with this one: `bundleEndpointUrl` and `bundleEndpointSpiffeId` are what
+   * its relationship is configured with, and `ca.spiffeBundle()` (or `ca.x509Bundle()`) its bootstrap bundle.
+   */
+  bundleEndpoint?: DevBundleEndpointOptions;
+}
+
+/** Options of the dev server's bundle endpoint. */
+export interface DevBundleEndpointOptions {
+  /** Port (default 0: any free port). */
+  port?: number;
+  /** Host (default 127.0.0.1). */
+  host?: string;
+  /** `spiffe_refresh_hint` in seconds (default: half the X.509-SVID lifetime, at least 1). */
+  refreshHintSeconds?: number;
+  /** The endpoint's SPIFFE ID path (default "/bundle-endpoint"). */
+  path?: string;
 }
 
 type Stream = grpc.ServerWritableStream<unknown, unknown>;
@@ -97,6 +118,9 @@ export class DevWorkloadApiServer {
   // SPIRE agent's cache: clients see the same token on repeated fetches, and no fetch pays for a signature.
   readonly #jwtCache = new Map<string, JwtSvid>();
   #tcpPort: number | undefined;
+  #bundleEndpoint: BundleEndpointServer | undefined;
+  #endpointSvid: X509Svid | undefined;
+  #endpointTimer: NodeJS.Timeout | undefined;
   #stopped = false;
 
   private constructor(ca: DevCa, socketDir: string, ownsDir: boolean, options: DevWorkloadApiServerOptions) {
@@ -124,6 +148,7 @@ export class DevWorkloadApiServer {
     try {
       for (const [name, identity] of Object.entries(options.workloads)) await server.addWorkload(name, identity);
       if (options.tcp) await server.#listenTcp(options.tcp.workload, options.tcp.port ?? 0);
+      if (options.bundleEndpoint) await server.#serveBundleEndpoint(options.bundleEndpoint);
     } catch (err) {
       await server.stop();
       throw err;
@@ -148,6 +173,55 @@ export class DevWorkloadApiServer {
   /** `tcp://127.0.0.1:<port>` when the server was started with `tcp`. */
   get tcpAddress(): string | undefined {
     return this.#tcpPort === undefined ? undefined : `tcp://127.0.0.1:${this.#tcpPort}`;
+  }
+
+  /** URL of this trust domain's bundle endpoint, when started with `bundleEndpoint`. */
+  get bundleEndpointUrl(): string | undefined {
+    return this.#bundleEndpoint?.url;
+  }
+
+  /** SPIFFE ID the bundle endpoint presents (`https_spiffe`), when started with `bundleEndpoint`. */
+  get bundleEndpointSpiffeId(): SpiffeId | undefined {
+    return this.#bundleEndpoint?.endpointSpiffeId;
+  }
+
+  async #serveBundleEndpoint(options: DevBundleEndpointOptions): Promise<void> {
+    const id = SpiffeId.fromPath(this.ca.trustDomain, options.path ?? '/bundle-endpoint');
+    await this.#issueEndpointSvid(id);
+    const hint = options.refreshHintSeconds ?? Math.max(1, Math.floor(this.svidTtlSeconds / 2));
+    this.#bundleEndpoint = await createBundleEndpointServer({
+      trustDomain: this.ca.trustDomain,
+      bundle: () => {
+        const b = this.ca.spiffeBundle();
+        return new SpiffeBundle({
+          trustDomain: b.trustDomain,
+          x509Authorities: b.x509Authorities,
+          jwtAuthorities: b.jwtAuthorities.values(),
+          sequenceNumber: b.sequenceNumber,
+          refreshHintSeconds: hint,
+        });
+      },
+      // Read at every connection: a re-issued endpoint SVID is served from the next connection on.
+      profile: { type: 'https_spiffe', svid: { getX509Svid: () => this.#endpointSvid as X509Svid } },
+      port: options.port ?? 0,
+      host: options.host ?? '127.0.0.1',
+    });
+  }
+
+  /** Issues the bundle endpoint's SVID from the current authority and schedules its renewal at half-life. */
+  async #issueEndpointSvid(id: SpiffeId | undefined = this.#endpointSvid?.id): Promise<void> {
+    if (!id || this.#stopped) return;
+    this.#endpointSvid = await this.ca.issueX509Svid(id, { ttlSeconds: this.svidTtlSeconds });
+    clearTimeout(this.#endpointTimer);
+    if (this.#autoRotate) {
+      this.#endpointTimer = setTimeout(
+        () => {
+          void this.#issueEndpointSvid();
+        },
+        Math.max(100, (this.svidTtlSeconds * 1000) / 2),
+      );
+      this.#endpointTimer.unref();
+    }
   }
 
   /** Names of the configured workloads. */
@@ -238,6 +312,7 @@ export class DevWorkloadApiServer {
       await this.#issue(w);
       for (const s of w.x509Streams) this.#send(w, s, () => this.#x509Response(w));
     }
+    if (!names) await this.#issueEndpointSvid();
   }
 
   /**
@@ -252,6 +327,7 @@ export class DevWorkloadApiServer {
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     this.ca.activateX509Authority(next);
     for (const w of this.#workloads.values()) await this.#issue(w);
+    await this.#issueEndpointSvid();
     this.#pushAll();
     if (options.dropRetired) {
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
@@ -448,6 +524,8 @@ export class DevWorkloadApiServer {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
+    clearTimeout(this.#endpointTimer);
+    await this.#bundleEndpoint?.close();
     for (const w of this.#workloads.values()) {
       clearTimeout(w.timer);
       w.server.forceShutdown();
