@@ -86,6 +86,17 @@ export {
   parsePrivateKey,
   privateKeyToPem,
 } from './internal/x509util.js';
+// Observability: logging, metrics, health, start-up time limits
+export {
+  checkReadiness,
+  type HealthHandlerOptions,
+  type HealthReporter,
+  healthHandler,
+  type ReadinessReport,
+  type SourceHealth,
+} from './observability/health.js';
+export type { SpiffeLogger, SpiffeLogLevel } from './observability/logger.js';
+export { METER_NAME, SpiffeMetric } from './observability/metrics.js';
 // SPIFFE IDs, trust domains and matchers
 export {
   MAX_SPIFFE_ID_LENGTH,
@@ -164,5 +175,6 @@ export {
 export { JwtSource, type JwtSourceOptions } from './workloadapi/jwt-source.js';
 export type { X509Context } from './workloadapi/parse.js';
 export type { ReadyOptions, SourceOptions, WorkloadApiSource } from './workloadapi/source.js';
+export { DEFAULT_WORKLOAD_API_TIMEOUT_MS } from './workloadapi/startup.js';
 export { GrpcStatus } from './workloadapi/status.js';
 export { X509Source, type X509SourceOptions } from './workloadapi/x509-source.js';

@@ -359,7 +359,10 @@ describe('Workload API resilience', () => {
       assert.ok(Date.now() - t0 >= 550, 'waited for the agent up to the time limit instead of failing at once');
       const ac = new AbortController();
       setTimeout(() => ac.abort(new Error('caller gave up')), 100);
-      await assert.rejects(client.fetchX509Svid({ signal: ac.signal, timeoutMs: 0 }), /caller gave up/);
+      await assert.rejects(
+        client.fetchX509Svid({ signal: ac.signal, timeoutMs: Number.POSITIVE_INFINITY }),
+        /caller gave up/,
+      );
     } finally {
       await client.close();
       await rm(dir, { recursive: true, force: true });

@@ -31,8 +31,13 @@ export class BundleSource extends WorkloadApiSource {
     );
   }
 
+  /** Creates a source and waits until it has both bundle sets (at most `timeoutMs`, default 30 s). */
   static async create(options: SourceOptions & ReadyOptions = {}): Promise<BundleSource> {
     return WorkloadApiSource.readyOrClose(new BundleSource(options), options);
+  }
+
+  protected override get awaited(): string {
+    return 'X.509 and JWT bundles';
   }
 
   get x509Bundles(): X509BundleSet {

@@ -17,6 +17,7 @@ import {
   type X509Context,
 } from './parse.js';
 import { structToJson, WORKLOAD_API_HEADER, type WorkloadApiMessages, workloadApiServiceDefinition } from './proto.js';
+import { resolveTimeoutMs } from './startup.js';
 import { GrpcStatus, mapGrpcError, statusError } from './status.js';
 
 export interface WorkloadApiClientOptions {
@@ -24,7 +25,10 @@ export interface WorkloadApiClientOptions {
   address?: string;
   /** Reconnect backoff for watches and retried calls. */
   backoff?: BackoffOptions;
-  /** Default time limit in ms for one-shot calls, which wait for an unavailable agent (default 10_000; 0 = none). */
+  /**
+   * Default time limit in ms for one-shot calls, which wait for an unavailable agent (default
+   * `DEFAULT_WORKLOAD_API_TIMEOUT_MS`, 30 s; `Infinity`: no limit).
+   */
   timeoutMs?: number;
   /** Largest response message accepted, in bytes (default 4 MiB, as in gRPC). */
   maxMessageBytes?: number;
@@ -33,7 +37,7 @@ export interface WorkloadApiClientOptions {
 export interface CallOptions {
   /** Aborts the call (and any waiting for the agent). */
   signal?: AbortSignal;
-  /** Overrides the client's default time limit for this call (0 = none). */
+  /** Overrides the client's default time limit for this call (`Infinity`: no limit). */
   timeoutMs?: number;
 }
 
@@ -111,7 +115,7 @@ export class WorkloadApiClient {
   constructor(options: WorkloadApiClientOptions = {}) {
     this.target = resolveAddress(options.address);
     this.#backoff = options.backoff ?? {};
-    this.#timeoutMs = options.timeoutMs ?? 10_000;
+    this.#timeoutMs = resolveTimeoutMs(options.timeoutMs, 'WorkloadApiClient');
     this.#channel = new grpc.Client(this.target, grpc.credentials.createInsecure(), {
       // The agent is local: an HTTP proxy from the environment must never carry its traffic.
       'grpc.enable_http_proxy': 0,
@@ -141,8 +145,13 @@ export class WorkloadApiClient {
   /** Runs a call, retrying UNAVAILABLE with backoff until the time limit or abort (the agent may be starting). */
   #oneShot<T>(what: string, options: CallOptions, run: Run<T>): Promise<T> {
     if (this.#closed) return Promise.reject(closedError());
-    const timeoutMs = options.timeoutMs ?? this.#timeoutMs;
-    const deadline = timeoutMs > 0 ? Date.now() + timeoutMs : undefined;
+    let timeoutMs: number;
+    try {
+      timeoutMs = options.timeoutMs === undefined ? this.#timeoutMs : resolveTimeoutMs(options.timeoutMs, what);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const deadline = Number.isFinite(timeoutMs) ? Date.now() + timeoutMs : undefined;
     const signal = options.signal;
     if (signal) return this.#retrying(what, signal, deadline, run, undefined);
     // Nearly every call succeeds at once: no async frame, abort wiring or backoff state unless it fails.

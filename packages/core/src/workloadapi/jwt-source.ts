@@ -42,6 +42,7 @@ export class JwtSource extends WorkloadApiSource {
     );
   }
 
+  /** Creates a source and waits until it has the JWT bundles (at most `timeoutMs`, default 30 s). */
   static async create(options: JwtSourceOptions & ReadyOptions = {}): Promise<JwtSource> {
     return WorkloadApiSource.readyOrClose(new JwtSource(options), options);
   }
@@ -92,6 +93,10 @@ export class JwtSource extends WorkloadApiSource {
     }
     const bundle = this.#bundles.get(svid.id.trustDomain);
     return typeof kid === 'string' && bundle?.findAuthority(kid) !== undefined;
+  }
+
+  protected override get awaited(): string {
+    return 'JWT bundles';
   }
 
   get bundles(): JwtBundleSet {

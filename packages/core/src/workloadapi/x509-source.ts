@@ -3,6 +3,7 @@ import { X509Bundle } from '../bundle/x509.js';
 import { SourceError } from '../errors.js';
 import { checkX509Update } from '../internal/adopt.js';
 import { checkNotExpired } from '../internal/expiry.js';
+import { countRotation } from '../observability/metrics.js';
 import { SpiffeId, TrustDomain, toSpiffeId } from '../spiffeid/id.js';
 import { X509Svid } from '../svid/x509.js';
 import { type X509Context } from './parse.js';
@@ -46,7 +47,10 @@ export class X509Source extends WorkloadApiSource {
     );
   }
 
-  /** Creates a source and waits until it has an SVID. */
+  /**
+   * Creates a source and waits until it has an SVID: at most `timeoutMs` (default 30 s; `Infinity` waits
+   * forever), then fails with SOURCE_TIMEOUT naming the address and what is wrong.
+   */
   static async create(options: X509SourceOptions & ReadyOptions = {}): Promise<X509Source> {
     return WorkloadApiSource.readyOrClose(new X509Source(options), options);
   }
@@ -67,10 +71,26 @@ export class X509Source extends WorkloadApiSource {
       this.reportError(err as SourceError);
       return;
     }
+    const previous = this.#svid;
     this.#context = ctx;
     this.#svid = svid;
+    if (previous && !previous.leaf.raw.equals(svid.leaf.raw)) countRotation({ source: 'X509Source' });
     this.markReadyIf(true);
     this.emitUpdate();
+  }
+
+  protected override get awaited(): string {
+    return 'X.509-SVID';
+  }
+
+  protected override get usable(): boolean {
+    return this.#svid !== undefined && this.#svid.expiresAt.getTime() > Date.now();
+  }
+
+  /** The current SVID's ID and expiry (undefined before the first one). */
+  override svidExpiry(): { id: string; expiresAt: Date } | undefined {
+    const svid = this.#svid;
+    return svid ? { id: svid.id.toString(), expiresAt: svid.expiresAt } : undefined;
   }
 
   /** The current SVID. Throws SOURCE_NOT_READY, SOURCE_CLOSED, or SOURCE_SVID_EXPIRED. */
