@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import {
   insecureParseJwtSvid,
   isSpiffeError,
@@ -8,37 +7,109 @@ import {
   type X509Context,
 } from '@spiffe-ts/core';
 import { DevWorkloadApiServer } from '@spiffe-ts/dev-server';
+import { intOption, type OptionSpec, parseOptions, signalName, socketAddress } from './args.js';
+import { CliError, usageError } from './errors.js';
 import { writeX509Files, writeX509FilesSpireStyle } from './files.js';
 import { runHelper } from './helper.js';
+import { loadHelperConfig } from './helper-config.js';
+import { lockDirectory } from './lock.js';
 
+const COMMON_HELP = `  --socket ADDR    Workload API address: unix:///path, tcp://IP:PORT or an absolute socket path
+                   (default: $SPIFFE_ENDPOINT_SOCKET)
+  --timeout MS     Give up after MS milliseconds if the Workload API does not answer (default 10000; 0: wait)
+  -h, --help       Show this help`;
+
+/** Help text of each command, printed by `spiffe-ts COMMAND --help`. */
+const HELP: Record<string, string> = {
+  'fetch x509': `Usage: spiffe-ts fetch x509 [--socket ADDR] [--timeout MS] [--write DIR] [--json]
+
+Fetch the workload's X.509-SVIDs and bundles and print them.
+  --write DIR      Also write them as spire-agent's "api fetch x509 -write" does: svid.N.pem, svid.N.key (0600),
+                   bundle.N.pem, and federated_bundle.N.M.pem for each federated trust domain
+  --json           Print JSON
+${COMMON_HELP}`,
+  'fetch jwt': `Usage: spiffe-ts fetch jwt --audience AUD [--audience AUD2]... [--spiffe-id ID] [--socket ADDR] [--json]
+
+Fetch a JWT-SVID and print the token.
+  --audience AUD   Audience (required; repeat for several)
+  --spiffe-id ID   The SVID of this SPIFFE ID, when the workload has several
+  --json           Print JSON with the claims
+${COMMON_HELP}`,
+  'fetch bundles': `Usage: spiffe-ts fetch bundles [--socket ADDR] [--json]
+
+Fetch the X.509 and JWT bundles and print them.
+  --json           Print JSON
+${COMMON_HELP}`,
+  'validate jwt': `Usage: spiffe-ts validate jwt --audience AUD [--token TOKEN] [--local] [--socket ADDR] [--json]
+
+Validate a JWT-SVID (from --token or stdin) with the Workload API, or here with --local against fetched
+JWT bundles. Exit code 1 when it is not valid.
+  --audience AUD   The audience the token must have (required)
+  --token TOKEN    The token (default: read stdin)
+  --local          Validate here instead of asking the Workload API
+  --json           Print JSON
+${COMMON_HELP}`,
+  helper: `Usage: spiffe-ts helper --config FILE [--daemon-mode=false]
+       spiffe-ts helper --dir DIR [--cmd PROG [--arg A]...] [--signal SIG] [--jwt AUD=FILE]... [--once] [--socket ADDR]
+
+Keep SVID files on disk for programs that only read files, like SPIFFE Helper: each file is written
+atomically and only when its content changes; PROG is started after the first write and sent SIG after
+each change of the X.509 files.
+
+  --config FILE        Read SPIFFE Helper's own config file (HCL; every key of spiffe-helper v0.11). -config
+                       works too. The helper then behaves as spiffe-helper, see the README
+  --daemon-mode=BOOL   Overrides daemon_mode of the config file (false: write once and exit)
+  --dir DIR            Without --config: the directory for svid.pem, svid_key.pem (0600), svid_bundle.pem
+  --cmd PROG           Program to start after the first write; the helper exits with its exit code
+  --arg A              An argument for PROG (repeat; --arg -x and --arg=-x both work)
+  --signal SIG         Signal for PROG after each X.509 change (e.g. SIGHUP)
+  --jwt AUD=FILE       Also keep a JWT-SVID for audience AUD in DIR/FILE (0600)
+  --jwt-bundle FILE    Also keep the JWT bundles in DIR/FILE (JSON, as spiffe-helper)
+  --hint HINT          Write the SVIDs whose Workload API hint is HINT
+  --once               Write once and exit (--timeout bounds the wait)
+${COMMON_HELP}`,
+  'dev-server': `Usage: spiffe-ts dev-server --workload NAME=SPIFFE_ID_OR_PATH... [--trust-domain TD] [--dir DIR]
+                            [--svid-ttl SEC] [--jwt-ttl SEC] [--tcp-port PORT]
+
+Run a local development Workload API (never in production): one socket per workload, DIR/NAME.sock. Prints one
+JSON line with the addresses when ready. SIGUSR1 rotates the SVIDs, SIGUSR2 the X.509 CA; SIGINT/SIGTERM stop.
+A second dev server on the same DIR refuses to start (error [DEV_SERVER_LOCKED]).
+  --workload NAME=ID   A workload and its SPIFFE ID (or a path, in the trust domain); repeat for several
+  --trust-domain TD    Trust domain (default example.org)
+  --dir DIR            Socket directory (default: a new temporary directory)
+  --svid-ttl SEC       X.509-SVID lifetime in seconds (default 3600)
+  --jwt-ttl SEC        JWT-SVID lifetime in seconds (default 300)
+  --tcp-port PORT      Also serve the first workload on tcp://127.0.0.1:PORT
+  -h, --help           Show this help`,
+};
+
+/** The top-level usage text (`spiffe-ts --help`). */
 export const USAGE = `spiffe-ts — SPIFFE workload identity tools
 
 Usage:
-  spiffe-ts fetch x509 [--socket ADDR] [--write DIR] [--json]
-      Fetch X.509-SVIDs and bundles; --write writes svid.N.pem, svid.N.key, bundle.N.pem (spire-agent style).
-  spiffe-ts fetch jwt --audience AUD [--audience AUD2] [--spiffe-id ID] [--socket ADDR] [--json]
-      Fetch a JWT-SVID and print the token (and its claims with --json).
-  spiffe-ts fetch bundles [--socket ADDR] [--json]
-      Fetch X.509 and JWT bundles.
-  spiffe-ts validate jwt --audience AUD [--token TOKEN | stdin] [--local] [--socket ADDR] [--json]
-      Validate a JWT-SVID with the Workload API (or locally against fetched JWT bundles with --local).
-  spiffe-ts helper --dir DIR [--cmd PROG [--arg A]...] [--signal SIGHUP] [--jwt AUD=FILE]... [--once] [--socket ADDR]
-      Keep svid.pem / svid_key.pem / svid_bundle.pem rotated on disk (like SPIFFE Helper), start PROG after the
-      first write and send it --signal after every rotation.
-  spiffe-ts dev-server [--trust-domain TD] [--dir DIR] --workload NAME=SPIFFE_ID_OR_PATH... [--svid-ttl SEC]
-                       [--jwt-ttl SEC] [--tcp-port PORT]
-      Run a local development Workload API: one socket per workload (DIR/NAME.sock). SIGUSR1 rotates SVIDs,
-      SIGUSR2 rotates the CA. Prints one JSON line with the addresses when ready.
+  spiffe-ts fetch x509 [--write DIR] [--json]          X.509-SVIDs and bundles (--write: spire-agent file names)
+  spiffe-ts fetch jwt --audience AUD [--json]          a JWT-SVID
+  spiffe-ts fetch bundles [--json]                     X.509 and JWT bundles
+  spiffe-ts validate jwt --audience AUD [--local]      validate a JWT-SVID (from --token or stdin)
+  spiffe-ts helper --config helper.conf                SPIFFE Helper drop-in: keep SVID files on disk
+  spiffe-ts helper --dir DIR [--cmd PROG ...]          the same with options instead of a config file
+  spiffe-ts dev-server --workload NAME=ID...           local development Workload API
+  spiffe-ts --version
 
-Common options:
-  --socket ADDR    Workload API address (default: $SPIFFE_ENDPOINT_SOCKET), unix:///path or tcp://IP:port
-  --timeout MS     Time limit for one-shot calls (default 10000)
+Every command takes --help, and --socket ADDR (default $SPIFFE_ENDPOINT_SOCKET) and --timeout MS (default
+10000) where it talks to the Workload API.
+Exit codes: 0 success, 1 failure (message: error [CODE]: ...), 2 usage or config file mistake.
 `;
 
+/** Where the CLI reads and writes; tests pass their own. */
 export interface CliIo {
+  /** One line of output (stdout). */
   out: (s: string) => void;
+  /** One line of diagnostics (stderr). */
   err: (s: string) => void;
+  /** The whole of stdin (for `validate jwt` without --token). */
   stdin?: () => string;
+  /** Stops long-running commands (helper, dev-server) as SIGTERM does. */
   signal?: AbortSignal;
 }
 
@@ -47,6 +118,16 @@ const defaultIo: CliIo = {
   err: (s) => process.stderr.write(`${s}\n`),
   stdin: () => readFileSync(0, 'utf8'),
 };
+
+/** The package version (package.json is one level above both src/ and dist/). */
+export function cliVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string })
+      .version;
+  } catch {
+    return 'unknown';
+  }
+}
 
 function describeX509(ctx: X509Context) {
   return {
@@ -62,56 +143,121 @@ function describeX509(ctx: X509Context) {
   };
 }
 
-/** Runs the CLI; returns the exit code. Errors print a typed code and message, never a stack trace. */
+/** The Workload API address a command used, so a failure can name it. */
+interface RunState {
+  address?: string;
+}
+
+/**
+ * Runs the CLI; returns the exit code: 0, 1 on failure, 2 on a usage or config mistake. Every error is
+ * printed as `error [CODE]: message`, never as a stack trace.
+ */
 export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<number> {
+  const state: RunState = {};
   try {
-    return await dispatch(argv, io);
+    return await dispatch(argv, io, state);
   } catch (err) {
-    if (isSpiffeError(err)) {
+    if (err instanceof CliError) {
       io.err(`error [${err.code}]: ${err.message}`);
+      if (err.code === 'CLI_USAGE') io.err(`(see spiffe-ts ${commandOf(argv)} --help)`);
+      return err.exitCode;
+    }
+    if (isSpiffeError(err)) {
+      let message = err.message;
+      const where = state.address ?? process.env.SPIFFE_ENDPOINT_SOCKET;
+      if (
+        /^(WORKLOADAPI_UNAVAILABLE|SOURCE_TIMEOUT|WORKLOADAPI_ERROR)$/.test(err.code) &&
+        where &&
+        !message.includes(where)
+      ) {
+        message += ` (Workload API at ${where})`;
+      }
+      io.err(`error [${err.code}]: ${message}`);
       return 1;
     }
-    if (err instanceof TypeError && (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      io.err(`error: ${err.message}\n\n${USAGE}`);
-      return 2;
-    }
-    io.err(`error: ${(err as Error).message ?? String(err)}`);
+    const e = err as NodeJS.ErrnoException;
+    io.err(`error [${e.code ?? 'ERROR'}]: ${e.message ?? String(err)}`);
     return 1;
   }
 }
 
-async function dispatch(argv: string[], io: CliIo): Promise<number> {
-  const [cmd, sub, ...rest] = argv;
-  if (!cmd || cmd === 'help' || cmd === '--help' || cmd === '-h') {
-    io.out(USAGE);
-    return cmd ? 0 : 2;
+function commandOf(argv: string[]): string {
+  const [cmd, sub] = argv;
+  return cmd === 'fetch' || cmd === 'validate' ? `${cmd} ${sub ?? ''}`.trim() : (cmd ?? '');
+}
+
+const wantsHelp = (args: string[]) => {
+  const end = args.indexOf('--');
+  return (end < 0 ? args : args.slice(0, end)).some((a) => a === '--help' || a === '-h' || a === '-help');
+};
+
+async function dispatch(argv: string[], io: CliIo, state: RunState): Promise<number> {
+  const [cmd, sub] = argv;
+  if (cmd === undefined) {
+    io.err(USAGE);
+    return 2;
   }
-  if (cmd === 'fetch' && sub === 'x509') return fetchX509(rest, io);
-  if (cmd === 'fetch' && sub === 'jwt') return fetchJwt(rest, io);
-  if (cmd === 'fetch' && sub === 'bundles') return fetchBundles(rest, io);
-  if (cmd === 'validate' && sub === 'jwt') return validateJwt(rest, io);
-  if (cmd === 'helper') return helper(argv.slice(1), io);
-  if (cmd === 'dev-server') return devServer(argv.slice(1), io);
-  io.err(`unknown command: ${argv.slice(0, 2).join(' ')}\n\n${USAGE}`);
-  return 2;
+  if (cmd === 'help' || cmd === '--help' || cmd === '-h') {
+    const topic = argv.slice(1).join(' ');
+    io.out(HELP[topic] ?? USAGE);
+    return 0;
+  }
+  if (cmd === '--version' || cmd === '-v' || cmd === 'version') {
+    io.out(cliVersion());
+    return 0;
+  }
+  const two = `${cmd} ${sub ?? ''}`;
+  const name = HELP[two] ? two : HELP[cmd] && cmd !== 'fetch' && cmd !== 'validate' ? cmd : undefined;
+  if (!name) {
+    if (cmd === 'fetch' || cmd === 'validate') {
+      const subs = Object.keys(HELP).filter((k) => k.startsWith(`${cmd} `));
+      if (sub === undefined || sub === '--help' || sub === '-h') {
+        io.out(subs.map((k) => HELP[k]).join('\n\n'));
+        return sub === undefined ? 2 : 0;
+      }
+      throw usageError(`unknown command "${cmd} ${sub}": use ${subs.map((s) => `"${s}"`).join(', ')}`);
+    }
+    throw usageError(`unknown command "${cmd}" (spiffe-ts --help lists the commands)`);
+  }
+  const args = argv.slice(name.split(' ').length);
+  if (wantsHelp(args)) {
+    io.out(HELP[name] as string);
+    return 0;
+  }
+  switch (name) {
+    case 'fetch x509':
+      return fetchX509(args, io, state);
+    case 'fetch jwt':
+      return fetchJwt(args, io, state);
+    case 'fetch bundles':
+      return fetchBundles(args, io, state);
+    case 'validate jwt':
+      return validateJwt(args, io, state);
+    case 'helper':
+      return helper(args, io, state);
+    default:
+      return devServer(args, io);
+  }
 }
 
 const common = {
   socket: { type: 'string' },
   timeout: { type: 'string' },
   json: { type: 'boolean', default: false },
-} as const;
+} as const satisfies OptionSpec;
 
-function client(values: { socket?: string; timeout?: string }): WorkloadApiClient {
-  return new WorkloadApiClient({
-    address: values.socket,
-    timeoutMs: values.timeout === undefined ? undefined : Number(values.timeout),
-  });
+const MAX_TIMEOUT_MS = 24 * 3600 * 1000;
+
+function client(values: { socket?: string; timeout?: string }, state: RunState): WorkloadApiClient {
+  const address = socketAddress(values.socket);
+  const timeoutMs = intOption('timeout', values.timeout, 0, MAX_TIMEOUT_MS, 'milliseconds');
+  state.address = address;
+  return new WorkloadApiClient({ address, timeoutMs });
 }
 
-async function fetchX509(args: string[], io: CliIo): Promise<number> {
-  const { values } = parseArgs({ args, options: { ...common, write: { type: 'string' } }, strict: true });
-  const c = client(values);
+async function fetchX509(args: string[], io: CliIo, state: RunState): Promise<number> {
+  const values = parseOptions(args, { ...common, write: { type: 'string' } });
+  const c = client(values, state);
   try {
     const ctx = await c.fetchX509Context({ signal: io.signal });
     const info = describeX509(ctx);
@@ -132,14 +278,16 @@ async function fetchX509(args: string[], io: CliIo): Promise<number> {
   }
 }
 
-async function fetchJwt(args: string[], io: CliIo): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: { ...common, audience: { type: 'string', multiple: true }, 'spiffe-id': { type: 'string' } },
-    strict: true,
+async function fetchJwt(args: string[], io: CliIo, state: RunState): Promise<number> {
+  const values = parseOptions(args, {
+    ...common,
+    audience: { type: 'string', multiple: true },
+    'spiffe-id': { type: 'string' },
   });
-  if (!values.audience?.length) throw new Error('--audience is required');
-  const c = client(values);
+  if (!values.audience?.length || values.audience.some((a) => a === '')) {
+    throw usageError('--audience AUD is required (and must not be empty)');
+  }
+  const c = client(values, state);
   try {
     const svid = await c.fetchJwtSvid(
       { audience: values.audience, subject: values['spiffe-id'] },
@@ -161,9 +309,9 @@ async function fetchJwt(args: string[], io: CliIo): Promise<number> {
   }
 }
 
-async function fetchBundles(args: string[], io: CliIo): Promise<number> {
-  const { values } = parseArgs({ args, options: common, strict: true });
-  const c = client(values);
+async function fetchBundles(args: string[], io: CliIo, state: RunState): Promise<number> {
+  const values = parseOptions(args, common);
+  const c = client(values, state);
   try {
     const [x509, jwt] = await Promise.all([
       c.fetchX509Bundles({ signal: io.signal }),
@@ -184,21 +332,17 @@ async function fetchBundles(args: string[], io: CliIo): Promise<number> {
   }
 }
 
-async function validateJwt(args: string[], io: CliIo): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      ...common,
-      audience: { type: 'string' },
-      token: { type: 'string' },
-      local: { type: 'boolean', default: false },
-    },
-    strict: true,
+async function validateJwt(args: string[], io: CliIo, state: RunState): Promise<number> {
+  const values = parseOptions(args, {
+    ...common,
+    audience: { type: 'string' },
+    token: { type: 'string' },
+    local: { type: 'boolean', default: false },
   });
-  if (!values.audience) throw new Error('--audience is required');
+  if (!values.audience) throw usageError('--audience AUD is required');
   const token = (values.token ?? io.stdin?.() ?? '').trim();
-  if (!token) throw new Error('no token: pass --token or pipe it on stdin');
-  const c = client(values);
+  if (!token) throw usageError('no token: pass --token TOKEN or pipe it on stdin');
+  const c = client(values, state);
   try {
     const svid = values.local
       ? await parseAndValidateJwtSvid(token, await c.fetchJwtBundles({ signal: io.signal }), values.audience)
@@ -229,86 +373,165 @@ async function validateJwt(args: string[], io: CliIo): Promise<number> {
   }
 }
 
-async function helper(args: string[], io: CliIo): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
+function boolOption(name: string, value: string | undefined): boolean | undefined {
+  if (value === undefined) return undefined;
+  if (/^(true|1|t)$/i.test(value)) return true;
+  if (/^(false|0|f)$/i.test(value)) return false;
+  throw usageError(`--${name} takes true or false, got "${value}"`);
+}
+
+async function helper(args: string[], io: CliIo, state: RunState): Promise<number> {
+  // Go's flag package: a bare boolean flag is true, `-daemon-mode=false` gives the value.
+  const normalized = args.map((a) => (a === '--daemon-mode' || a === '-daemon-mode' ? '--daemon-mode=true' : a));
+  const values = parseOptions(
+    normalized,
+    {
       ...common,
+      config: { type: 'string' },
+      'daemon-mode': { type: 'string' },
       dir: { type: 'string' },
       cmd: { type: 'string' },
       arg: { type: 'string', multiple: true },
       signal: { type: 'string' },
       jwt: { type: 'string', multiple: true },
+      'jwt-bundle': { type: 'string' },
+      hint: { type: 'string' },
       once: { type: 'boolean', default: false },
+      version: { type: 'boolean', default: false },
     },
-    strict: true,
-  });
-  if (!values.dir) throw new Error('--dir is required');
+    ['config', 'daemon-mode', 'version'],
+  );
+  if (values.version) {
+    io.out(cliVersion());
+    return 0;
+  }
+  const log = (l: string) => io.err(l);
+  const timeoutMs = intOption('timeout', values.timeout, 0, MAX_TIMEOUT_MS, 'milliseconds') ?? 10_000;
+  const daemonMode = boolOption('daemon-mode', values['daemon-mode']);
+  if (values.config !== undefined) {
+    const others = ['dir', 'cmd', 'arg', 'signal', 'jwt', 'jwt-bundle', 'hint', 'socket'].filter(
+      (k) => values[k as keyof typeof values] !== undefined,
+    );
+    if (others.length) {
+      throw usageError(
+        `--config cannot be combined with ${others.map((o) => `--${o}`).join(', ')}: set them in the file`,
+      );
+    }
+    const options = loadHelperConfig(values.config, {
+      daemonMode: values.once ? false : daemonMode,
+      warn: (l) => io.err(`warning: ${l}`),
+    });
+    state.address = options.address;
+    return runHelper({ ...options, timeoutMs, log, signal: io.signal });
+  }
+  if (!values.dir) throw usageError('--config FILE or --dir DIR is required');
+  if (values.arg?.length && !values.cmd) throw usageError('--arg needs --cmd');
+  const address = socketAddress(values.socket);
+  state.address = address;
   return runHelper({
-    address: values.socket,
-    timeoutMs: values.timeout === undefined ? undefined : Number(values.timeout),
+    address,
+    timeoutMs,
     dir: values.dir,
     cmd: values.cmd,
     cmdArgs: values.arg,
-    renewSignal: values.signal as NodeJS.Signals | undefined,
+    renewSignal: values.signal === undefined ? undefined : signalName(values.signal),
     jwtSvids: (values.jwt ?? []).map((spec) => {
-      const [audience, file] = spec.split('=');
-      if (!audience || !file) throw new Error(`--jwt takes AUDIENCE=FILE, got "${spec}"`);
+      const i = spec.indexOf('=');
+      const audience = spec.slice(0, i);
+      const file = spec.slice(i + 1);
+      if (i <= 0 || !file) throw usageError(`--jwt takes AUDIENCE=FILE, got "${spec}"`);
       return { audience, file };
     }),
-    once: values.once,
-    log: (l) => io.err(l),
+    jwtBundleFile: values['jwt-bundle'],
+    hint: values.hint,
+    once: values.once || daemonMode === false,
+    log,
     signal: io.signal,
   });
 }
 
 async function devServer(args: string[], io: CliIo): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      'trust-domain': { type: 'string', default: 'example.org' },
-      dir: { type: 'string' },
-      workload: { type: 'string', multiple: true },
-      'svid-ttl': { type: 'string' },
-      'jwt-ttl': { type: 'string' },
-      'tcp-port': { type: 'string' },
-    },
-    strict: true,
+  const values = parseOptions(args, {
+    'trust-domain': { type: 'string', default: 'example.org' },
+    dir: { type: 'string' },
+    workload: { type: 'string', multiple: true },
+    'svid-ttl': { type: 'string' },
+    'jwt-ttl': { type: 'string' },
+    'tcp-port': { type: 'string' },
   });
   const workloads: Record<string, string> = {};
   for (const spec of values.workload ?? []) {
     const i = spec.indexOf('=');
-    if (i <= 0) throw new Error(`--workload takes NAME=SPIFFE_ID, got "${spec}"`);
-    workloads[spec.slice(0, i)] = spec.slice(i + 1);
+    if (i <= 0 || i === spec.length - 1) throw usageError(`--workload takes NAME=SPIFFE_ID, got "${spec}"`);
+    const name = spec.slice(0, i);
+    if (!/^[A-Za-z0-9._-]+$/.test(name))
+      throw usageError(`--workload NAME must be letters, digits, . _ -, got "${name}"`);
+    if (name in workloads) throw usageError(`--workload ${name} is given twice`);
+    workloads[name] = spec.slice(i + 1);
   }
-  if (Object.keys(workloads).length === 0) throw new Error('at least one --workload NAME=SPIFFE_ID is required');
+  if (Object.keys(workloads).length === 0) throw usageError('at least one --workload NAME=SPIFFE_ID is required');
+  const svidTtl = intOption('svid-ttl', values['svid-ttl'], 1, 365 * 24 * 3600, 'seconds');
+  const jwtTtl = intOption('jwt-ttl', values['jwt-ttl'], 1, 365 * 24 * 3600, 'seconds');
+  const tcpPort = intOption('tcp-port', values['tcp-port'], 1, 65535, 'a port');
   const names = Object.keys(workloads);
-  const server = await DevWorkloadApiServer.start({
-    trustDomain: values['trust-domain'],
-    socketDir: values.dir,
-    workloads,
-    svidTtlSeconds: values['svid-ttl'] ? Number(values['svid-ttl']) : undefined,
-    jwtTtlSeconds: values['jwt-ttl'] ? Number(values['jwt-ttl']) : undefined,
-    tcp: values['tcp-port'] ? { workload: names[0] as string, port: Number(values['tcp-port']) } : undefined,
-  });
-  const addresses = Object.fromEntries(names.map((n) => [n, server.address(n)]));
-  io.out(
-    JSON.stringify({ ready: true, trustDomain: server.trustDomain.name, workloads: addresses, tcp: server.tcpAddress }),
-  );
-  const onUsr1 = () => void server.rotateSvids().then(() => io.err('rotated SVIDs'));
-  const onUsr2 = () => void server.rotateX509Authority().then(() => io.err('rotated the X.509 CA'));
-  process.on('SIGUSR1', onUsr1);
-  process.on('SIGUSR2', onUsr2);
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-    io.signal?.addEventListener('abort', stop, { once: true });
-  });
-  process.off('SIGUSR1', onUsr1);
-  process.off('SIGUSR2', onUsr2);
-  await server.stop();
-  return 0;
+  const release = values.dir ? await lockDirectory(values.dir) : undefined;
+  const watchParent = startParentWatch();
+  try {
+    const server = await DevWorkloadApiServer.start({
+      trustDomain: values['trust-domain'],
+      socketDir: values.dir,
+      workloads,
+      svidTtlSeconds: svidTtl,
+      jwtTtlSeconds: jwtTtl,
+      tcp: tcpPort ? { workload: names[0] as string, port: tcpPort } : undefined,
+    });
+    const addresses = Object.fromEntries(names.map((n) => [n, server.address(n)]));
+    io.out(
+      JSON.stringify({
+        ready: true,
+        trustDomain: server.trustDomain.name,
+        workloads: addresses,
+        tcp: server.tcpAddress,
+      }),
+    );
+    const onUsr1 = () => void server.rotateSvids().then(() => io.err('rotated SVIDs'));
+    const onUsr2 = () => void server.rotateX509Authority().then(() => io.err('rotated the X.509 CA'));
+    process.on('SIGUSR1', onUsr1);
+    process.on('SIGUSR2', onUsr2);
+    let stop: () => void = () => undefined;
+    await new Promise<void>((resolve) => {
+      stop = () => resolve();
+      for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, stop);
+      watchParent.onOrphaned = stop;
+      io.signal?.addEventListener('abort', stop, { once: true });
+    });
+    for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(sig, stop);
+    process.off('SIGUSR1', onUsr1);
+    process.off('SIGUSR2', onUsr2);
+    await server.stop();
+    return 0;
+  } finally {
+    watchParent.stop();
+    await release?.();
+  }
+}
+
+/**
+ * When started through npm (`npx spiffe-ts dev-server`, an npm script), npm runs us under `sh -c`: killing
+ * npm ends that shell but not us, and the server would live on with nobody to stop it. So, under npm only,
+ * we stop when our parent goes away (we are re-parented). Elsewhere a detached server (`nohup`, `&` in a
+ * script that then exits) keeps running, as asked.
+ */
+function startParentWatch(): { onOrphaned?: () => void; stop(): void } {
+  const w: { onOrphaned?: () => void; stop(): void } = { stop: () => undefined };
+  if (!process.env.npm_command && !process.env.npm_lifecycle_event) return w;
+  const parent = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid !== parent) w.onOrphaned?.();
+  }, 500);
+  timer.unref();
+  w.stop = () => clearInterval(timer);
+  return w;
 }
 
 export { writeX509Files };

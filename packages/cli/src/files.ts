@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { type FileHandle, mkdir, open, realpath, rename, stat, unlink } from 'node:fs/promises';
+import { type FileHandle, lstat, mkdir, open, readFile, realpath, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { type JwtSvid, SpiffeError, type X509Context } from '@spiffe-ts/core';
 
@@ -12,16 +12,15 @@ export interface X509FileNames {
   key: string;
   /** The SVID's own trust domain bundle. */
   bundle: string;
-  /** Federated bundles, all in one file (omit to skip). */
+  /** Federated bundles, all in one file (omit to skip; written only when there is one). */
   federatedBundle?: string;
 }
 
-/** SPIFFE Helper's default names. */
+/** The names SPIFFE Helper's documentation uses (`svid_file_name`, `svid_key_file_name`, `svid_bundle_file_name`). */
 export const SPIFFE_HELPER_NAMES: X509FileNames = {
   svid: 'svid.pem',
   key: 'svid_key.pem',
   bundle: 'svid_bundle.pem',
-  federatedBundle: 'federated_bundle.pem',
 };
 
 /**
@@ -131,6 +130,29 @@ export async function writeAtomic(path: string, data: string | Uint8Array, mode 
   await syncDirectory(dir);
 }
 
+/**
+ * Like `writeAtomic`, but leaves the file alone when it already holds exactly `data` with exactly `mode`
+ * (a regular file, not a symlink): readers watching the file see a change only when there is one.
+ * Returns whether it wrote.
+ * @throws UnsafeDirectoryError (`FILE_UNSAFE_DIRECTORY`) when the directory is writable by others.
+ */
+export async function writeIfChanged(path: string, data: string | Uint8Array, mode = 0o644): Promise<boolean> {
+  const dir = await prepareOutputDirectory(dirname(path));
+  const target = join(dir, basename(path));
+  try {
+    const st = await lstat(target);
+    if (st.isFile() && (st.mode & 0o7777) === mode) {
+      const current = await readFile(target);
+      const wanted = typeof data === 'string' ? Buffer.from(data) : data;
+      if (current.equals(wanted)) return false;
+    }
+  } catch {
+    // No file (or an unreadable one): write it.
+  }
+  await writeAtomic(target, data, mode);
+  return true;
+}
+
 /** Makes a rename durable across a crash; best effort, as some file systems refuse fsync on a directory. */
 async function syncDirectory(dir: string): Promise<void> {
   let handle: FileHandle | undefined;
@@ -165,19 +187,28 @@ export async function writeX509Files(
   written.push(join(dir, names.svid));
   await writeAtomic(join(dir, names.bundle), own ? own.toPem() : '');
   written.push(join(dir, names.bundle));
-  if (names.federatedBundle) {
-    const federated = ctx.bundles
-      .bundles()
-      .filter((b) => !b.trustDomain.equals(svid.id.trustDomain))
-      .map((b) => b.toPem())
-      .join('');
-    await writeAtomic(join(dir, names.federatedBundle), federated);
+  const federated = federatedBundles(ctx, svidIndex);
+  if (names.federatedBundle && federated.length > 0) {
+    await writeAtomic(join(dir, names.federatedBundle), federated.map((b) => b.toPem()).join(''));
     written.push(join(dir, names.federatedBundle));
   }
   return written;
 }
 
-/** Writes every SVID with spire-agent's `api fetch x509 -write` names (svid.N.pem, svid.N.key, bundle.N.pem). */
+/** The bundles of the trust domains other than the SVID's own, sorted by trust domain name. */
+function federatedBundles(ctx: X509Context, svidIndex: number) {
+  const own = ctx.svids[svidIndex]?.id.trustDomain;
+  return ctx.bundles
+    .bundles()
+    .filter((b) => !own || !b.trustDomain.equals(own))
+    .sort((a, b) => (a.trustDomain.name < b.trustDomain.name ? -1 : a.trustDomain.name > b.trustDomain.name ? 1 : 0));
+}
+
+/**
+ * Writes every SVID with spire-agent's `api fetch x509 -write` names: `svid.N.pem`, `svid.N.key`,
+ * `bundle.N.pem` and, for each federated trust domain, `federated_bundle.N.M.pem` (M counts the federated
+ * trust domains in name order; spire-agent takes them in map order). No federated bundle, no such file.
+ */
 export async function writeX509FilesSpireStyle(dir: string, ctx: X509Context): Promise<string[]> {
   const written: string[] = [];
   for (let i = 0; i < ctx.svids.length; i++) {
@@ -185,15 +216,16 @@ export async function writeX509FilesSpireStyle(dir: string, ctx: X509Context): P
       ...(await writeX509Files(
         dir,
         ctx,
-        {
-          svid: `svid.${i}.pem`,
-          key: `svid.${i}.key`,
-          bundle: `bundle.${i}.pem`,
-          federatedBundle: `federated_bundle.${i}.pem`,
-        },
+        { svid: `svid.${i}.pem`, key: `svid.${i}.key`, bundle: `bundle.${i}.pem` },
         i,
       )),
     );
+    const federated = federatedBundles(ctx, i);
+    for (let j = 0; j < federated.length; j++) {
+      const path = join(dir, `federated_bundle.${i}.${j}.pem`);
+      await writeAtomic(path, (federated[j] as (typeof federated)[number]).toPem());
+      written.push(path);
+    }
   }
   return written;
 }
