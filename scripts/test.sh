@@ -9,6 +9,7 @@ source scripts/env.sh
 bash test/security/setup-python.sh || exit 1
 pnpm run build || exit 1
 checks=0
+node scripts/check-packages.mjs || checks=1   # packed tarballs: publint + Are The Types Wrong
 pnpm run lint || checks=1
 node scripts/api-report.mjs || checks=1   # public API == packages/*/etc/*.api.md
 pnpm run typecheck || checks=1
