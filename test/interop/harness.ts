@@ -20,17 +20,52 @@ import { promisify } from 'node:util';
 const run = promisify(execFile);
 
 const cache = process.env.SPIFFE_TS_INTEROP_CACHE ?? join(homedir(), '.cache', 'spiffe-ts-interop');
+
+/** go-spiffe version of the programs in ./go (keep in step with go/go.mod). */
+export const GO_SPIFFE_VERSION = 'v2.9.0';
+
+function builtVersions(): string | undefined {
+  try {
+    return readFileSync(join(cache, 'spire-versions'), 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * SPIRE versions to test, newest first: `SPIRE_VERSIONS` (space-separated, run.sh sets it), else the ones
+ * build.sh last built.
+ */
+export const SPIRE_VERSIONS: readonly string[] = (process.env.SPIRE_VERSIONS ?? builtVersions() ?? 'v1.15.3 v1.13.3')
+  .split(/\s+/)
+  .filter((v) => v !== '');
+
+/** The SPIRE version `Spire.startServer` runs by default: the newest tested (`bin.spireServer` is that one). */
+export const SPIRE_VERSION = process.env.SPIRE_VERSION ?? SPIRE_VERSIONS[0] ?? 'v1.15.3';
+
+/** Paths of the SPIRE server and agent binaries of one version, as build.sh lays them out. */
+export function spireBin(version: string): { spireServer: string; spireAgent: string } {
+  const dir = join(cache, `spire-${version}`, 'bin');
+  return { spireServer: join(dir, 'spire-server'), spireAgent: join(dir, 'spire-agent') };
+}
+
 export const bin = {
   spireServer: join(cache, 'spire-bin', 'spire-server'),
   spireAgent: join(cache, 'spire-bin', 'spire-agent'),
   fetch: join(cache, 'go-bin-current', 'fetch'),
   mtlsServer: join(cache, 'go-bin-current', 'mtls-server'),
   mtlsClient: join(cache, 'go-bin-current', 'mtls-client'),
+  /** go-spiffe federation bundle endpoint client and server (`-mode fetch|serve`, see go/federation). */
+  federation: join(cache, 'go-bin-current', 'federation'),
 };
-export const SPIRE_VERSION = process.env.SPIRE_VERSION ?? 'v1.13.3';
 
 export function binariesPresent(): boolean {
   return Object.values(bin).every((p) => existsSync(p));
+}
+
+/** Whether build.sh built this SPIRE version (and the go-spiffe programs). */
+export function spirePresent(version: string): boolean {
+  return binariesPresent() && Object.values(spireBin(version)).every((p) => existsSync(p));
 }
 
 export async function freePort(): Promise<number> {
@@ -115,6 +150,14 @@ export interface EntryOptions {
   x509SvidTtl?: number;
   jwtSvidTtl?: number;
   federatesWith?: string[];
+  /** Entry hint (`-hint`), which the Workload API returns with the SVIDs to tell several apart. */
+  hint?: string;
+}
+
+/** Options of `Spire.startServer`. */
+export interface SpireOptions {
+  /** SPIRE version to run (default: `SPIRE_VERSION`, the newest built). */
+  version?: string;
 }
 
 /** A SPIRE server and one agent on loopback, for trust domain `trustDomain`, in a fresh temp dir. */
@@ -123,12 +166,17 @@ export class Spire {
   readonly trustDomain: string;
   readonly serverSocket: string;
   readonly agentSocket: string;
+  /** SPIRE version of this server and agent. */
+  readonly version: string;
+  readonly #bin: { spireServer: string; spireAgent: string };
   #server: ChildProcess | undefined;
   #agent: ChildProcess | undefined;
   agentId = '';
 
-  private constructor(trustDomain: string) {
+  private constructor(trustDomain: string, version: string) {
     this.trustDomain = trustDomain;
+    this.version = version;
+    this.#bin = spireBin(version);
     this.dir = mkdtempSync(join(tmpdir(), 'spire-'));
     this.serverSocket = join(this.dir, 'server.sock');
     this.agentSocket = join(this.dir, 'agent.sock');
@@ -139,8 +187,8 @@ export class Spire {
   }
 
   /** Starts the server, mints a join token, and returns before the agent starts so entries can be created first. */
-  static async startServer(trustDomain = 'example.org'): Promise<Spire> {
-    const s = new Spire(trustDomain);
+  static async startServer(trustDomain = 'example.org', options: SpireOptions = {}): Promise<Spire> {
+    const s = new Spire(trustDomain, options.version ?? SPIRE_VERSION);
     const port = await freePort();
     s.#port = port;
     writeFileSync(
@@ -172,11 +220,11 @@ plugins {
 }
 `,
     );
-    s.#server = s.#spawn(bin.spireServer, ['run', '-config', join(s.dir, 'server.conf')], 'server.log');
+    s.#server = s.#spawn(s.#bin.spireServer, ['run', '-config', join(s.dir, 'server.conf')], 'server.log');
     await waitFor(
       'spire-server healthcheck',
       async () => {
-        await run(bin.spireServer, ['healthcheck', '-socketPath', s.serverSocket]);
+        await run(s.#bin.spireServer, ['healthcheck', '-socketPath', s.serverSocket]);
         return true;
       },
       60_000,
@@ -204,7 +252,7 @@ plugins {
 
   /** Runs `spire-server <args> -socketPath <server socket>`. */
   async server(args: string[]): Promise<{ stdout: string; stderr: string }> {
-    return run(bin.spireServer, [...args, '-socketPath', this.serverSocket]);
+    return run(this.#bin.spireServer, [...args, '-socketPath', this.serverSocket]);
   }
 
   async createEntry(e: EntryOptions): Promise<void> {
@@ -213,6 +261,7 @@ plugins {
     if (e.x509SvidTtl) args.push('-x509SVIDTTL', String(e.x509SvidTtl));
     if (e.jwtSvidTtl) args.push('-jwtSVIDTTL', String(e.jwtSvidTtl));
     for (const f of e.federatesWith ?? []) args.push('-federatesWith', f);
+    if (e.hint !== undefined) args.push('-hint', e.hint);
     await this.server(args);
   }
 
@@ -259,12 +308,12 @@ plugins {
 `,
     );
     this.#agent = this.#spawn(
-      bin.spireAgent,
+      this.#bin.spireAgent,
       ['run', '-config', join(this.dir, 'agent.conf'), '-joinToken', this.#token],
       'agent.log',
     );
     await waitFor('spire-agent healthcheck', async () => {
-      await run(bin.spireAgent, ['healthcheck', '-socketPath', this.agentSocket]);
+      await run(this.#bin.spireAgent, ['healthcheck', '-socketPath', this.agentSocket]);
       return true;
     });
   }

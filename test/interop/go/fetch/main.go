@@ -1,9 +1,11 @@
 // fetch: a go-spiffe Workload API client. Modes (-mode):
-//   x509      fetch the X.509 context: {"id","trustDomains","chainLength","expiresAt","bundles":{td:count}}
-//   jwt       fetch a JWT-SVID for -audience: {"id","token","expiresAt"}
-//   jwtbundles fetch the JWT bundles: {"bundles":{td:[kid...]}}
-//   validate  validate -token for -audience against the JWT bundles from the Workload API: {"id","claims"}
-//   bench     -n fetches each of X.509 and JWT on one client; prints p50/p99 in microseconds
+//
+//	x509      fetch the X.509 context: {"id","trustDomains","chainLength","expiresAt","bundles":{td:count}}
+//	jwt       fetch a JWT-SVID for -audience: {"id","token","expiresAt"}
+//	jwtbundles fetch the JWT bundles: {"bundles":{td:[kid...]}}
+//	validate  validate -token for -audience against the JWT bundles from the Workload API: {"id","claims"}
+//	bench     -n fetches each of X.509 and JWT on one client; prints p50/p99 in microseconds
+//
 // Errors print {"error"} and exit 1.
 package main
 
