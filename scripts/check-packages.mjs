@@ -5,10 +5,9 @@
 // Errors and warnings fail; publint suggestions are printed only.
 //
 // Deliberate exceptions (keep this list short, each with its reason):
-// - attw runs with `--profile node16`, which skips `moduleResolution: node10`. node10 predates `exports`, so
-//   it cannot see subpath entries (`@spiffe-ts/core/undici`, `@spiffe-ts/dev-server/testing`); the root entries
-//   still carry `main`/`types` for it. Our packages need Node >= 20.19, whose users resolve with node16, nodenext
-//   or bundler.
+// - none for attw: every profile is checked, including `moduleResolution: node10` (what a `module: commonjs`
+//   tsconfig such as `nest new`'s gets by default). node10 predates `exports`, so packages with subpath entries
+//   (`@spiffe-ts/core/undici`, `@spiffe-ts/dev-server/testing`) map them with `typesVersions` for it.
 // - publint `USE_SIDE_EFFECTS` (a suggestion): the packages target Node servers, not browser bundles, and some
 //   entries register metadata on import (Nest decorators, reflect-metadata), so "no side effects" would be a
 //   claim we have not checked.
@@ -64,7 +63,7 @@ if (failed) {
 
 function attw(tarball) {
   return new Promise((resolve, reject) => {
-    const child = spawn(attwBin, ['--profile', 'node16', '--format', 'ascii', '--no-color', tarball], {
+    const child = spawn(attwBin, ['--format', 'ascii', '--no-color', tarball], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
