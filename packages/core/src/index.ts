@@ -97,6 +97,7 @@ export {
 } from './observability/health.js';
 export type { SpiffeLogger, SpiffeLogLevel } from './observability/logger.js';
 export { METER_NAME, SpiffeMetric } from './observability/metrics.js';
+export { type DenialContext, type HandshakeRefusalReason, reportDenial } from './observability/report.js';
 // SPIFFE IDs, trust domains and matchers
 export {
   MAX_SPIFFE_ID_LENGTH,
@@ -155,7 +156,10 @@ export { type TlsMaterial, tlsMaterial } from './tls/material.js';
 export { peerSpiffeId, verifyPeer } from './tls/peer.js';
 export {
   createSpiffeTlsServer,
+  hasSpiffeTls,
+  type SpiffeRejectEvent,
   type SpiffeServerTlsOptions,
+  type SpiffeTlsAttachOptions,
   type SpiffeTlsServer,
   type SpiffeTlsServerOptions,
   spiffeServerTls,

@@ -24,6 +24,8 @@ export interface SpiffeDenial {
   readonly subject?: SpiffeId;
   /** The route pattern or gRPC method path, when the adapter knows it. */
   readonly route?: string;
+  /** The peer's IP address, when the adapter knows it. */
+  readonly remoteAddress?: string;
 }
 
 // One fixed message per code: a client learns the code, never the allowlist or why validation failed

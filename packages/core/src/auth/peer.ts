@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import { SpiffeId } from '../spiffeid/id.js';
 import { allows, type SpiffeIdMatcher } from '../spiffeid/match.js';
 import { peerSpiffeId } from '../tls/peer.js';
@@ -22,10 +23,23 @@ export type PeerDecision =
 export function authorizeSocketPeer(socket: Socket | null | undefined, matcher: SpiffeIdMatcher): PeerDecision {
   const id = peerSpiffeId(socket);
   if (!id) {
-    return { ok: false, id: undefined, error: new SpiffeAuthError('PEER_NOT_VERIFIED', { statusCode: 403 }) };
+    return {
+      ok: false,
+      id: undefined,
+      error: new SpiffeAuthError('PEER_NOT_VERIFIED', { statusCode: 403, cause: new Error(unverifiedWhy(socket)) }),
+    };
   }
   if (!allows(matcher, id)) {
     return { ok: false, id, error: new SpiffeAuthError('UNAUTHORIZED_SPIFFE_ID', { statusCode: 403, spiffeId: id }) };
   }
   return { ok: true, id };
+}
+
+// For the server-side log of a PEER_NOT_VERIFIED denial: most often the server is not wired for SPIFFE mTLS.
+function unverifiedWhy(socket: Socket | null | undefined): string {
+  if (!socket) return 'the request has no connection to read a peer from';
+  if (!(socket instanceof TLSSocket)) {
+    return 'the connection is not TLS: this server does not serve SPIFFE mTLS (spiffeServerTls wiring missing)';
+  }
+  return 'the TLS connection was not verified by SPIFFE TLS wiring: was spiffeServerTls(...).attach(server) called for this server?';
 }

@@ -1,7 +1,16 @@
 import { constants as cryptoConstants } from 'node:crypto';
 import * as tls from 'node:tls';
 import { debuglog } from 'node:util';
-import { SpiffeError } from '../errors.js';
+import { AuthorizationError, SpiffeError, TlsVerificationError } from '../errors.js';
+import { type SpiffeLogger } from '../observability/logger.js';
+import {
+  certificateRefusalReason,
+  type HandshakeRefusalReason,
+  handshakeErrorReason,
+  reportHandshakeAccepted,
+  reportHandshakeRefusal,
+} from '../observability/report.js';
+import { type SpiffeId, toSpiffeId } from '../spiffeid/id.js';
 import { matchAny, type SpiffeIdAllowlist, toMatcher } from '../spiffeid/match.js';
 import { type X509MaterialSource } from '../svid/source.js';
 import { MIN_TLS_VERSION, NO_RENEGOTIATION, tlsMaterial } from './material.js';
@@ -20,7 +29,28 @@ export interface SpiffeTlsServerOptions {
   /** Extra node:tls options (ciphers, ALPNProtocols, ...). Certificate options are managed here. */
   tlsOptions?: tls.TlsOptions;
   /** Told about every rejected peer (the connection is already being destroyed). */
-  onReject?: (event: { error: SpiffeError | Error; remoteAddress: string | undefined }) => void;
+  onReject?: (event: SpiffeRejectEvent) => void;
+  /**
+   * Where refused handshakes are logged (warnings with reason, peer address and, when verified, SPIFFE ID);
+   * `attach(server, { logger })` may give another. NODE_DEBUG=spiffe shows them either way.
+   */
+  logger?: SpiffeLogger;
+}
+
+/** What `onReject` is told about a refused peer. */
+export interface SpiffeRejectEvent {
+  /** Why: a TlsVerificationError for certificates node:tls refused, else the SPIFFE verification error. */
+  error: SpiffeError | Error;
+  /** The peer's IP address. */
+  remoteAddress: string | undefined;
+  /** The stable reason code, as logged and counted. */
+  reason: HandshakeRefusalReason;
+}
+
+/** Options of `SpiffeTlsServer.attach`. */
+export interface SpiffeTlsAttachOptions {
+  /** Where refused handshakes are logged on this server (default: the wiring's `logger`). */
+  logger?: SpiffeLogger;
 }
 
 export interface SpiffeTlsServer {
@@ -28,14 +58,38 @@ export interface SpiffeTlsServer {
   readonly options: tls.TlsOptions;
   /**
    * Wires a created server: verifies every connection before the server's own handlers see it, and
-   * swaps certificates and bundles live (setSecureContext) when the source changes. Returns a detach function.
+   * swaps certificates and bundles live (setSecureContext) when the source changes; every refused handshake
+   * is reported (logger, NODE_DEBUG=spiffe, metrics). Returns a detach function.
    */
-  attach(server: tls.Server): () => void;
+  attach(server: tls.Server, options?: SpiffeTlsAttachOptions): () => void;
 }
+
+// Servers a SPIFFE wiring is attached to: adapters check this to refuse start-up without SPIFFE TLS.
+const attachedServers = new WeakSet<object>();
+
+/** Whether `spiffeServerTls(...).attach()` wired this server (verification and reporting in place). */
+export function hasSpiffeTls(server: unknown): boolean {
+  return typeof server === 'object' && server !== null && attachedServers.has(server);
+}
+
+// The property node:tls reads for each new connection (tls.Server sets it from the options).
+type RejectSwitch = { rejectUnauthorized?: boolean };
 
 // Every connection gets a full handshake and a fresh SPIFFE verification against the current bundles and
 // authorizer: no session tickets (and node keeps no server-side session cache without 'resumeSession').
 const NO_RESUMPTION = cryptoConstants.SSL_OP_NO_TICKET;
+
+function noCertificate(): TlsVerificationError {
+  return new TlsVerificationError('TLS_NO_PEER_CERTIFICATE', 'peer presented no certificate');
+}
+
+function tryId(id: string): SpiffeId | undefined {
+  try {
+    return toSpiffeId(id);
+  } catch {
+    return undefined;
+  }
+}
 
 /** Builds node:tls server options for SPIFFE mTLS from a live source. */
 export function createSpiffeTlsServer(options: SpiffeTlsServerOptions): SpiffeTlsServer {
@@ -51,28 +105,92 @@ export function createSpiffeTlsServer(options: SpiffeTlsServerOptions): SpiffeTl
   const current = (): tls.TlsOptions => ({ ...base, ...tlsMaterial(source) });
   const serverOptions = current();
 
-  const onSecureConnection = (socket: tls.TLSSocket): void => {
+  const refuse = (
+    socket: tls.TLSSocket,
+    logger: SpiffeLogger | undefined,
+    reason: HandshakeRefusalReason,
+    error: Error,
+    spiffeId?: SpiffeId,
+  ): void => {
+    const remoteAddress = socket.remoteAddress;
+    socket.destroy();
+    const detail = error instanceof TlsVerificationError ? (error.cause as string | undefined) : error.message;
+    reportHandshakeRefusal({ reason, remoteAddress, spiffeId, detail }, logger);
     try {
-      const chain = peerCertificateChain(socket);
+      options.onReject?.({ error, remoteAddress, reason });
+    } catch {
+      // ignore
+    }
+  };
+
+  const onSecureConnection = (socket: tls.TLSSocket, logger: SpiffeLogger | undefined): void => {
+    let chain: Buffer[];
+    try {
+      chain = peerCertificateChain(socket);
+    } catch {
+      chain = [];
+    }
+    if (chain.length === 0) {
+      refuse(socket, logger, 'TLS_NO_PEER_CERTIFICATE', noCertificate());
+      return;
+    }
+    // node:tls checked the chain against every trusted root; attach() made it leave refusals to us so that
+    // they are reported. A certificate it did not verify goes no further.
+    if (socket.authorized !== true) {
+      const code = String(socket.authorizationError ?? 'unknown');
+      const reason = certificateRefusalReason(code);
+      refuse(
+        socket,
+        logger,
+        reason,
+        new TlsVerificationError('TLS_PEER_UNVERIFIED', `peer certificate refused by TLS verification: ${code}`, {
+          cause: code,
+        }),
+      );
+      return;
+    }
+    try {
       const id = verifyPeer(chain, source, authorizer);
       verifiedPeers.set(socket, id);
       pinPeerCertificate(socket, chain[0] as Buffer);
+      reportHandshakeAccepted();
     } catch (err) {
       debug('rejecting TLS peer %s: %s', socket.remoteAddress, (err as Error).message);
-      socket.destroy();
-      try {
-        options.onReject?.({ error: err as Error, remoteAddress: socket.remoteAddress });
-      } catch {
-        // ignore
-      }
+      const e = err as Error;
+      const reason = (e instanceof SpiffeError ? e.code : 'TLS_CERT_INVALID') as HandshakeRefusalReason;
+      // AuthorizationError means the chain verified: its ID is a verified one.
+      const verifiedId = e instanceof AuthorizationError ? tryId(e.spiffeId) : undefined;
+      refuse(socket, logger, reason, e, verifiedId);
     }
   };
 
   return {
     options: serverOptions,
-    attach(server: tls.Server): () => void {
+    attach(server: tls.Server, attachOptions: SpiffeTlsAttachOptions = {}): () => void {
+      const logger = attachOptions.logger ?? options.logger;
+      const onSecure = (socket: tls.TLSSocket) => onSecureConnection(socket, logger);
+      // Handshakes that fail inside node:tls (plain text, protocol version, resets, alerts from the client).
+      const onClientError = (err: Error, socket: tls.TLSSocket) => {
+        reportHandshakeRefusal(
+          {
+            reason: handshakeErrorReason(err),
+            remoteAddress: socket?.remoteAddress,
+            detail: (err as { code?: string }).code ?? err.message,
+          },
+          logger,
+        );
+      };
       // Prepended so that the rejection happens before http/https/http2 set up request parsing.
-      server.prependListener('secureConnection', onSecureConnection);
+      server.prependListener('secureConnection', onSecure);
+      server.on('tlsClientError', onClientError);
+      // With rejectUnauthorized, node:tls drops a client whose certificate it did not verify without any
+      // event, so nothing could say why. Attached, the server leaves that refusal to onSecure (which runs
+      // before any other listener and checks socket.authorized first); the options object itself keeps
+      // rejectUnauthorized: true, so a server built from it but never attached still refuses such clients.
+      const sw = server as unknown as RejectSwitch;
+      const previousReject = sw.rejectUnauthorized;
+      sw.rejectUnauthorized = false;
+      attachedServers.add(server);
       let lastKey: string | undefined = serverOptions.key as string;
       let lastCa: string[] | undefined = serverOptions.ca as string[];
       const unsubscribe = source.onUpdate?.(() => {
@@ -89,7 +207,10 @@ export function createSpiffeTlsServer(options: SpiffeTlsServerOptions): SpiffeTl
         server.setSecureContext(next);
       });
       return () => {
-        server.removeListener('secureConnection', onSecureConnection);
+        sw.rejectUnauthorized = previousReject;
+        attachedServers.delete(server);
+        server.removeListener('secureConnection', onSecure);
+        server.removeListener('tlsClientError', onClientError);
         unsubscribe?.();
       };
     },
@@ -107,6 +228,8 @@ export interface SpiffeServerTlsOptions {
   tlsOptions?: tls.TlsOptions;
   /** Told about every rejected peer (the connection is already being destroyed). */
   onReject?: SpiffeTlsServerOptions['onReject'];
+  /** Where refused handshakes are logged (see `SpiffeTlsServerOptions.logger`). */
+  logger?: SpiffeLogger;
 }
 
 /**
