@@ -79,6 +79,8 @@ export type SpiffeErrorCode =
   // TLS
   | 'TLS_PEER_UNVERIFIED'
   | 'TLS_NO_PEER_CERTIFICATE'
+  // an adapter with peer allowlists on a server without SPIFFE TLS wiring (refused at start-up)
+  | 'TLS_NOT_CONFIGURED'
   // @spiffe-ts/grpc
   | 'GRPC_UNSUPPORTED_VERSION'
   // SPIFFE Federation (bundle endpoints)
