@@ -18,12 +18,12 @@ import {
   X509Svid,
 } from '@spiffe-ts/core';
 import { DevCa, DevWorkloadApiServer } from '@spiffe-ts/dev-server';
-import { bin, binariesPresent, runJson } from './harness.js';
+import { bin, binariesPresent, GO_SPIFFE_VERSION, runJson, SPIRE_VERSION } from './harness.js';
 
 const run = promisify(execFile);
 const ID = 'spiffe://example.org/go-workload';
 
-describe('our dev Workload API server, used by go-spiffe and spire-agent', {
+describe(`our dev Workload API server, used by go-spiffe ${GO_SPIFFE_VERSION} and spire-agent ${SPIRE_VERSION}`, {
   skip: !binariesPresent() && 'run test/interop/run.sh',
 }, () => {
   let dev: DevWorkloadApiServer;

@@ -14,15 +14,19 @@ import {
 } from 'node:fs';
 import { createServer } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 
 const cache = process.env.SPIFFE_TS_INTEROP_CACHE ?? join(homedir(), '.cache', 'spiffe-ts-interop');
 
-/** go-spiffe version of the programs in ./go (keep in step with go/go.mod). */
-export const GO_SPIFFE_VERSION = 'v2.9.0';
+/** go-spiffe version of the programs in ./go, as go/go.mod requires it. */
+export const GO_SPIFFE_VERSION =
+  /github\.com\/spiffe\/go-spiffe\/v2 (v\S+)/.exec(
+    readFileSync(join(dirname(fileURLToPath(import.meta.url)), 'go', 'go.mod'), 'utf8'),
+  )?.[1] ?? 'unknown';
 
 function builtVersions(): string | undefined {
   try {
