@@ -247,10 +247,17 @@ const common = {
 } as const satisfies OptionSpec;
 
 const MAX_TIMEOUT_MS = 24 * 3600 * 1000;
+const DEFAULT_TIMEOUT_MS = 10_000;
+
+/** `--timeout MS`: default 10 s; 0 waits as long as it takes. */
+function timeoutOption(value: string | undefined): number {
+  const ms = intOption('timeout', value, 0, MAX_TIMEOUT_MS, 'milliseconds') ?? DEFAULT_TIMEOUT_MS;
+  return ms === 0 ? Number.POSITIVE_INFINITY : ms;
+}
 
 function client(values: { socket?: string; timeout?: string }, state: RunState): WorkloadApiClient {
   const address = socketAddress(values.socket);
-  const timeoutMs = intOption('timeout', values.timeout, 0, MAX_TIMEOUT_MS, 'milliseconds');
+  const timeoutMs = timeoutOption(values.timeout);
   state.address = address;
   return new WorkloadApiClient({ address, timeoutMs });
 }
@@ -406,7 +413,7 @@ async function helper(args: string[], io: CliIo, state: RunState): Promise<numbe
     return 0;
   }
   const log = (l: string) => io.err(l);
-  const timeoutMs = intOption('timeout', values.timeout, 0, MAX_TIMEOUT_MS, 'milliseconds') ?? 10_000;
+  const timeoutMs = timeoutOption(values.timeout);
   const daemonMode = boolOption('daemon-mode', values['daemon-mode']);
   if (values.config !== undefined) {
     const others = ['dir', 'cmd', 'arg', 'signal', 'jwt', 'jwt-bundle', 'hint', 'socket'].filter(

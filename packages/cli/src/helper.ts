@@ -123,12 +123,32 @@ function x509Contents(svids: readonly X509Svid[], bundles: X509BundleSet, o: Hel
   return { svid, cert: pem(certs), key: svid.toPem().privateKey, bundle: pem(bundle) };
 }
 
-/** spiffe-helper's JWT bundle file: `{"<trust domain>": "<base64 of the JWKS JSON>"}`, keys sorted. */
+// go-jose writes a JWK's members in this order; the rest (none in SPIFFE bundles) follow in our order.
+const JWK_ORDER = ['use', 'kty', 'kid', 'crv', 'alg', 'k', 'x', 'y', 'n', 'e'];
+const byName = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+/**
+ * spiffe-helper's JWT bundle file: `{"<trust domain>": "<base64 of the JWKS JSON>"}`, trust domains sorted
+ * (as Go's encoding/json sorts map keys), each JWK's members in go-jose's order, keys sorted by `kid` (Go
+ * takes them in map order, which varies from run to run).
+ */
 function jwtBundleContents(set: JwtBundleSet): string {
   const entries = set
     .bundles()
-    .map((b) => [b.trustDomain.name, Buffer.from(b.marshal()).toString('base64')] as const)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    .map((b) => {
+      const keys = b
+        .toJwks()
+        .keys.map((k) => {
+          const rec = k as Record<string, unknown>;
+          const names = Object.keys(rec).sort(
+            (x, y) => (JWK_ORDER.indexOf(x) + 1 || 99) - (JWK_ORDER.indexOf(y) + 1 || 99),
+          );
+          return Object.fromEntries(names.map((n) => [n, rec[n]]));
+        })
+        .sort((x, y) => byName(String(x.kid ?? ''), String(y.kid ?? '')));
+      return [b.trustDomain.name, Buffer.from(JSON.stringify({ keys })).toString('base64')] as const;
+    })
+    .sort(([a], [b]) => byName(a, b));
   return JSON.stringify(Object.fromEntries(entries));
 }
 
@@ -248,13 +268,13 @@ class Daemon {
       this.#finish = resolve;
       this.#fail = reject;
     });
-    const x509 = this.#names
-      ? new X509Source({ ...o, onError: (e) => this.#log(`Workload API: ${e.message}`) })
-      : undefined;
-    const jwt =
-      o.jwtBundleFile || this.#jwtSvids.length
-        ? new JwtSource({ ...o, onError: (e) => this.#log(`Workload API (JWT): ${e.message}`) })
-        : undefined;
+    // The sources say why they wait (no socket, not registered...) through this logger, into our log.
+    const line = (_fields: object, message: string) => this.#log(message);
+    const logger = { error: line, warn: line, info: line, debug: noop };
+    // A daemon waits for the agent as long as it takes (readiness says it has not written yet); the time
+    // limit still bounds each one-shot call (JWT-SVID fetches).
+    const x509 = this.#names ? new X509Source({ ...o, logger }) : undefined;
+    const jwt = o.jwtBundleFile || this.#jwtSvids.length ? new JwtSource({ ...o, logger }) : undefined;
     let health: Server | undefined;
     const onSigterm = () => this.#stop('SIGTERM');
     const onSigint = () => this.#stop('SIGINT');
@@ -298,7 +318,7 @@ class Daemon {
         const start = () => {
           for (const j of this.#jwtSvids) this.#refreshJwt(jwt, j, 0, 1000);
         };
-        jwt.ready({ signal: o.signal }).then(start, noop);
+        jwt.ready({ signal: o.signal, timeoutMs: Number.POSITIVE_INFINITY }).then(start, noop);
       }
       return await done;
     } finally {
