@@ -42,7 +42,7 @@ async function withUmask<T>(mask: number, fn: () => Promise<T>): Promise<T> {
 }
 
 const mode = async (p: string) => (await lstat(p)).mode & 0o7777;
-const HELPER_FILES = ['federated_bundle.pem', 'svid.pem', 'svid_bundle.pem', 'svid_key.pem'];
+const HELPER_FILES = ['svid.pem', 'svid_bundle.pem', 'svid_key.pem'];
 
 describe('file modes', () => {
   for (const mask of [0o000, 0o022, 0o077, 0o277]) {
@@ -58,7 +58,6 @@ describe('file modes', () => {
       assert.equal(await mode(join(dir, 'billing.jwt')), 0o600);
       assert.equal(await mode(join(dir, 'svid.pem')), 0o644);
       assert.equal(await mode(join(dir, 'svid_bundle.pem')), 0o644);
-      assert.equal(await mode(join(dir, 'federated_bundle.pem')), 0o644);
       assert.equal(await mode(dir), 0o700);
       assert.equal(await mode(join(dir, '..')), 0o700, 'missing parents are created 0700 too');
     });
