@@ -73,7 +73,8 @@ type Mode =
   | 'to-http'
   | 'status-500'
   | 'wrong-td'
-  | 'stale';
+  | 'stale'
+  | 'deep';
 let mode: Mode = 'good';
 let goodBundle: () => SpiffeBundle;
 let webServer: https.Server;
@@ -140,6 +141,10 @@ function misbehave(req: IncomingMessage, res: ServerResponse): void {
       return;
     case 'wrong-td':
       res.writeHead(200).end(local.spiffeBundle().marshal());
+      return;
+    case 'deep':
+      // Deep nesting inside an ignored member: a recursive parser must fail cleanly, not take the process down.
+      res.writeHead(200).end(`{"keys":[],"x":${'['.repeat(100_000)}${']'.repeat(100_000)}}`);
       return;
     case 'stale': {
       const b = goodBundle();
@@ -323,6 +328,28 @@ describe('fetchBundle: bad endpoints give typed errors', () => {
       }
     });
   }
+
+  test('deeply nested JSON: a bundle or a typed error, never a crash', async () => {
+    mode = 'deep';
+    try {
+      const outcome = await fetchBundle({ trustDomain: 'partner.test', url: webUrl(), profile: webProfile() }).then(
+        (b) => `bundle with ${b.x509Authorities.length} authorities`,
+        (err: unknown) => (err instanceof FederationError ? err.code : `untyped: ${String(err)}`),
+      );
+      assert.ok(['bundle with 0 authorities', 'FEDERATION_BUNDLE_INVALID'].includes(outcome), outcome);
+    } finally {
+      mode = 'good';
+    }
+  });
+
+  test('limits must be sane numbers', async () => {
+    for (const bad of [{ timeoutMs: 0 }, { maxBundleBytes: -1 }, { maxRedirects: 1.5 }]) {
+      await rejectsWith(
+        fetchBundle({ trustDomain: 'partner.test', url: webUrl(), profile: webProfile(), ...bad }),
+        'FEDERATION_BAD_CONFIG',
+      );
+    }
+  });
 
   test('a temporary redirect to a valid endpoint is followed', async () => {
     const b = await fetchBundle({ trustDomain: 'partner.test', url: webUrl('/b'), profile: webProfile() });

@@ -207,9 +207,9 @@ function withoutRoot(chain: Buffer[]): Buffer[] {
  */
 export async function fetchBundle(options: FetchBundleOptions): Promise<SpiffeBundle> {
   const prepared = prepare(options);
-  const timeoutMs = options.timeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS;
-  const maxBytes = options.maxBundleBytes ?? DEFAULT_MAX_BUNDLE_BYTES;
-  const maxRedirects = options.maxRedirects ?? DEFAULT_MAX_REDIRECTS;
+  const timeoutMs = limit(options.timeoutMs, DEFAULT_FETCH_TIMEOUT_MS, 1, 'timeoutMs');
+  const maxBytes = limit(options.maxBundleBytes, DEFAULT_MAX_BUNDLE_BYTES, 1, 'maxBundleBytes');
+  const maxRedirects = limit(options.maxRedirects, DEFAULT_MAX_REDIRECTS, 0, 'maxRedirects');
   const deadline = new AbortController();
   const timer = setTimeout(
     () =>
@@ -255,6 +255,14 @@ export async function fetchBundle(options: FetchBundleOptions): Promise<SpiffeBu
   } finally {
     clearTimeout(timer);
   }
+}
+
+function limit(value: number | undefined, fallback: number, min: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < min) {
+    throw new FederationError('FEDERATION_BAD_CONFIG', `${name} must be an integer of at least ${min}`);
+  }
+  return value;
 }
 
 type Answer = { kind: 'bundle'; body: Buffer } | { kind: 'redirect'; location: string };

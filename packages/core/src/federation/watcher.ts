@@ -8,7 +8,7 @@ import { FederationError, SourceError } from '../errors.js';
 import { UpdateListeners } from '../internal/listeners.js';
 import { type TrustDomain, toSpiffeId, toTrustDomain } from '../spiffeid/id.js';
 import { type UpdatableSource } from '../svid/source.js';
-import { Backoff, type BackoffOptions, sleep } from '../workloadapi/backoff.js';
+import { Backoff, type BackoffOptions } from '../workloadapi/backoff.js';
 import { type ReadyOptions } from '../workloadapi/source.js';
 import {
   type BundleEndpointProfile,
@@ -26,6 +26,26 @@ export const DEFAULT_REFRESH_MS = 5 * 60_000;
 export const DEFAULT_MIN_REFRESH_MS = 10_000;
 /** Default ceiling on the refresh interval: a huge hint does not keep a stale bundle around for days. */
 export const DEFAULT_MAX_REFRESH_MS = 60 * 60_000;
+
+/**
+ * Waits `ms` without keeping the process alive (like an idle Workload API client: a forgotten source must not
+ * hold a process open); false when the signal aborted first.
+ */
+function idle(ms: number, signal: AbortSignal): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve(false);
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve(true);
+    }, ms);
+    timer.unref();
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
 
 /** Options of `FederatedBundleSource`. */
 export interface FederatedBundleSourceOptions extends FetchLimits {
@@ -225,11 +245,7 @@ export class FederatedBundleSource implements X509BundleSource, JwtBundleSource,
       if (ok) backoff.reset();
       else delay = Math.min(interval, backoff.next());
       state.nextRefresh = new Date(Date.now() + delay);
-      try {
-        await sleep(delay, signal);
-      } catch {
-        return;
-      }
+      if (!(await idle(delay, signal))) return;
     }
   }
 
