@@ -472,8 +472,12 @@ describe('FederatedBundleSource', () => {
         assert.equal(federated.status()[0]?.lastError?.code, code);
         assert.ok(federated.getX509BundleForTrustDomain(good.trustDomain).authorities.length > 0);
       }
+      const health = federated.health();
+      assert.equal(health.ready, true, 'a kept last good bundle keeps the source ready');
+      assert.equal(health.lastError?.code, 'FEDERATION_BAD_STATUS');
       mode = 'good';
       await waitFor(() => federated.status()[0]?.lastError === undefined, 'recovery');
+      assert.equal(federated.health().lastError, undefined);
     } finally {
       mode = 'good';
       await federated.close();
@@ -662,6 +666,7 @@ describe('FederatedBundleSource', () => {
     assert.equal(federated.x509Bundles.size, 0);
     assert.equal(updates, 1);
     await federated.close();
+    assert.equal(federated.health().ready, false);
     assert.throws(() => federated.x509Bundles, { code: 'SOURCE_CLOSED' });
   });
 });

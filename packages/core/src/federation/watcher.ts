@@ -6,6 +6,7 @@ import { type SpiffeBundle } from '../bundle/spiffe.js';
 import { notFound, type X509Bundle } from '../bundle/x509.js';
 import { FederationError, SourceError } from '../errors.js';
 import { UpdateListeners } from '../internal/listeners.js';
+import { type HealthReporter, type SourceHealth } from '../observability/health.js';
 import { type TrustDomain, toSpiffeId, toTrustDomain } from '../spiffeid/id.js';
 import { type UpdatableSource } from '../svid/source.js';
 import { Backoff, type BackoffOptions } from '../workloadapi/backoff.js';
@@ -89,6 +90,7 @@ interface State {
   x509: X509Bundle | undefined;
   jwt: JwtBundle | undefined;
   lastError: FederationError | undefined;
+  lastErrorAt: Date | undefined;
   lastSuccess: Date | undefined;
   nextRefresh: Date | undefined;
   stop: AbortController;
@@ -106,7 +108,7 @@ interface State {
  * Implements X509BundleSource and JwtBundleSource: combine it with a Workload API source through
  * `withFederatedBundles(source, federated)` (mTLS) or `combineBundleSources(jwtSource, federated)` (JWT).
  */
-export class FederatedBundleSource implements X509BundleSource, JwtBundleSource, UpdatableSource {
+export class FederatedBundleSource implements X509BundleSource, JwtBundleSource, UpdatableSource, HealthReporter {
   readonly #states = new Map<string, State>();
   readonly #listeners = new UpdateListeners((err) => debug('update listener threw: %o', err));
   readonly #options: FederatedBundleSourceOptions;
@@ -173,6 +175,7 @@ export class FederatedBundleSource implements X509BundleSource, JwtBundleSource,
       x509: undefined,
       jwt: undefined,
       lastError: undefined,
+      lastErrorAt: undefined,
       lastSuccess: undefined,
       nextRefresh: undefined,
       stop: new AbortController(),
@@ -278,6 +281,7 @@ export class FederatedBundleSource implements X509BundleSource, JwtBundleSource,
         ? err
         : new FederationError('FEDERATION_UNAVAILABLE', (err as Error)?.message ?? String(err), { cause: err });
     state.lastError = error;
+    state.lastErrorAt = new Date();
     debug('federation: %s: %s', state.trustDomain.name, error.message);
     try {
       this.#options.onError?.(error, state.trustDomain);
@@ -399,6 +403,27 @@ export class FederatedBundleSource implements X509BundleSource, JwtBundleSource,
       lastSuccess: s.lastSuccess,
       nextRefresh: s.nextRefresh,
     }));
+  }
+
+  /**
+   * For readiness probes (`checkReadiness`, `healthHandler`): ready while open with a bundle for every
+   * relationship (a failing endpoint whose last good bundle is kept stays ready, with the failure as
+   * `lastError`); `lastUpdate` is the latest successful fetch.
+   */
+  health(): SourceHealth {
+    const states = [...this.#states.values()];
+    const latest = (dates: (Date | undefined)[]) =>
+      dates.reduce<Date | undefined>((a, d) => (d && (!a || d > a) ? d : a), undefined);
+    const lastUpdate = latest(states.map((s) => s.lastSuccess));
+    const failing = states.filter((s) => s.lastError && s.lastErrorAt);
+    const lastErrorAt = latest(failing.map((s) => s.lastErrorAt));
+    const err = failing.find((s) => s.lastErrorAt === lastErrorAt)?.lastError;
+    return {
+      source: 'FederatedBundleSource',
+      ready: !this.#closed && this.isReady,
+      ...(lastUpdate ? { lastUpdate } : {}),
+      ...(err && lastErrorAt ? { lastError: { code: err.code, message: err.message, at: lastErrorAt } } : {}),
+    };
   }
 
   onUpdate(listener: () => void): () => void {
