@@ -74,7 +74,8 @@ type Mode =
   | 'status-500'
   | 'wrong-td'
   | 'stale'
-  | 'deep';
+  | 'deep'
+  | 'wrong-host';
 let mode: Mode = 'good';
 let goodBundle: () => SpiffeBundle;
 let webServer: https.Server;
@@ -141,6 +142,10 @@ function misbehave(req: IncomingMessage, res: ServerResponse): void {
       return;
     case 'wrong-td':
       res.writeHead(200).end(local.spiffeBundle().marshal());
+      return;
+    case 'wrong-host':
+      // Same server, reached by an address its certificate does not name.
+      res.writeHead(302, { location: `https://127.0.0.1:${webPort}/` }).end();
       return;
     case 'deep':
       // Deep nesting inside an ignored member: a recursive parser must fail cleanly, not take the process down.
@@ -306,6 +311,7 @@ describe('fetchBundle: bad endpoints give typed errors', () => {
     ['to-http', 'FEDERATION_BAD_REDIRECT'],
     ['status-500', 'FEDERATION_BAD_STATUS'],
     ['wrong-td', 'FEDERATION_WRONG_TRUST_DOMAIN'],
+    ['wrong-host', 'FEDERATION_ENDPOINT_UNTRUSTED'],
   ];
   for (const [m, code, opts] of cases) {
     test(`${m}: ${code}`, async () => {
@@ -463,6 +469,7 @@ describe('FederatedBundleSource', () => {
         ['loop', 'FEDERATION_REDIRECT_LOOP'],
         ['wrong-td', 'FEDERATION_WRONG_TRUST_DOMAIN'],
         ['stale', 'FEDERATION_BUNDLE_STALE'],
+        ['wrong-host', 'FEDERATION_ENDPOINT_UNTRUSTED'],
         ['status-500', 'FEDERATION_BAD_STATUS'],
       ] as const) {
         errors.length = 0;
