@@ -26,6 +26,7 @@ export const DEFAULT_MAX_REDIRECTS = 3;
  * host), against Node's root store or the given roots.
  */
 export interface HttpsWebProfile {
+  /** The profile name, as in the standard. */
   readonly type: 'https_web';
   /** Trust only these roots (PEM or DER) instead of Node's root store. */
   readonly ca?: CertificatesInput;
@@ -38,7 +39,9 @@ export interface HttpsWebProfile {
  * the latest fetched bundle after the first success.
  */
 export interface HttpsSpiffeProfile {
+  /** The profile name, as in the standard. */
   readonly type: 'https_spiffe';
+  /** The exact SPIFFE ID the endpoint's X.509-SVID must carry. */
   readonly endpointSpiffeId: SpiffeId | string;
   /** The endpoint trust domain's X.509 authorities: a bundle, a SpiffeBundle, or a live bundle source. */
   readonly bundle: X509BundleSource;
@@ -63,11 +66,13 @@ export interface FederationRelationship {
   trustDomain: TrustDomain | string;
   /** The bundle endpoint URL (`https`, no userinfo). */
   url: string | URL;
+  /** How the endpoint authenticates itself. */
   profile: BundleEndpointProfile;
 }
 
 /** Options of `fetchBundle`. */
 export interface FetchBundleOptions extends FederationRelationship, FetchLimits {
+  /** Aborts the fetch (rejects with FEDERATION_UNAVAILABLE, the reason as `cause`). */
   signal?: AbortSignal;
 }
 

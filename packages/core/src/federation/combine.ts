@@ -127,18 +127,21 @@ export class CombinedBundleSource implements X509BundleSource, JwtBundleSource, 
     return this.#jwt.of(this.#sources.map((s) => setsOf(s).jwt));
   }
 
+  /** The bundle of the first source that has this trust domain; BUNDLE_NOT_FOUND when none has it. */
   getX509BundleForTrustDomain(trustDomain: TrustDomain): X509Bundle {
     const b = this.x509Bundles.get(trustDomain);
     if (!b) throw notFound('X.509', trustDomain);
     return b;
   }
 
+  /** The JWT bundle of the first source that has this trust domain; BUNDLE_NOT_FOUND when none has it. */
   getJwtBundleForTrustDomain(trustDomain: TrustDomain): JwtBundle {
     const b = this.jwtBundles.get(trustDomain);
     if (!b) throw notFound('JWT', trustDomain);
     return b;
   }
 
+  /** Runs `listener` after any source changed; returns the unsubscribe. */
   onUpdate(listener: () => void): () => void {
     return this.#listeners.add(listener);
   }
@@ -158,6 +161,7 @@ export class X509SourceWithBundles extends CombinedBundleSource implements X509S
     this.#svids = svids;
   }
 
+  /** The wrapped source's current SVID. */
   getX509Svid(): X509Svid {
     return this.#svids.getX509Svid();
   }

@@ -113,8 +113,11 @@ export type BundleEndpointServerProfile =
 
 /** Options of `createBundleEndpointServer`. */
 export interface BundleEndpointServerOptions extends BundleEndpointHandlerOptions {
+  /** The trust domain whose bundle is served. */
   trustDomain: TrustDomain | string;
+  /** Where the served bundle comes from (read on every request). */
   bundle: BundleEndpointBundle;
+  /** How the server authenticates itself: `https_spiffe` (a live SVID) or `https_web` (a Web PKI certificate). */
   profile: BundleEndpointServerProfile;
   /** Port to listen on (default 0: any free port). */
   port?: number;
@@ -132,7 +135,9 @@ export interface BundleEndpointServer {
   readonly url: string;
   /** The SPIFFE ID presented, with the `https_spiffe` profile. */
   readonly endpointSpiffeId: SpiffeId | undefined;
+  /** The underlying node:https server. */
   readonly server: https.Server;
+  /** Stops listening and closes open connections. */
   close(): Promise<void>;
 }
 

@@ -69,7 +69,9 @@ export interface FederatedBundleSourceOptions extends FetchLimits {
 
 /** What the source knows about one relationship. */
 export interface FederationStatus {
+  /** The relationship's trust domain. */
   readonly trustDomain: TrustDomain;
+  /** The configured bundle endpoint URL. */
   readonly url: string;
   /** The last good bundle, if any fetch succeeded. */
   readonly bundle: SpiffeBundle | undefined;
@@ -379,6 +381,7 @@ export class FederatedBundleSource implements X509BundleSource, JwtBundleSource,
     return this.#states.get(toTrustDomain(trustDomain).name)?.bundle;
   }
 
+  /** The latest good X.509 bundle of a federated trust domain; BUNDLE_NOT_FOUND before its first fetch. */
   getX509BundleForTrustDomain(trustDomain: TrustDomain): X509Bundle {
     this.#assertOpen();
     const b = this.#states.get(trustDomain.name)?.x509;
@@ -386,6 +389,7 @@ export class FederatedBundleSource implements X509BundleSource, JwtBundleSource,
     return b;
   }
 
+  /** The latest good JWT bundle of a federated trust domain; BUNDLE_NOT_FOUND before its first fetch. */
   getJwtBundleForTrustDomain(trustDomain: TrustDomain): JwtBundle {
     this.#assertOpen();
     const b = this.#states.get(trustDomain.name)?.jwt;
@@ -426,6 +430,7 @@ export class FederatedBundleSource implements X509BundleSource, JwtBundleSource,
     };
   }
 
+  /** Runs `listener` after a federated bundle changed (or a relationship was removed); returns the unsubscribe. */
   onUpdate(listener: () => void): () => void {
     return this.#listeners.add(listener);
   }
@@ -441,6 +446,7 @@ export class FederatedBundleSource implements X509BundleSource, JwtBundleSource,
     this.#listeners.clear();
   }
 
+  /** `close()`, for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
