@@ -2,13 +2,17 @@ import type * as tls from 'node:tls';
 import {
   authenticateBearer,
   authorizeSocketPeer,
+  hasSpiffeTls,
   type JwtSvid,
+  reportDenial,
   type SpiffeAuthError,
   type SpiffeDenial,
+  SpiffeError,
   type SpiffeId,
   type SpiffeIdAllowlist,
   type SpiffeIdMatcher,
   type SpiffeJwtOptions,
+  type SpiffeLogger,
   type SpiffeServerTlsOptions,
   type SpiffeTlsServer,
   spiffeServerTls,
@@ -62,6 +66,11 @@ export interface FastifySpiffeOptions {
    * with its statusCode and headers, or your `setErrorHandler`). A throwing hook does not change the denial.
    */
   onDenied?: (event: SpiffeDenial, request: FastifyRequest) => void;
+  /**
+   * Where denials and refused handshakes are logged, as warnings with the reason code, peer address and
+   * verified SPIFFE ID (default: `request.log` for denials, `fastify.log` for handshakes).
+   */
+  logger?: SpiffeLogger;
 }
 
 /**
@@ -77,6 +86,20 @@ export function spiffeHttpsOptions(
 }
 
 const kMatchers = Symbol('spiffeMatchers');
+
+// An allowlist that admits nobody works the same with or without TLS; any other one needs verified peers.
+function needsPeers(allow: SpiffeIdAllowlist | undefined): boolean {
+  return allow !== undefined && !(Array.isArray(allow) && allow.length === 0);
+}
+
+function noTlsError(where: string): SpiffeError {
+  return new SpiffeError(
+    'TLS_NOT_CONFIGURED',
+    `@spiffe-ts/fastify: ${where} allows peers by SPIFFE ID, but this server has no SPIFFE TLS wiring, so every ` +
+      'request would be refused with 403. Pass `tls: spiffeServerTls(source)` to the plugin and its `.options` ' +
+      'as Fastify({ https })',
+  );
+}
 const anyPeer: SpiffeIdMatcher = () => true;
 
 interface CompiledRoute {
@@ -93,19 +116,24 @@ const plugin: FastifyPluginAsync<FastifySpiffeOptions> = async (fastify, options
   if (options.tls) {
     const server = fastify.server as unknown as tls.Server;
     if (typeof (server as { setSecureContext?: unknown }).setSecureContext !== 'function') {
-      throw new Error(
-        '@spiffe-ts/fastify: `tls` was given but Fastify is not serving HTTPS; pass Fastify({ https: spiffe.https })',
+      throw new SpiffeError(
+        'TLS_NOT_CONFIGURED',
+        '@spiffe-ts/fastify: `tls` was given but Fastify is not serving HTTPS; pass Fastify({ https: spiffe.options })',
       );
     }
-    const detach = options.tls.attach(server);
+    const detach = options.tls.attach(server, { logger: options.logger ?? fastify.log });
     fastify.addHook('onClose', async () => detach());
   }
+  // Peer allowlists without SPIFFE TLS answer every request 403: refuse to start instead.
+  const hasTls = (): boolean => options.tls !== undefined || hasSpiffeTls(fastify.server);
+  if (needsPeers(options.allow) && !hasTls()) throw noTlsError('the plugin option `allow`');
 
   fastify.decorateRequest('spiffeId', undefined);
   fastify.decorateRequest('jwtSvid', undefined);
 
   const compile = (cfg: SpiffeRouteConfig | undefined, url: string): CompiledRoute => {
     if (cfg?.jwt === true && !jwt) throw new Error(`route ${url}: config.spiffe.jwt needs the plugin's jwt option`);
+    if (needsPeers(cfg?.allow) && !hasTls()) throw noTlsError(`route ${url} (config.spiffe.allow)`);
     return {
       allow: cfg?.allow !== undefined ? toMatcher(cfg.allow) : defaultAllow,
       jwt: jwt !== undefined && (cfg?.jwt ?? !jwt.optIn),
@@ -137,9 +165,14 @@ const plugin: FastifyPluginAsync<FastifySpiffeOptions> = async (fastify, options
   // The denial goes through Fastify's error path (done(err)): its default handler answers with the error's
   // statusCode, headers and code; an app's setErrorHandler sees and may reshape it.
   const deny = (request: FastifyRequest, error: SpiffeAuthError, done: (err?: Error) => void): void => {
+    const event = reportDenial(error, {
+      route: request.routeOptions.url ?? request.url,
+      remoteAddress: request.raw.socket?.remoteAddress,
+      logger: options.logger ?? request.log,
+    });
     if (options.onDenied) {
       try {
-        options.onDenied(error.toDenial(request.routeOptions.url ?? request.url), request);
+        options.onDenied(event, request);
       } catch (err) {
         request.log.error({ err }, 'SPIFFE onDenied hook threw');
       }
@@ -204,9 +237,12 @@ export {
   SpiffeAuthError,
   type SpiffeAuthErrorCode,
   type SpiffeDenial,
+  SpiffeError,
   type SpiffeId,
   type SpiffeIdAllowlist,
+  type SpiffeIdAllowlist as Allowlist,
   type SpiffeJwtOptions,
+  type SpiffeLogger,
   type SpiffeServerTlsOptions,
   type SpiffeTlsServer,
   spiffeServerTls,

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { KeyObject } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import {
@@ -7,17 +8,18 @@ import {
   JwtSource,
   matchId,
   matchMemberOf,
+  type SpiffeError,
   StaticX509Source,
   X509BundleSet,
   X509Source,
   type X509Svid,
 } from '@spiffe-ts/core';
 import { createSpiffeDispatcher } from '@spiffe-ts/core/undici';
-import { DevCa, DevWorkloadApiServer } from '@spiffe-ts/dev-server';
+import { createAuthority, DevCa, DevWorkloadApiServer, KeyUsage } from '@spiffe-ts/dev-server';
 import { type RotationUnderLoadResult, rotationUnderLoad } from '@spiffe-ts/dev-server/testing';
 import { fastifySpiffe, type SpiffeDenial, spiffeServerTls } from '@spiffe-ts/fastify';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { type Dispatcher, request } from 'undici';
+import { Agent, type Dispatcher, request } from 'undici';
 
 const ORDERS = 'spiffe://example.org/service/orders';
 const PAYMENTS = 'spiffe://example.org/service/payment-processor';
@@ -30,6 +32,19 @@ let serverSource: X509Source;
 let app: FastifyInstance;
 let base: string;
 const denials: SpiffeDenial[] = [];
+// What the app's own logger (pino, through Fastify) wrote.
+const logLines: Array<Record<string, unknown>> = [];
+const logStream = { write: (line: string) => logLines.push(JSON.parse(line) as Record<string, unknown>) };
+
+/** The first log line with this reason (the server may log just after the client sees the close). */
+async function logLineFor(reason: string): Promise<Record<string, unknown>> {
+  for (let i = 0; i < 100; i++) {
+    const line = logLines.find((l) => l.reason === reason);
+    if (line) return line;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`no log line with reason ${reason}`);
+}
 
 async function clientFor(workload: string): Promise<{ source: X509Source; dispatcher: Dispatcher }> {
   const source = await X509Source.create({ address: dev.address(workload), timeoutMs: 5000 });
@@ -64,7 +79,7 @@ describe('@spiffe-ts/fastify over real mTLS sockets', () => {
     });
     serverSource = await X509Source.create({ address: dev.address('orders'), timeoutMs: 5000 });
     const spiffe = spiffeServerTls(serverSource);
-    app = Fastify({ https: spiffe.options });
+    app = Fastify({ https: spiffe.options, logger: { level: 'warn', stream: logStream } });
     await app.register(fastifySpiffe, { tls: spiffe, allow: [PAYMENTS], onDenied: (e) => denials.push(e) });
     app.get('/orders', async (req) => ({ caller: req.spiffeId?.toString() }));
     app.get('/health', { config: { spiffe: { allow: matchMemberOf('example.org') } } }, async () => 'ok');
@@ -108,7 +123,15 @@ describe('@spiffe-ts/fastify over real mTLS sockets', () => {
         statusCode: 403,
         spiffeId: OTHER,
         route: '/orders',
+        remoteAddress: '127.0.0.1',
       });
+      // the denial is in the app's log: reason, peer address, verified SPIFFE ID
+      const line = await logLineFor('UNAUTHORIZED_SPIFFE_ID');
+      assert.equal(line.msg, 'SPIFFE: request denied');
+      assert.equal(line.level, 40, 'a warning');
+      assert.equal(line.spiffeId, OTHER);
+      assert.equal(line.remoteAddress, '127.0.0.1');
+      assert.equal(line.route, '/orders');
       // per-route override admits the whole trust domain
       assert.equal((await call(c.dispatcher, '/health')).status, 200);
       // deny by default on an empty allowlist, and on unknown routes
@@ -128,6 +151,21 @@ describe('@spiffe-ts/fastify over real mTLS sockets', () => {
     );
   });
 
+  test('a self-signed client shows up in the server log with its reason', async () => {
+    const self = await createAuthority({ isCa: false, keyUsage: KeyUsage.digitalSignature, uri: PAYMENTS });
+    const key = KeyObject.from(self.keyPair.keys.privateKey).export({ type: 'pkcs8', format: 'pem' }) as string;
+    const agent = new Agent({ connect: { rejectUnauthorized: false, cert: self.certificate.toString(), key } });
+    try {
+      await assert.rejects(request(`${base}/orders`, { dispatcher: agent }));
+    } finally {
+      await agent.close();
+    }
+    const line = await logLineFor('TLS_SELF_SIGNED');
+    assert.equal(line.msg, 'SPIFFE: TLS handshake refused');
+    assert.equal(line.remoteAddress, '127.0.0.1');
+    assert.equal(line.level, 40);
+  });
+
   test('untrusted CA, cross-trust-domain and expired SVIDs are rejected before any route runs', async () => {
     await assert.rejects(callWithSvid(await stranger.issueX509Svid(PAYMENTS)));
     await assert.rejects(callWithSvid(await partner.issueX509Svid(PAYMENTS)));
@@ -145,34 +183,29 @@ describe('@spiffe-ts/fastify over real mTLS sockets', () => {
 
   test("the app's setErrorHandler receives every kind of denial (code, statusCode, headers) and reshapes it", async () => {
     const seen: Array<{ code: string; statusCode: number; headers: Record<string, string> }> = [];
-    const build = async (https: boolean) => {
-      const tlsWiring = spiffeServerTls(serverSource);
-      // one variable for both server kinds (their instance types differ only in the server type)
-      const a = (https ? Fastify({ https: tlsWiring.options }) : Fastify()) as FastifyInstance;
-      a.setErrorHandler((err, _req, reply) => {
-        if (!isSpiffeAuthError(err)) return reply.send(err);
-        seen.push({ code: err.code, statusCode: err.statusCode, headers: { ...err.headers } });
-        return reply.code(err.statusCode).headers(err.headers).send({ problem: err.code });
-      });
-      await a.register(fastifySpiffe, {
-        ...(https ? { tls: tlsWiring } : {}),
-        allow: [PAYMENTS],
-        jwt: { bundles: new JwtBundleSet([dev.ca.jwtBundle()]), audience: 'orders', optIn: true, realm: 'orders' },
-      });
-      a.get('/mtls', async () => 'ok');
-      a.get('/jwt', { config: { spiffe: { jwt: true } } }, async () => 'ok');
-      await a.listen({ port: 0, host: '127.0.0.1' });
-      return { a, port: (a.server.address() as AddressInfo).port };
-    };
-    const secure = await build(true);
-    const plain = await build(false);
+    const tlsWiring = spiffeServerTls(serverSource);
+    const a = Fastify({ https: tlsWiring.options });
+    a.setErrorHandler((err, _req, reply) => {
+      if (!isSpiffeAuthError(err)) return reply.send(err);
+      seen.push({ code: err.code, statusCode: err.statusCode, headers: { ...err.headers } });
+      return reply.code(err.statusCode).headers(err.headers).send({ problem: err.code });
+    });
+    await a.register(fastifySpiffe, {
+      tls: tlsWiring,
+      allow: [PAYMENTS],
+      jwt: { bundles: new JwtBundleSet([dev.ca.jwtBundle()]), audience: 'orders', optIn: true, realm: 'orders' },
+    });
+    a.get('/mtls', async () => 'ok');
+    a.get('/jwt', { config: { spiffe: { jwt: true } } }, async () => 'ok');
+    await a.listen({ port: 0, host: '127.0.0.1' });
+    const secure = { a, port: (a.server.address() as AddressInfo).port };
     const c = await clientFor('other');
     const p = await clientFor('payments');
     try {
-      // a real connection with no verified SPIFFE ID (plain HTTP) on a route that needs one
-      const r0 = await request(`http://127.0.0.1:${plain.port}/mtls`);
+      // a request with no verified SPIFFE ID (inject: no TLS connection) on a route that needs one
+      const r0 = await a.inject({ url: '/mtls' });
       assert.equal(r0.statusCode, 403);
-      assert.deepEqual(await r0.body.json(), { problem: 'PEER_NOT_VERIFIED' });
+      assert.deepEqual(r0.json(), { problem: 'PEER_NOT_VERIFIED' });
       // a verified ID that is not allowed
       const r1 = await request(`https://127.0.0.1:${secure.port}/mtls`, { dispatcher: c.dispatcher });
       assert.equal(r1.statusCode, 403);
@@ -197,7 +230,7 @@ describe('@spiffe-ts/fastify over real mTLS sockets', () => {
     } finally {
       await Promise.all([c.dispatcher.close(), p.dispatcher.close()]);
       await Promise.all([c.source.close(), p.source.close()]);
-      await Promise.all([secure.a.close(), plain.a.close()]);
+      await secure.a.close();
     }
   });
 
@@ -310,12 +343,31 @@ describe('@spiffe-ts/fastify JWT-SVID bearer validation', () => {
     const r2 = await a.inject({ url: '/', headers: { authorization: `Bearer ${bad.token}` } });
     assert.equal(r2.statusCode, 403);
     assert.match(String(r2.headers['www-authenticate']), /insufficient_scope/);
-    // inject has no TLS socket: no mTLS identity is ever invented
-    const a2 = Fastify();
-    await a2.register(fastifySpiffe, { allow: [PAYMENTS] });
-    a2.get('/', async (req) => String(req.spiffeId));
-    assert.equal((await a2.inject({ url: '/' })).statusCode, 403);
     await a.close();
+  });
+
+  test('peer allowlists without SPIFFE TLS wiring fail at start-up (an app that would answer every request 403)', async () => {
+    const a2 = Fastify();
+    a2.register(fastifySpiffe, { allow: [PAYMENTS] });
+    await assert.rejects(a2.ready(), (e: SpiffeError) => {
+      assert.equal(e.code, 'TLS_NOT_CONFIGURED');
+      assert.match(e.message, /tls: spiffeServerTls/);
+      return true;
+    });
     await a2.close();
+    // a route allowlist too, when the route is added
+    const a3 = Fastify();
+    await a3.register(fastifySpiffe, {});
+    assert.throws(
+      () => a3.get('/', { config: { spiffe: { allow: [PAYMENTS] } } }, async () => 'x'),
+      (e: SpiffeError) => e.code === 'TLS_NOT_CONFIGURED',
+    );
+    // an allowlist that admits nobody needs no TLS: still no mTLS identity is ever invented
+    const a4 = Fastify();
+    await a4.register(fastifySpiffe, { allow: [] });
+    a4.get('/', async (req) => String(req.spiffeId));
+    assert.equal((await a4.inject({ url: '/' })).statusCode, 403);
+    await a3.close();
+    await a4.close();
   });
 });
