@@ -9,12 +9,14 @@ import {
   matchMemberOf,
   matchSome,
   peerSpiffeId,
+  reportDenial,
   type SpiffeAuthError,
   type SpiffeDenial,
   type SpiffeId,
   type SpiffeIdAllowlist,
   type SpiffeIdMatcher,
   type SpiffeJwtOptions,
+  type SpiffeLogger,
   type SpiffeServerTlsOptions,
   type SpiffeTlsServer,
   spiffeServerTls,
@@ -39,18 +41,28 @@ declare global {
 /** Options every denying middleware takes. */
 export interface SpiffeDenialOptions {
   /**
-   * Told about every denial before the SpiffeAuthError goes to `next(err)`. Nothing is logged otherwise.
-   * A throwing hook does not change the denial.
+   * Told about every denial before the SpiffeAuthError goes to `next(err)`. A throwing hook does not change
+   * the denial.
    */
   onDenied?: (event: SpiffeDenial, req: Request) => void;
+  /**
+   * Where denials are logged, as warnings with the reason code, peer address and verified SPIFFE ID: any
+   * pino-compatible logger (`{ warn, info, debug, error }`). NODE_DEBUG=spiffe shows them either way.
+   */
+  logger?: SpiffeLogger;
 }
 
 // A denial is passed to Express's error path: the app's error middleware (or `spiffeErrorHandler()`, or
 // Express's default handler, which uses the error's statusCode and headers) answers it.
 function deny(req: Request, next: NextFunction, error: SpiffeAuthError, options: SpiffeDenialOptions): void {
+  const event = reportDenial(error, {
+    route: routeOf(req),
+    remoteAddress: req.socket?.remoteAddress,
+    logger: options.logger,
+  });
   if (options.onDenied) {
     try {
-      options.onDenied(error.toDenial(routeOf(req)), req);
+      options.onDenied(event, req);
     } catch {
       // the hook is for observation only; the request is denied either way
     }
@@ -78,13 +90,26 @@ function setPeer(req: Request, id: SpiffeId | undefined): void {
  */
 export type SpiffeHttpsServerOptions = SpiffeServerTlsOptions;
 
+/** Options of `createSpiffeHttpsServer(app, tls, options)`. */
+export interface SpiffeHttpsAttachOptions {
+  /**
+   * Where refused handshakes are logged, as warnings with the reason code and peer address (default: the
+   * wiring's own `logger`). Any pino-compatible logger.
+   */
+  logger?: SpiffeLogger;
+}
+
 /**
  * Creates an HTTPS server for an Express app (or any request listener) from `spiffeServerTls(source)`:
  * client certificates required, each peer verified against its own trust domain's bundle, and the
  * certificate and bundles swapped live when the source rotates. Call `.listen()` on the result.
  * The older `(app, source, options)` form builds the wiring itself.
  */
-export function createSpiffeHttpsServer(app: RequestListener, tls: SpiffeTlsServer): https.Server;
+export function createSpiffeHttpsServer(
+  app: RequestListener,
+  tls: SpiffeTlsServer,
+  options?: SpiffeHttpsAttachOptions,
+): https.Server;
 /**
  * Creates the HTTPS server from a source and TLS options (the 0.1 form).
  * @deprecated Pass `spiffeServerTls(source, options)` instead of the source.
@@ -107,7 +132,7 @@ export function createSpiffeHttpsServer(
     app(req, res);
   };
   const server = https.createServer(spiffe.options, listener);
-  const detach = spiffe.attach(server as tls.Server);
+  const detach = spiffe.attach(server as tls.Server, { logger: options.logger });
   server.once('close', detach);
   return server;
 }
@@ -233,6 +258,7 @@ export {
   type SpiffeId,
   type SpiffeIdAllowlist,
   type SpiffeJwtOptions,
+  type SpiffeLogger,
   type SpiffeServerTlsOptions,
   type SpiffeTlsServer,
   spiffeServerTls,

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { KeyObject } from 'node:crypto';
 import type * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
@@ -12,7 +13,7 @@ import {
   type X509Svid,
 } from '@spiffe-ts/core';
 import { createSpiffeDispatcher } from '@spiffe-ts/core/undici';
-import { DevCa, DevWorkloadApiServer } from '@spiffe-ts/dev-server';
+import { createAuthority, DevCa, DevWorkloadApiServer, KeyUsage } from '@spiffe-ts/dev-server';
 import { type RotationUnderLoadResult, rotationUnderLoad } from '@spiffe-ts/dev-server/testing';
 import {
   allowSpiffeIds,
@@ -74,6 +75,19 @@ for (const [flavour, express] of flavours) {
     let base: string;
     const denials: SpiffeDenial[] = [];
     const onDenied = (e: SpiffeDenial) => denials.push(e);
+    // A pino-compatible logger given to the middleware and the server
+    const logLines: Array<{ level: string; fields: Record<string, unknown>; message: string }> = [];
+    const at = (level: string) => (fields: object, message: string) =>
+      logLines.push({ level, fields: fields as Record<string, unknown>, message });
+    const logger = { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') };
+    const logLineFor = async (reason: string) => {
+      for (let i = 0; i < 100; i++) {
+        const line = logLines.find((l) => l.fields.reason === reason);
+        if (line) return line;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      throw new Error(`no log line with reason ${reason}`);
+    };
 
     const clientFor = async (workload: string) => {
       const source = await X509Source.create({ address: dev.address(workload), timeoutMs: 5000 });
@@ -106,7 +120,7 @@ for (const [flavour, express] of flavours) {
         res.json({ caller: req.spiffeId?.toString() ?? null });
       });
       const orders = express.Router();
-      orders.use(requirePeer([PAYMENTS], { onDenied }));
+      orders.use(requirePeer([PAYMENTS], { onDenied, logger }));
       orders.get('/', (req, res) => {
         res.json({ caller: req.spiffeId?.toString() });
       });
@@ -122,7 +136,7 @@ for (const [flavour, express] of flavours) {
         res.json({ caller: req.spiffeId?.toString() ?? null });
       });
       app.use(spiffeErrorHandler());
-      server = createSpiffeHttpsServer(app, spiffeServerTls(serverSource));
+      server = createSpiffeHttpsServer(app, spiffeServerTls(serverSource), { logger });
       base = await listen(server);
     });
 
@@ -130,6 +144,21 @@ for (const [flavour, express] of flavours) {
       await closeServer(server);
       await serverSource.close();
       await dev.stop();
+    });
+
+    test('a self-signed client shows up in the logger given to the server, with its reason', async () => {
+      const self = await createAuthority({ isCa: false, keyUsage: KeyUsage.digitalSignature, uri: PAYMENTS });
+      const key = KeyObject.from(self.keyPair.keys.privateKey).export({ type: 'pkcs8', format: 'pem' }) as string;
+      const agent = new Agent({ connect: { rejectUnauthorized: false, cert: self.certificate.toString(), key } });
+      try {
+        await assert.rejects(request(`${base}/orders`, { dispatcher: agent }));
+      } finally {
+        await agent.close();
+      }
+      const line = await logLineFor('TLS_SELF_SIGNED');
+      assert.equal(line.level, 'warn');
+      assert.equal(line.message, 'SPIFFE: TLS handshake refused');
+      assert.equal(line.fields.remoteAddress, '127.0.0.1');
     });
 
     test('allowed peer gets 200 and req.spiffeId', async () => {
@@ -164,7 +193,13 @@ for (const [flavour, express] of flavours) {
           statusCode: 403,
           spiffeId: OTHER,
           route: '/orders/',
+          remoteAddress: '127.0.0.1',
         });
+        const line = await logLineFor('UNAUTHORIZED_SPIFFE_ID');
+        assert.equal(line.level, 'warn');
+        assert.equal(line.message, 'SPIFFE: request denied');
+        assert.equal(line.fields.spiffeId, OTHER);
+        assert.equal(line.fields.remoteAddress, '127.0.0.1');
         // the trust-domain allowlist admits it; an empty allowlist denies everyone
         assert.equal((await call(base, c.dispatcher, '/health')).status, 200);
         assert.equal((await call(base, c.dispatcher, '/nobody')).status, 403);
