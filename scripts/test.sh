@@ -10,11 +10,12 @@ bash test/security/setup-python.sh || exit 1
 pnpm run build || exit 1
 checks=0
 node scripts/check-packages.mjs || checks=1   # packed tarballs: publint + Are The Types Wrong
+node scripts/check-snippets.mjs || checks=1   # every ts block of the READMEs compiles against dist
 pnpm run lint || checks=1
 node scripts/api-report.mjs || checks=1   # public API == packages/*/etc/*.api.md
 pnpm run typecheck || checks=1
 pnpm exec tstyche || checks=1   # type tests: test/types/*.tst.ts (before node's runner, whose summary ends the output)
 node scripts/run-tests.mjs "$@"
 tests=$?
-if [ "$checks" -ne 0 ]; then echo "lint, API report, typecheck or type tests failed (see above)" >&2; fi
+if [ "$checks" -ne 0 ]; then echo "package checks, README snippets, lint, API report, typecheck or type tests failed (see above)" >&2; fi
 [ "$tests" -eq 0 ] && [ "$checks" -eq 0 ]
