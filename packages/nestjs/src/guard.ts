@@ -6,13 +6,14 @@ import {
   authorizeSocketPeer,
   type JwtSvid,
   matchAny,
+  reportDenial,
   SpiffeAuthError,
   type SpiffeId,
   type SpiffeIdMatcher,
   toMatcher,
 } from '@spiffe-ts/core';
 import { SpiffeAuthException } from './exception.js';
-import { SpiffeService } from './service.js';
+import { nestSpiffeLogger, SpiffeService } from './service.js';
 
 /** Metadata key of `@AllowSpiffeIds` (a compiled SpiffeIdMatcher). */
 export const SPIFFE_ALLOW = Symbol.for('@spiffe-ts/nestjs:allow');
@@ -62,7 +63,7 @@ export function socketOf(req: SpiffeHttpRequest): Socket | undefined {
  */
 @Injectable()
 export class SpiffeGuard implements CanActivate {
-  /** Where denials are logged (debug level). */
+  /** Where denials are logged when the module is not imported (the module's logger otherwise). */
   protected readonly logger = new Logger('SpiffeGuard');
 
   /** Reads the SPIFFE metadata of handlers and controllers. */
@@ -81,17 +82,22 @@ export class SpiffeGuard implements CanActivate {
   }
 
   /**
-   * Reports a denial (module `onDenied`, a debug log line), sets its headers on the HTTP response and throws
-   * it as a `SpiffeAuthException`. Override to throw something else; it must throw.
+   * Reports a denial (a warning with reason, peer address and verified SPIFFE ID on the module's logger,
+   * module `onDenied`), sets its headers on the HTTP response and throws it as a `SpiffeAuthException`.
+   * Override to throw something else; it must throw.
    */
   protected throwDenied(error: SpiffeAuthError, context: ExecutionContext, route?: string): never {
-    const event = error.toDenial(route);
+    const req = this.getRequest(context);
+    const event = reportDenial(error, {
+      route,
+      remoteAddress: req ? socketOf(req)?.remoteAddress : undefined,
+      logger: this.spiffe?.logger ?? nestSpiffeLogger(this.logger),
+    });
     try {
       this.spiffe?.onDenied?.(event);
     } catch {
       // observation only: the request is denied either way
     }
-    this.logger.debug(`SPIFFE denial ${event.code} (peer ${event.spiffeId ?? 'none'}, ${route ?? 'unknown route'})`);
     if (context.getType() === 'http') {
       const res = context.switchToHttp().getResponse<HttpResponseLike>();
       for (const [name, value] of Object.entries(error.headers)) res.header(name, value);

@@ -33,6 +33,7 @@ export {
 } from './https.js';
 export { SpiffeModule } from './module.js';
 export {
+  nestSpiffeLogger,
   SPIFFE_MODULE_OPTIONS,
   type SpiffeModuleAsyncOptions,
   type SpiffeModuleOptions,

@@ -3,18 +3,22 @@ import {
   type DynamicModule,
   Inject,
   Injectable,
+  Logger,
   type OnApplicationBootstrap,
   type OnApplicationShutdown,
   Optional,
 } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import {
+  hasSpiffeTls,
   type JwtBundleSource,
   JwtSource,
   type SpiffeDenial,
+  SpiffeError,
   type SpiffeIdAllowlist,
   type SpiffeIdMatcher,
   type SpiffeJwtOptions,
+  type SpiffeLogger,
   type SpiffeTlsServer,
   toMatcher,
   type X509MaterialSource,
@@ -36,7 +40,8 @@ export interface SpiffeModuleOptions {
   jwtBundles?: JwtBundleSource;
   /**
    * Let the module open its own JwtSource on the Workload API (closed on application shutdown) when
-   * `jwt.bundles` is not given. `true` uses SPIFFE_ENDPOINT_SOCKET. Opened while the module initialises.
+   * `jwt.bundles` is not given. `true` uses SPIFFE_ENDPOINT_SOCKET. Opened while the module initialises,
+   * which fails with SOURCE_TIMEOUT after `timeoutMs` (default 30 s; `Infinity` waits forever).
    */
   workloadApi?: boolean | { address?: string; timeoutMs?: number };
   /**
@@ -45,8 +50,13 @@ export interface SpiffeModuleOptions {
    * `request.spiffeId` set; `allow: []` denies every route that does not allow peers itself (deny by default).
    */
   allow?: SpiffeIdAllowlist;
-  /** Told about every denial (besides a debug line on Nest's Logger). A throwing hook does not change it. */
+  /** Told about every denial (besides the warning logged). A throwing hook does not change it. */
   onDenied?: (event: SpiffeDenial) => void;
+  /**
+   * Where denials and refused handshakes are logged, as warnings with the reason code, peer address and
+   * verified SPIFFE ID (default: Nest's `Logger` with the context "Spiffe"). Any pino-compatible logger.
+   */
+  logger?: SpiffeLogger;
   /** Register the module globally (default true), so guards resolve `SpiffeService` everywhere. */
   isGlobal?: boolean;
 }
@@ -77,6 +87,27 @@ export interface SpiffeModuleAsyncOptions {
   isGlobal?: boolean;
 }
 
+/** One line per event for Nest's Logger: the message, then the fields as key=value. */
+export function nestSpiffeLogger(logger: Pick<Logger, 'error' | 'warn' | 'log' | 'debug'>): SpiffeLogger {
+  const line = (fields: object, message: string): string => {
+    const parts = Object.entries(fields)
+      .filter(([, v]) => v !== undefined)
+      .map(([k, v]) => `${k}=${typeof v === 'string' ? JSON.stringify(v) : String(v)}`);
+    return parts.length ? `${message} ${parts.join(' ')}` : message;
+  };
+  return {
+    error: (fields, message) => logger.error(line(fields, message)),
+    warn: (fields, message) => logger.warn(line(fields, message)),
+    info: (fields, message) => logger.log(line(fields, message)),
+    debug: (fields, message) => logger.debug(line(fields, message)),
+  };
+}
+
+// An allowlist that admits nobody works the same with or without TLS; any other one needs verified peers.
+function needsPeers(allow: SpiffeIdAllowlist | undefined): boolean {
+  return allow !== undefined && !(Array.isArray(allow) && allow.length === 0);
+}
+
 /** Injection token of the module's options. */
 export const SPIFFE_MODULE_OPTIONS = Symbol.for('@spiffe-ts/nestjs:options');
 
@@ -89,6 +120,8 @@ export class SpiffeService implements OnApplicationBootstrap, OnApplicationShutd
   #detach: (() => void) | undefined;
   /** The module's `allow`, compiled (invalid entries fail when the module is created). */
   readonly defaultAllow: SpiffeIdMatcher | undefined;
+  /** Where denials and refused handshakes are logged (the module's `logger`, or Nest's Logger). */
+  readonly logger: SpiffeLogger;
 
   constructor(
     @Inject(SPIFFE_MODULE_OPTIONS) options: SpiffeModuleOptions,
@@ -97,6 +130,7 @@ export class SpiffeService implements OnApplicationBootstrap, OnApplicationShutd
     this.#options = options;
     this.#adapterHost = adapterHost;
     this.defaultAllow = options.allow === undefined ? undefined : toMatcher(options.allow);
+    this.logger = options.logger ?? nestSpiffeLogger(new Logger('Spiffe'));
   }
 
   /** Opens the module-owned JwtSource, if configured. Called by the module's provider factory. */
@@ -104,7 +138,7 @@ export class SpiffeService implements OnApplicationBootstrap, OnApplicationShutd
     const api = this.#options.workloadApi;
     if (!this.#configuredBundles() && api) {
       const cfg = api === true ? {} : api;
-      this.#ownedJwt = await JwtSource.create({ address: cfg.address, timeoutMs: cfg.timeoutMs ?? 15_000 });
+      this.#ownedJwt = await JwtSource.create({ address: cfg.address, timeoutMs: cfg.timeoutMs, logger: this.logger });
     }
     return this;
   }
@@ -139,18 +173,34 @@ export class SpiffeService implements OnApplicationBootstrap, OnApplicationShutd
     return this.#options.onDenied;
   }
 
-  /** Attaches `tls` to the app's HTTPS server. */
+  /**
+   * Attaches `tls` to the app's HTTPS server. Refuses to start (TLS_NOT_CONFIGURED) when the module allows
+   * peers by SPIFFE ID but the server has no SPIFFE TLS wiring: every such request would be refused.
+   */
   onApplicationBootstrap(): void {
     const tlsWiring = this.#options.tls;
-    if (!tlsWiring || this.#detach) return;
     const server = this.#adapterHost?.httpAdapter?.getHttpServer() as tls.Server | undefined;
+    if (!tlsWiring) {
+      // Only apps that serve HTTP: an application context or a microservice has no server to wire.
+      if (server && needsPeers(this.#options.allow) && !hasSpiffeTls(server)) {
+        throw new SpiffeError(
+          'TLS_NOT_CONFIGURED',
+          '@spiffe-ts/nestjs: SpiffeModule `allow` allows peers by SPIFFE ID, but the app has no SPIFFE TLS wiring, ' +
+            'so every request would be refused with 403. Pass `tls: spiffeServerTls(source)` to SpiffeModule.forRoot ' +
+            'and its `.options` as httpsOptions (platform-express) or new FastifyAdapter({ https }) (platform-fastify)',
+        );
+      }
+      return;
+    }
+    if (this.#detach) return;
     if (!server || typeof server.setSecureContext !== 'function') {
-      throw new Error(
+      throw new SpiffeError(
+        'TLS_NOT_CONFIGURED',
         '@spiffe-ts/nestjs: `tls` was given but the app is not serving HTTPS; pass tls.options as httpsOptions ' +
           '(platform-express) or new FastifyAdapter({ https: tls.options }) (platform-fastify)',
       );
     }
-    this.#detach = tlsWiring.attach(server);
+    this.#detach = tlsWiring.attach(server, { logger: this.logger });
   }
 
   /** Detaches `tls` and closes the module-owned JwtSource. */

@@ -1,5 +1,6 @@
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
+import { KeyObject } from 'node:crypto';
 import type * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
@@ -30,11 +31,12 @@ import {
   type X509Svid,
 } from '@spiffe-ts/core';
 import { createSpiffeDispatcher } from '@spiffe-ts/core/undici';
-import { DevCa, DevWorkloadApiServer } from '@spiffe-ts/dev-server';
+import { createAuthority, DevCa, DevWorkloadApiServer, KeyUsage } from '@spiffe-ts/dev-server';
 import { type RotationUnderLoadResult, rotationUnderLoad } from '@spiffe-ts/dev-server/testing';
 import {
   AllowSpiffeIds,
   BearerJwtSvid,
+  nestSpiffeLogger,
   PeerSpiffeId,
   RequireJwtSvid,
   type SpiffeAuthError,
@@ -105,6 +107,19 @@ for (const platform of ['express', 'fastify'] as const) {
     let app: INestApplication;
     let base: string;
     const denials: SpiffeDenial[] = [];
+    // The module's logger option (pino-compatible): denials and refused handshakes land here.
+    const logLines: Array<{ level: string; fields: Record<string, unknown>; message: string }> = [];
+    const at = (level: string) => (fields: object, message: string) =>
+      logLines.push({ level, fields: fields as Record<string, unknown>, message });
+    const spiffeLogger = { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') };
+    const logLineFor = async (reason: string) => {
+      for (let i = 0; i < 100; i++) {
+        const line = logLines.find((l) => l.fields.reason === reason);
+        if (line) return line;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      throw new Error(`no log line with reason ${reason}`);
+    };
 
     const clientFor = async (workload: string) => {
       const source = await X509Source.create({ address: dev.address(workload), timeoutMs: 5000 });
@@ -144,6 +159,7 @@ for (const platform of ['express', 'fastify'] as const) {
               workloadApi: { address: dev.address('orders') },
               jwt: { audience: 'reports' },
               onDenied: (e) => denials.push(e),
+              logger: spiffeLogger,
             }),
           }),
         ],
@@ -191,6 +207,11 @@ for (const platform of ['express', 'fastify'] as const) {
         const event = denials.find((e) => String(e.spiffeId) === OTHER && e.route === 'GET /orders');
         assert.equal(event?.code, 'UNAUTHORIZED_SPIFFE_ID', JSON.stringify(denials));
         assert.equal(event?.statusCode, 403);
+        assert.equal(event?.remoteAddress, '127.0.0.1');
+        const line = await logLineFor('UNAUTHORIZED_SPIFFE_ID');
+        assert.equal(line.level, 'warn');
+        assert.equal(line.fields.spiffeId, OTHER);
+        assert.equal(line.fields.route, 'GET /orders');
         assert.deepEqual(JSON.parse((await call(c.dispatcher, '/orders/health')).body), { ok: true, caller: OTHER });
         assert.equal((await call(c.dispatcher, '/orders/nobody')).status, 403);
         assert.deepEqual(JSON.parse((await call(c.dispatcher, '/reports/open')).body), { peer: OTHER });
@@ -274,6 +295,20 @@ for (const platform of ['express', 'fastify'] as const) {
         await Promise.all([c.source.close(), p.source.close()]);
         await Promise.all([secure.a.close(), plain.a.close()]);
       }
+    });
+
+    test('a self-signed client shows up in the module logger with its reason', async () => {
+      const self = await createAuthority({ isCa: false, keyUsage: KeyUsage.digitalSignature, uri: PAYMENTS });
+      const key = KeyObject.from(self.keyPair.keys.privateKey).export({ type: 'pkcs8', format: 'pem' }) as string;
+      const agent = new Agent({ connect: { rejectUnauthorized: false, cert: self.certificate.toString(), key } });
+      try {
+        await assert.rejects(request(`${base}/orders`, { dispatcher: agent }));
+      } finally {
+        await agent.close();
+      }
+      const line = await logLineFor('TLS_SELF_SIGNED');
+      assert.equal(line.message, 'SPIFFE: TLS handshake refused');
+      assert.equal(line.fields.remoteAddress, '127.0.0.1');
     });
 
     test('no client certificate: the handshake is refused', async () => {
@@ -412,6 +447,38 @@ describe('@spiffe-ts/nestjs global guard: deny by default with the module’s `a
       }
     });
   }
+});
+
+describe('SpiffeModule start-up checks', () => {
+  test('a module `allow` without SPIFFE TLS wiring fails at start-up (every request would be 403)', async () => {
+    @Module({ imports: [SpiffeModule.forRoot({ allow: ['spiffe://example.org/a'] })] })
+    class NoTlsModule {}
+    const app = await NestFactory.create(NoTlsModule, { logger });
+    try {
+      await assert.rejects(app.init(), (e: Error & { code?: string }) => {
+        assert.equal(e.code, 'TLS_NOT_CONFIGURED');
+        assert.match(e.message, /tls: spiffeServerTls/);
+        return true;
+      });
+    } finally {
+      await app.close();
+    }
+  });
+
+  test('nestSpiffeLogger writes one line per event on a Nest logger', () => {
+    const seen: string[] = [];
+    const nest = {
+      log: (m: string) => seen.push(`log ${m}`),
+      warn: (m: string) => seen.push(`warn ${m}`),
+      error: () => undefined,
+      debug: () => undefined,
+    };
+    nestSpiffeLogger(nest).warn(
+      { reason: 'TLS_SELF_SIGNED', remoteAddress: '10.0.0.1', spiffeId: undefined },
+      'SPIFFE: TLS handshake refused',
+    );
+    assert.deepEqual(seen, ['warn SPIFFE: TLS handshake refused reason="TLS_SELF_SIGNED" remoteAddress="10.0.0.1"']);
+  });
 });
 
 describe('SpiffeModule.forRootAsync', () => {
