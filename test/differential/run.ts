@@ -136,6 +136,7 @@ async function main(): Promise<number> {
   }
   console.log('\ndocumented differences found:');
   for (const d of documented) {
+    if (!uses.has(d)) console.log(`  note: no case matched "${d.class}" (fixed, or its cases are gone?)`);
     console.log(
       `  ${String(uses.get(d) ?? 0).padStart(4)} × ${d.class}: ours ${d.ours}, go-spiffe ${d.theirs} [${d.status}]`,
     );

@@ -125,7 +125,11 @@ async function build(plan: Plan, shape: Shape): Promise<Built> {
     ...plan.leaf,
   });
   // A CA of no trust domain, for scenarios that present or trust it.
-  const stranger = plan.present || plan.bundle ? await createAuthority({ keyType: shape.keyType, ...valid }) : root;
+  // (It takes the root's subject when the plan names one: a same-named CA with another key.)
+  const stranger =
+    plan.present || plan.bundle
+      ? await createAuthority({ keyType: shape.keyType, ...valid, subject: plan.root?.subject })
+      : root;
   let chain = [svid.leaf, ...inters.map((a) => a.certificate)];
   if (plan.present) chain = plan.present(chain, { stranger, root });
   const authorities = plan.bundle ? plan.bundle(root, { stranger }) : [root.certificate];
