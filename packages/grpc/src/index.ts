@@ -7,6 +7,7 @@ import {
   type JwtSvid,
   type JwtSvidSource,
   peerSpiffeId,
+  reportDenial,
   SpiffeAuthError,
   type SpiffeDenial,
   SpiffeError,
@@ -14,6 +15,7 @@ import {
   type SpiffeIdAllowlist,
   type SpiffeIdMatcher,
   type SpiffeJwtOptions,
+  type SpiffeLogger,
   type SpiffeServerTlsOptions,
   type SpiffeTlsServer,
   spiffeCheckServerIdentity,
@@ -134,6 +136,11 @@ export interface ListenAddress {
   host?: string;
   /** Port (default 0: pick a free one). */
   port?: number;
+  /**
+   * Where refused handshakes on this listener are logged, as warnings with the reason code and peer address
+   * (default: the wiring's own `logger`). Any pino-compatible logger (`{ warn, info, debug, error }`).
+   */
+  logger?: SpiffeLogger;
 }
 
 /**
@@ -186,12 +193,12 @@ export async function listenSpiffe(
   } else {
     const { source, host, port, ...rest } = tlsOrOptions;
     spiffe = spiffeServerTls(source, rest);
-    where = { host, port };
+    where = { host, port, logger: rest.logger };
   }
   const { host = '127.0.0.1', port = 0 } = where;
   // gRPC runs over HTTP/2 only; ALPN is a server setting that rotation (setSecureContext) leaves alone.
   const tlsServer = tlsModule.createServer({ ...spiffe.options, ALPNProtocols: ['h2'] });
-  const detach = spiffe.attach(tlsServer);
+  const detach = spiffe.attach(tlsServer, { logger: where.logger });
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   tlsServer.on('secureConnection', (socket: tlsModule.TLSSocket) => {
     // The core's listener ran first (it is prepended) and destroyed any peer that failed verification.
@@ -243,8 +250,13 @@ export interface SpiffeAuthorizationOptions {
    * An exact method entry wins over a service entry, which wins over `allow`.
    */
   methods?: Readonly<Record<string, SpiffeIdAllowlist>>;
-  /** Told about every denial (`route` is the method path); nothing is logged otherwise. */
+  /** Told about every denial (`route` is the method path). */
   onDenied?: (event: SpiffeDenial) => void;
+  /**
+   * Where denials are logged, as warnings with the reason code, method, peer address and verified SPIFFE
+   * ID: any pino-compatible logger. NODE_DEBUG=spiffe shows them either way.
+   */
+  logger?: SpiffeLogger;
 }
 
 function compileMethods(methods: Readonly<Record<string, SpiffeIdAllowlist>> | undefined) {
@@ -267,10 +279,17 @@ function denyCall(
   call: grpc.ServerInterceptingCallInterface,
   error: SpiffeAuthError,
   path: string,
-  onDenied: ((event: SpiffeDenial) => void) | undefined,
+  options: { onDenied?: (event: SpiffeDenial) => void; logger?: SpiffeLogger },
 ): void {
+  let remoteAddress: string | undefined;
   try {
-    onDenied?.(error.toDenial(path));
+    remoteAddress = call.getConnectionInfo().remoteAddress;
+  } catch {
+    remoteAddress = undefined;
+  }
+  const event = reportDenial(error, { route: path, remoteAddress, logger: options.logger });
+  try {
+    options.onDenied?.(event);
   } catch {
     // observation only: the call is denied either way
   }
@@ -311,7 +330,7 @@ export function spiffeAuthorization(options: SpiffeAuthorizationOptions): grpc.S
             const error = id
               ? new SpiffeAuthError('UNAUTHORIZED_SPIFFE_ID', { statusCode: 403, spiffeId: id })
               : new SpiffeAuthError('PEER_NOT_VERIFIED', { statusCode: 403 });
-            denyCall(call, error, descriptor.path, options.onDenied);
+            denyCall(call, error, descriptor.path, options);
           },
         });
       },
@@ -361,8 +380,10 @@ export interface JwtSvidAuthenticationOptions extends SpiffeJwtOptions {
    * a bearer token seen in clear by anyone on the path must not be honoured).
    */
   allowInsecureTransport?: boolean;
-  /** Told about every denial (`route` is the method path); nothing is logged otherwise. */
+  /** Told about every denial (`route` is the method path). */
   onDenied?: (event: SpiffeDenial) => void;
+  /** Where denials are logged (see `SpiffeAuthorizationOptions.logger`). */
+  logger?: SpiffeLogger;
 }
 
 // grpc-js reports `transportSecurityType: 'ssl'` only for TLS connections whose client certificate it verified
@@ -420,7 +441,7 @@ export function jwtSvidAuthentication(options: JwtSvidAuthenticationOptions): gr
                 statusCode: 401,
                 cause: new Error(reason),
               });
-              denyCall(call, error, path, options.onDenied);
+              denyCall(call, error, path, options);
               return;
             }
             const header = metadata.get('authorization').map(String);
@@ -432,7 +453,7 @@ export function jwtSvidAuthentication(options: JwtSvidAuthenticationOptions): gr
                   mdNext(metadata);
                   return;
                 }
-                denyCall(call, decision.error, path, options.onDenied);
+                denyCall(call, decision.error, path, options);
               },
               // authenticateBearer turns every validation failure into a denial; this is a bug, not a client error.
               () =>
@@ -608,6 +629,7 @@ export {
   type SpiffeId,
   type SpiffeIdAllowlist,
   type SpiffeJwtOptions,
+  type SpiffeLogger,
   type SpiffeServerTlsOptions,
   type SpiffeTlsServer,
   spiffeServerTls,

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { KeyObject } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import * as tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -13,7 +15,7 @@ import {
   X509Source,
   type X509Svid,
 } from '@spiffe-ts/core';
-import { DevCa, DevWorkloadApiServer } from '@spiffe-ts/dev-server';
+import { createAuthority, DevCa, DevWorkloadApiServer, KeyUsage } from '@spiffe-ts/dev-server';
 import { type RotationUnderLoadResult, rotationUnderLoad } from '@spiffe-ts/dev-server/testing';
 import {
   jwtSvidAuthentication,
@@ -28,6 +30,20 @@ import {
   spiffeIdentity,
   spiffeServerTls,
 } from '@spiffe-ts/grpc';
+
+// A pino-compatible logger given to the listener and the interceptor.
+const logLines: Array<{ level: string; fields: Record<string, unknown>; message: string }> = [];
+const at = (level: string) => (fields: object, message: string) =>
+  logLines.push({ level, fields: fields as Record<string, unknown>, message });
+const logger = { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') };
+async function logLineFor(reason: string) {
+  for (let i = 0; i < 100; i++) {
+    const line = logLines.find((l) => l.fields.reason === reason);
+    if (line) return line;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`no log line with reason ${reason}`);
+}
 
 const ORDERS = 'spiffe://example.org/service/orders';
 const PAYMENTS = 'spiffe://example.org/service/payment-processor';
@@ -131,12 +147,13 @@ describe('@spiffe-ts/grpc over real mTLS sockets', () => {
             '/helloworld.Greeter/Whoami': matchMemberOf('example.org'),
           },
           onDenied: (e) => denials.push(`${e.route} ${e.spiffeId} ${e.code}`),
+          logger,
         }),
       ],
     });
     server.addService(proto.helloworld.Greeter.service, handlers);
     server.addService(proto.helloworld.Admin.service, { reset: handlers.sayHello });
-    listener = await listenSpiffe(server, spiffeServerTls(serverSource));
+    listener = await listenSpiffe(server, spiffeServerTls(serverSource), { logger });
     target = `127.0.0.1:${listener.port}`;
   });
 
@@ -164,6 +181,11 @@ describe('@spiffe-ts/grpc over real mTLS sockets', () => {
       return true;
     });
     assert.ok(denials.includes(`/helloworld.Greeter/SayHello ${OTHER} UNAUTHORIZED_SPIFFE_ID`), denials.join('\n'));
+    const line = await logLineFor('UNAUTHORIZED_SPIFFE_ID');
+    assert.equal(line.message, 'SPIFFE: request denied');
+    assert.equal(line.fields.route, '/helloworld.Greeter/SayHello');
+    assert.equal(line.fields.spiffeId, OTHER);
+    assert.equal(line.fields.remoteAddress, '127.0.0.1');
     assert.equal((await unary(client.whoami.bind(client), { name: 'x' })).caller, OTHER);
   });
 
@@ -184,6 +206,26 @@ describe('@spiffe-ts/grpc over real mTLS sockets', () => {
       assert.equal(err.code, grpc.status.UNAVAILABLE);
       return true;
     });
+  });
+
+  test('a self-signed client shows up in the listener logger with its reason', async () => {
+    const self = await createAuthority({ isCa: false, keyUsage: KeyUsage.digitalSignature, uri: PAYMENTS });
+    const key = KeyObject.from(self.keyPair.keys.privateKey).export({ type: 'pkcs8', format: 'pem' }) as string;
+    await new Promise<void>((resolve) => {
+      const s = tls.connect({
+        host: '127.0.0.1',
+        port: listener.port,
+        ALPNProtocols: ['h2'],
+        rejectUnauthorized: false,
+        cert: self.certificate.toString(),
+        key,
+      });
+      s.on('error', () => resolve());
+      s.on('close', () => resolve());
+    });
+    const line = await logLineFor('TLS_SELF_SIGNED');
+    assert.equal(line.message, 'SPIFFE: TLS handshake refused');
+    assert.equal(line.fields.remoteAddress, '127.0.0.1');
   });
 
   test('untrusted CA, cross-trust-domain and expired certificates fail the handshake', async () => {
@@ -465,6 +507,7 @@ test("onDenied and the client's status receive every kind of denial with its cod
           message: 'no verified SPIFFE ID for this connection',
           statusCode: 403,
           route: '/helloworld.Greeter/SayHello',
+          remoteAddress: '127.0.0.1',
           spiffeId: undefined,
         },
         {
@@ -472,6 +515,7 @@ test("onDenied and the client's status receive every kind of denial with its cod
           message: 'SPIFFE ID not authorized',
           statusCode: 403,
           route: '/helloworld.Greeter/SayHello',
+          remoteAddress: '127.0.0.1',
           spiffeId: OTHER,
         },
         {
@@ -479,6 +523,7 @@ test("onDenied and the client's status receive every kind of denial with its cod
           message: 'invalid JWT-SVID',
           statusCode: 401,
           route: '/helloworld.Greeter/SayHello',
+          remoteAddress: '127.0.0.1',
           spiffeId: PAYMENTS, // the JWT denial names the verified mTLS peer too
         },
       ],
