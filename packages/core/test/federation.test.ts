@@ -348,6 +348,25 @@ describe('fetchBundle: bad endpoints give typed errors', () => {
     }
   });
 
+  test('an aborted fetch ends at once with FEDERATION_UNAVAILABLE', async () => {
+    mode = 'slow';
+    try {
+      const started = Date.now();
+      const err = await rejectsWith(
+        fetchBundle({
+          trustDomain: 'partner.test',
+          url: webUrl(),
+          profile: webProfile(),
+          signal: AbortSignal.timeout(150),
+        }),
+        'FEDERATION_UNAVAILABLE',
+      );
+      assert.ok(Date.now() - started < 5000, err.message);
+    } finally {
+      mode = 'good';
+    }
+  });
+
   test('limits must be sane numbers', async () => {
     for (const bad of [{ timeoutMs: 0 }, { maxBundleBytes: -1 }, { maxRedirects: 1.5 }]) {
       await rejectsWith(

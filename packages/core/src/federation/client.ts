@@ -225,7 +225,12 @@ export async function fetchBundle(options: FetchBundleOptions): Promise<SpiffeBu
       ),
     timeoutMs,
   );
-  const signal = options.signal ? AbortSignal.any([options.signal, deadline.signal]) : deadline.signal;
+  // Forwarded by hand rather than AbortSignal.any: the watcher passes one long-lived signal to every fetch.
+  const outer = options.signal;
+  const forward = () => deadline.abort(outer?.reason);
+  if (outer?.aborted) forward();
+  else outer?.addEventListener('abort', forward, { once: true });
+  const signal = deadline.signal;
   try {
     const visited = new Set<string>();
     let url = prepared.url;
@@ -259,6 +264,7 @@ export async function fetchBundle(options: FetchBundleOptions): Promise<SpiffeBu
     }
   } finally {
     clearTimeout(timer);
+    outer?.removeEventListener('abort', forward);
   }
 }
 
@@ -379,7 +385,9 @@ function toFederationError(err: unknown, url: URL): FederationError {
       },
     );
   }
-  if ((err as Error)?.name === 'AbortError') {
+  const name = (err as Error)?.name;
+  if (name === 'AbortError' || name === 'TimeoutError') {
+    // The caller's signal (our own deadline aborts with a FEDERATION_TIMEOUT error, handled above).
     return new FederationError('FEDERATION_UNAVAILABLE', 'bundle fetch aborted', { cause: err, url: url.href });
   }
   return new FederationError(
