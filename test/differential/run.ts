@@ -80,6 +80,7 @@ async function main(): Promise<number> {
   // Per case class: how many cases, how many go-spiffe accepted, how many we accepted.
   const perClass = new Map<string, [number, number, number]>();
   const failures: string[] = [];
+  const deviations: string[] = [];
   const known: string[] = [];
   let passed = 0;
   let failed = 0;
@@ -107,6 +108,9 @@ async function main(): Promise<number> {
     if (!untyped && ours.ok === go.ok && (!ours.ok || ours.result === go.result)) {
       passed++;
       stats.same++;
+      if (c.spec && (c.spec.verdict === 'accept') !== ours.ok) {
+        deviations.push(`${c.id}: both ${word(ours)}, the standard says ${c.spec.verdict} (${c.spec.clause})`);
+      }
       continue;
     }
     const entry = untyped
@@ -145,6 +149,19 @@ async function main(): Promise<number> {
     console.log('\nper case class (cases: accepted by go-spiffe / by us):');
     for (const [cls, [n, g, o]] of [...perClass].sort()) console.log(`  ${cls}: ${n}: ${g} / ${o}`);
     for (const k of known) console.log(k);
+  }
+  if (deviations.length > 0) {
+    console.log(`\nshared deviations from the standard (both sides agree, not failed; ${deviations.length}):`);
+    for (const d of deviations) console.log(`  ${d}`);
+  }
+  // The issue's floor for each category: a generator that silently shrinks fails the run.
+  const floor: Record<string, number> = { 'spiffe-id': 4000, 'x509-chain': 250, 'jwt-svid': 150, bundle: 100 };
+  for (const [cat, min] of Object.entries(floor)) {
+    const n = perCategory.get(cat)?.cases ?? 0;
+    if (n < min) {
+      failed++;
+      failures.push(`${cat}: only ${n} cases (at least ${min} expected)`);
+    }
   }
   if (failures.length > 0) {
     console.log(`\nundocumented differences (${failures.length}):`);

@@ -125,6 +125,14 @@ export async function bundleCases(seed: number): Promise<Case[]> {
   ] as Array<[string, unknown]>) {
     add(cls, withKey({ ...x2, x5c }));
   }
+  // X509-SVID §6.2 says what a consumer does with these: ignore the entry, or use the first certificate.
+  for (const c of cases.filter((c) => /^bundle\/x5c-(missing|empty|two-certs)$/.test(c.class))) {
+    c.spec = {
+      verdict: 'accept',
+      clause:
+        'X509-SVID §6.2: an x509-svid entry without x5c or with an empty x5c MUST be ignored; of several x5c values all but the first MUST be ignored',
+    };
+  }
   // The JWK's key members against the certificate.
   const { kty: _kty, x: _x, y: _y, crv: _crv, ...bare } = x2;
   add('x5c-without-key-members', withKey(bare));

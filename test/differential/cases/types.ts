@@ -23,6 +23,11 @@ export interface Case {
   audience?: string[];
   /** SPIFFE bundle document text. */
   doc?: string;
+  /**
+   * The verdict a standard explicitly asks for, where it does (with the clause). When both sides agree with
+   * each other but not with it, the run reports a shared deviation (a note, not a failure).
+   */
+  spec?: { verdict: 'accept' | 'reject'; clause: string };
 }
 
 /** A side's verdict on one case: accepted with a canonical result string, or refused. */
