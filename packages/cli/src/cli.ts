@@ -481,9 +481,19 @@ async function devServer(args: string[], io: CliIo): Promise<number> {
   const jwtTtl = intOption('jwt-ttl', values['jwt-ttl'], 1, 365 * 24 * 3600, 'seconds');
   const tcpPort = intOption('tcp-port', values['tcp-port'], 1, 65535, 'a port');
   const names = Object.keys(workloads);
-  const release = values.dir ? await lockDirectory(values.dir) : undefined;
-  const watchParent = startParentWatch();
+  // Stop signals are caught from the start: one that comes while the server starts still ends it cleanly
+  // (sockets and lock removed) instead of killing the process half-way.
+  let stop: () => void = () => undefined;
+  const stopped = new Promise<void>((resolve) => {
+    stop = resolve;
+  });
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  for (const sig of signals) process.on(sig, stop);
+  io.signal?.addEventListener('abort', stop, { once: true });
+  const watchParent = startParentWatch(stop);
+  let release: (() => Promise<void>) | undefined;
   try {
+    release = values.dir ? await lockDirectory(values.dir) : undefined;
     const server = await DevWorkloadApiServer.start({
       trustDomain: values['trust-domain'],
       socketDir: values.dir,
@@ -505,20 +515,15 @@ async function devServer(args: string[], io: CliIo): Promise<number> {
     const onUsr2 = () => void server.rotateX509Authority().then(() => io.err('rotated the X.509 CA'));
     process.on('SIGUSR1', onUsr1);
     process.on('SIGUSR2', onUsr2);
-    let stop: () => void = () => undefined;
-    await new Promise<void>((resolve) => {
-      stop = () => resolve();
-      for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, stop);
-      watchParent.onOrphaned = stop;
-      io.signal?.addEventListener('abort', stop, { once: true });
-    });
-    for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(sig, stop);
+    await stopped;
     process.off('SIGUSR1', onUsr1);
     process.off('SIGUSR2', onUsr2);
     await server.stop();
     return 0;
   } finally {
-    watchParent.stop();
+    for (const sig of signals) process.off(sig, stop);
+    io.signal?.removeEventListener('abort', stop);
+    watchParent();
     await release?.();
   }
 }
@@ -529,16 +534,14 @@ async function devServer(args: string[], io: CliIo): Promise<number> {
  * we stop when our parent goes away (we are re-parented). Elsewhere a detached server (`nohup`, `&` in a
  * script that then exits) keeps running, as asked.
  */
-function startParentWatch(): { onOrphaned?: () => void; stop(): void } {
-  const w: { onOrphaned?: () => void; stop(): void } = { stop: () => undefined };
-  if (!process.env.npm_command && !process.env.npm_lifecycle_event) return w;
+function startParentWatch(onOrphaned: () => void): () => void {
+  if (!process.env.npm_command && !process.env.npm_lifecycle_event) return () => undefined;
   const parent = process.ppid;
   const timer = setInterval(() => {
-    if (process.ppid !== parent) w.onOrphaned?.();
+    if (process.ppid !== parent) onOrphaned();
   }, 500);
   timer.unref();
-  w.stop = () => clearInterval(timer);
-  return w;
+  return () => clearInterval(timer);
 }
 
 export { writeX509Files };

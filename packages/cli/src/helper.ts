@@ -297,7 +297,7 @@ class Daemon {
             this.#log(`unable to write the X.509 files: ${(err as Error).message}`);
             return;
           }
-          if (changed || (o.cmd && !this.#child)) await this.#notify();
+          await this.#notify(changed);
         }),
       );
       if (jwt) {
@@ -308,6 +308,7 @@ class Daemon {
             try {
               await this.#w.writeJwtBundles(jwt.bundles);
               this.#jwtStatus.set(key, 'written');
+              await this.#maybeStart();
             } catch (err) {
               this.#jwtStatus.set(key, 'failed');
               this.#log(`unable to write the JWT bundle: ${(err as Error).message}`);
@@ -345,6 +346,7 @@ class Daemon {
           const svid = await parseAndValidateJwtSvid(fetched.token, source, j.audience);
           await this.#w.writeJwtSvid(j, svid);
           this.#jwtStatus.set(key, 'written');
+          await this.#maybeStart();
           // spiffe-helper's schedule: half the remaining life plus a second.
           this.#refreshJwt(source, j, Math.max(1000, (svid.expiresAt.getTime() - Date.now()) / 2 + 1000), 1000);
         } catch (err) {
@@ -357,17 +359,29 @@ class Daemon {
     this.#timers.add(t);
   }
 
-  /** After an X.509 change: start the program the first time, else signal it; signal the pid file's process. */
-  async #notify(): Promise<void> {
+  /**
+   * After an X.509 update: start the program if it is not running (once every file is written), else signal
+   * it if the files changed; signal the pid file's process if they changed.
+   */
+  async #notify(changed: boolean): Promise<void> {
     const o = this.#o;
     if (o.cmd) {
-      if (!this.#child) this.#child = await this.#spawn(o.cmd, o.cmdArgs ?? []);
-      else if (o.renewSignal) {
+      if (!this.#child) await this.#maybeStart();
+      else if (changed && o.renewSignal) {
         this.#child.kill(o.renewSignal);
         this.#log(`sent ${o.renewSignal} to pid ${this.#child.pid}`);
       }
     }
-    if (o.pidFile && o.renewSignal) await this.#signalPidFile(o.pidFile, o.renewSignal);
+    if (changed && o.pidFile && o.renewSignal) await this.#signalPidFile(o.pidFile, o.renewSignal);
+  }
+
+  /** Starts the program once every configured file is on disk, so that it never starts without one. */
+  async #maybeStart(): Promise<void> {
+    const o = this.#o;
+    if (!o.cmd || this.#child || this.#stopping) return;
+    if (this.#x509Status === 'unwritten' || this.#x509Status === 'failed') return;
+    if ([...this.#jwtStatus.values()].some((s) => s !== 'written')) return;
+    this.#child = await this.#spawn(o.cmd, o.cmdArgs ?? []);
   }
 
   #spawn(cmd: string, args: string[]): Promise<ChildProcess> {

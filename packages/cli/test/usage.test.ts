@@ -166,9 +166,10 @@ describe('option values', () => {
     const dir = join(base, 'args');
     const out = join(base, 'args.json');
     const script = join(base, 'args.cjs');
+    // The program also records whether the JWT-SVID file was there when it started (it must be).
     await writeFile(
       script,
-      `require('fs').writeFileSync(${JSON.stringify(out)}, JSON.stringify(process.argv.slice(2)))`,
+      `const fs = require('fs'); fs.writeFileSync(${JSON.stringify(out)}, JSON.stringify([...process.argv.slice(2), fs.existsSync(${JSON.stringify(join(dir, 't.jwt'))})]))`,
     );
     const sock = dev.address('w').replace(/^unix:\/\//, '');
     const r = await cli([
@@ -186,9 +187,11 @@ describe('option values', () => {
       '--arg=-x',
       '--arg',
       'daemon off;',
+      '--jwt',
+      'aud=t.jwt',
     ]);
     assert.equal(r.code, 0, r.err);
-    assert.deepEqual(JSON.parse(await readFile(out, 'utf8')), ['-g', '-x', 'daemon off;']);
+    assert.deepEqual(JSON.parse(await readFile(out, 'utf8')), ['-g', '-x', 'daemon off;', true]);
   });
 
   test('helper --once gives up after --timeout, naming the socket (no hang)', async () => {
