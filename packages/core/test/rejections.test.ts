@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { KeyObject } from 'node:crypto';
 import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import * as net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import * as tls from 'node:tls';
+import { fileURLToPath } from 'node:url';
 import { metrics } from '@opentelemetry/api';
 import { AggregationTemporality, MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import {
@@ -226,6 +228,28 @@ describe('denied requests are reported through one path', () => {
     assert.equal(line?.fields.remoteAddress, '10.0.0.7');
     // the server-side detail says what is most likely wrong: no SPIFFE TLS on this server
     assert.match(String(line?.fields.detail), /not TLS/);
+  });
+
+  test('NODE_DEBUG=spiffe shows denials without any logger', () => {
+    // debuglog reads NODE_DEBUG when the process starts: a child process of its own.
+    const script = `
+      import { reportDenial, SpiffeAuthError } from '@spiffe-ts/core';
+      reportDenial(new SpiffeAuthError('JWTSVID_MISSING', { statusCode: 401 }), { route: '/x', remoteAddress: '10.1.2.3' });
+    `;
+    const res = spawnSync(
+      process.execPath,
+      ['--conditions=source', '--import', 'tsx', '--input-type=module', '-e', script],
+      {
+        env: { ...process.env, NODE_DEBUG: 'spiffe' },
+        cwd: fileURLToPath(new URL('..', import.meta.url)),
+        encoding: 'utf8',
+      },
+    );
+    assert.equal(res.status, 0, res.stderr);
+    assert.match(
+      res.stderr,
+      /SPIFFE \d+: SPIFFE: request denied reason="JWTSVID_MISSING" statusCode=401 remoteAddress="10\.1\.2\.3" route="\/x"/,
+    );
   });
 
   test('a logger that throws changes nothing', () => {
