@@ -1,6 +1,6 @@
 // X.509 bundles, JWT bundles, SPIFFE bundles (SPIFFE Trust Domain and Bundle standard) and bundle sets.
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, type KeyObject, type X509Certificate } from 'node:crypto';
+import { createHash, generateKeyPairSync, type KeyObject, type X509Certificate } from 'node:crypto';
 import { before, describe, test } from 'node:test';
 import {
   BundleError,
@@ -379,18 +379,21 @@ describe('SpiffeBundle', () => {
     assert.deepEqual([...b.jwtAuthorities.keys()], ['jwt']);
   });
 
-  test('x509-svid entries need exactly one certificate in x5c', () => {
-    throwsBundle(() => SpiffeBundle.parse(TD, doc([x509Entry(ca1, { x5c: [] })])), 'BUNDLE_INVALID', 'x5c: []');
-    throwsBundle(
-      () =>
-        SpiffeBundle.parse(
-          TD,
-          doc([x509Entry(ca1, { x5c: [ca1.raw.toString('base64'), ca2.raw.toString('base64')] })]),
-        ),
-      'BUNDLE_INVALID',
-      'two certificates',
-    );
-    throwsBundle(() => SpiffeBundle.parse(TD, doc([x509Entry(ca1, { x5c: undefined })])), 'BUNDLE_INVALID', 'no x5c');
+  test('x509-svid entries: no certificate means the entry is ignored, several mean the first is used', () => {
+    // X509-SVID §6.2 (go-spiffe refuses all three documents).
+    const b64 = (c: X509Certificate) => c.raw.toString('base64');
+    for (const [label, x5c] of [
+      ['x5c: []', []],
+      ['no x5c', undefined],
+    ] as const) {
+      const b = SpiffeBundle.parse(TD, doc([x509Entry(ca1, { x5c }), x509Entry(ca2)]));
+      assert.deepEqual(fingerprints(b.x509Authorities), fingerprints([ca2]), label);
+    }
+    const several = SpiffeBundle.parse(TD, doc([x509Entry(ca1, { x5c: [b64(ca1), b64(ca2), 'not base64!'] })]));
+    assert.deepEqual(fingerprints(several.x509Authorities), fingerprints([ca1]));
+  });
+
+  test('x509-svid entries whose x5c is malformed refuse the bundle', () => {
     throwsBundle(
       () => SpiffeBundle.parse(TD, doc([x509Entry(ca1, { x5c: ca1.raw.toString('base64') })])),
       'BUNDLE_INVALID',
@@ -653,6 +656,34 @@ describe('issue #21: bundle parsing', () => {
       () => JwtBundle.parse(TD, JSON.stringify({ keys: [{ kty: 'oct', k: 'c2VjcmV0', d: 'eA', kid: 'h' }] })),
       'BUNDLE_INVALID',
     );
+  });
+
+  test('a jwt-svid key whose x5c / x5t members are malformed or name another key is ignored (RFC 7517 §4.7-4.9)', () => {
+    const thumb = (c: X509Certificate, h: string) => createHash(h).update(c.raw).digest('base64url');
+    const withCert = (extra: Record<string, unknown>) => jwk(ca1.publicKey, { kid: 'k', use: 'jwt-svid', ...extra });
+    const good = jwk(ecKey, { kid: 'good', use: 'jwt-svid' });
+    const ok = withCert({
+      x5c: [ca1.raw.toString('base64')],
+      x5t: thumb(ca1, 'sha1'),
+      'x5t#S256': thumb(ca1, 'sha256'),
+    });
+    const kept = SpiffeBundle.parse(TD, JSON.stringify({ keys: [ok, good] }));
+    assert.deepEqual([...kept.jwtAuthorities.keys()].sort(), ['good', 'k']);
+    for (const [label, extra] of [
+      ['x5c of another key', { x5c: [ca2.raw.toString('base64')] }],
+      ['x5c garbage', { x5c: ['not base64!'] }],
+      ['x5c empty', { x5c: [] }],
+      ['x5c not an array', { x5c: ca1.raw.toString('base64') }],
+      ['x5t malformed', { x5t: 'abc' }],
+      ['x5t of another certificate', { x5c: [ca1.raw.toString('base64')], x5t: thumb(ca2, 'sha1') }],
+      ['x5t#S256 of another certificate', { x5c: [ca1.raw.toString('base64')], 'x5t#S256': thumb(ca2, 'sha256') }],
+      ['x5t#S256 with the SHA-1 length', { 'x5t#S256': thumb(ca1, 'sha1') }],
+    ] as const) {
+      const sb = SpiffeBundle.parse(TD, JSON.stringify({ keys: [withCert(extra), good] }));
+      assert.deepEqual([...sb.jwtAuthorities.keys()], ['good'], label);
+      const jb = JwtBundle.parse(TD, JSON.stringify({ keys: [withCert(extra), good] }));
+      assert.deepEqual([...jb.authorities.keys()], ['good'], label);
+    }
   });
 
   test('an empty X.509 bundle ("trust nothing") is accepted', () => {

@@ -1,4 +1,4 @@
-import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, type JsonWebKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { BundleError } from '../errors.js';
 import { FrozenMap } from '../internal/frozen-map.js';
 import { TrustDomain, toTrustDomain } from '../spiffeid/id.js';
@@ -98,8 +98,9 @@ export class JwtBundle implements JwtBundleSource {
 /**
  * The authority of one JWK, or `undefined` for a key this library cannot use for JWT-SVIDs (`kty` missing,
  * `oct` or unknown): such an entry is ignored, so one unusable key does not make the whole bundle fail
- * (SPIFFE bundle standard: ignore bad entries; go-spiffe refuses the document instead). Malformed keys of a
- * supported type, private key material and a missing `kid` are still errors.
+ * (SPIFFE bundle standard: ignore bad entries; go-spiffe refuses the document instead), and so is a key whose
+ * `x5c` / `x5t` members are malformed or describe another key. Malformed keys of a supported type, private key
+ * material and a missing `kid` are still errors.
  */
 export function jwtAuthorityFromJwk(k: unknown, where: string): JwtAuthority | undefined {
   if (!k || typeof k !== 'object' || Array.isArray(k))
@@ -115,7 +116,54 @@ export function jwtAuthorityFromJwk(k: unknown, where: string): JwtAuthority | u
     return undefined;
   }
   const publicKey = importJwk(jwk, where);
+  if (!certificateMembersMatch(k as Record<string, unknown>, publicKey)) return undefined;
   return { keyId: jwk.kid, publicKey, jwk: publicJwk(publicKey, jwk.kid) };
+}
+
+/** Standard base64 (RFC 4648 §4) with padding and nothing else, decoded; undefined when not canonical. */
+export function strictBase64(value: string): Buffer | undefined {
+  if (value.length === 0 || value.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(value)) return undefined;
+  const bytes = Buffer.from(value, 'base64');
+  return bytes.toString('base64') === value ? bytes : undefined;
+}
+
+/** One DER certificate from an `x5c` value (strict base64, nothing after the certificate), or undefined. */
+export function x5cCertificate(value: unknown): X509Certificate | undefined {
+  const der = typeof value === 'string' ? strictBase64(value) : undefined;
+  if (!der) return undefined;
+  try {
+    const cert = new X509Certificate(der);
+    return cert.raw.length === der.length ? cert : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * RFC 7517 §4.7-4.9: when a JWK carries `x5c`, its first certificate's key MUST be the JWK's key, and `x5t` /
+ * `x5t#S256` are that certificate's SHA-1 / SHA-256 thumbprints (base64url). A key whose certificate members
+ * are malformed or contradict it is not used (ignored like any bad entry).
+ */
+function certificateMembersMatch(jwk: Record<string, unknown>, key: KeyObject): boolean {
+  let first: X509Certificate | undefined;
+  if (jwk.x5c !== undefined) {
+    if (!Array.isArray(jwk.x5c) || jwk.x5c.length === 0) return false;
+    const certs = jwk.x5c.map(x5cCertificate);
+    first = certs[0];
+    if (!first || certs.some((c) => c === undefined) || !first.publicKey.equals(key)) return false;
+  }
+  for (const [member, hash, length] of [
+    ['x5t', 'sha1', 20],
+    ['x5t#S256', 'sha256', 32],
+  ] as const) {
+    const value = jwk[member];
+    if (value === undefined) continue;
+    if (typeof value !== 'string' || !/^[A-Za-z0-9_-]+$/.test(value)) return false;
+    const thumbprint = Buffer.from(value, 'base64url');
+    if (thumbprint.length !== length || thumbprint.toString('base64url') !== value) return false;
+    if (first && !createHash(hash).update(first.raw).digest().equals(thumbprint)) return false;
+  }
+  return true;
 }
 
 export function parseJsonObject(input: string | Uint8Array | object, what: string): Record<string, unknown> {

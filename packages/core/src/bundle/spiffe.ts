@@ -2,7 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import { isLosslessNumber, parse as parseLossless } from 'lossless-json';
 import { BundleError } from '../errors.js';
 import { TrustDomain, toTrustDomain } from '../spiffeid/id.js';
-import { type JwtAuthority, JwtBundle, jwtAuthorityFromJwk, parseJsonObject } from './jwt.js';
+import { type JwtAuthority, JwtBundle, jwtAuthorityFromJwk, parseJsonObject, x5cCertificate } from './jwt.js';
 import { type JwtBundleSource, type X509BundleSource } from './source.js';
 import { notFound, X509Bundle } from './x509.js';
 
@@ -60,24 +60,16 @@ export class SpiffeBundle implements X509BundleSource, JwtBundleSource {
       }
       const key = k as { use?: unknown; x5c?: unknown };
       if (key.use === 'x509-svid') {
-        if (!Array.isArray(key.x5c) || key.x5c.length !== 1 || typeof key.x5c[0] !== 'string') {
-          throw new BundleError(
-            'BUNDLE_INVALID',
-            `SPIFFE bundle: expected a single certificate in x509-svid entry ${i}`,
-          );
+        // X509-SVID §6.2: an entry without certificates is ignored, and of several only the first is used.
+        if (key.x5c === undefined || (Array.isArray(key.x5c) && key.x5c.length === 0)) return;
+        if (!Array.isArray(key.x5c)) {
+          throw new BundleError('BUNDLE_INVALID', `SPIFFE bundle: x5c of x509-svid entry ${i} is not an array`);
         }
         // RFC 7517 §4.7: standard base64 (not base64url, no whitespace, canonical) of exactly one DER
-        // certificate. A bad encoding refuses the whole bundle, like the other x5c rules here (and go-spiffe):
-        // the certificate *is* the authority, so a corrupted one means a corrupted document, not an entry we
-        // may skip.
-        const der = strictBase64(key.x5c[0]);
-        let cert: X509Certificate | undefined;
-        try {
-          if (der) cert = new X509Certificate(der);
-        } catch (err) {
-          throw new BundleError('BUNDLE_INVALID', `SPIFFE bundle: invalid certificate in entry ${i}`, { cause: err });
-        }
-        if (!der || !cert || cert.raw.length !== der.length) {
+        // certificate. A bad encoding refuses the whole bundle (as in go-spiffe): the certificate *is* the
+        // authority, so a corrupted one means a corrupted document, not an entry we may skip.
+        const cert = x5cCertificate(key.x5c[0]);
+        if (!cert) {
           throw new BundleError(
             'BUNDLE_INVALID',
             `SPIFFE bundle: x5c of entry ${i} is not the standard base64 of exactly one DER certificate`,
@@ -211,13 +203,6 @@ function rawTopLevelNumber(text: string, member: string): string | undefined {
   }
   const value = doc !== null && typeof doc === 'object' ? (doc as Record<string, unknown>)[member] : undefined;
   return isLosslessNumber(value) ? value.value : undefined;
-}
-
-/** Standard base64 (RFC 4648 §4) with padding and nothing else, decoded; undefined when not canonical. */
-function strictBase64(value: string): Buffer | undefined {
-  if (value.length === 0 || value.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(value)) return undefined;
-  const bytes = Buffer.from(value, 'base64');
-  return bytes.toString('base64') === value ? bytes : undefined;
 }
 
 /** Whether the JWK members `kty`, `n`/`e`, `crv`/`x`/`y` of an x509-svid entry equal the certificate's key. */
