@@ -3,7 +3,9 @@ import { packageBuild } from '../../tsup.shared.js';
 
 // `pnpm build` removes dist first (see package.json), so neither build cleans and they cannot race.
 export default defineConfig([
-  { ...packageBuild, clean: false },
+  // shims: the CommonJS build gets import.meta.url (the version is read from package.json, js-hcl-parser
+  // is loaded with createRequire).
+  { ...packageBuild, clean: false, shims: true },
   // The `spiffe-ts` executable: ESM only, with a shebang.
   {
     ...packageBuild,

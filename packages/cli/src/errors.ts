@@ -16,6 +16,7 @@ export type CliErrorCode =
 
 /** An error of the `spiffe-ts` command itself, printed as `error [CODE]: message`, with its exit code. */
 export class CliError extends Error {
+  /** Stable code, printed as `error [CODE]`. */
   readonly code: CliErrorCode;
   /** The process exit code this error leads to (2 for usage and config mistakes, else 1). */
   readonly exitCode: number;

@@ -46,6 +46,7 @@ const invalid = (file: string, message: string) =>
 
 /** What the command line says about a config file (spiffe-helper's `-daemon-mode` flag overrides the file). */
 export interface ConfigOverrides {
+  /** `-daemon-mode=BOOL` from the command line: wins over the file's `daemon_mode`. */
   daemonMode?: boolean;
   /** Environment to read SPIFFE_ENDPOINT_SOCKET / SPIRE_AGENT_ADDRESS from (default process.env). */
   env?: NodeJS.ProcessEnv;

@@ -19,6 +19,7 @@ import { SPIFFE_HELPER_NAMES, writeIfChanged, type X509FileNames } from './files
 
 /** One JWT-SVID kept on disk. */
 export interface HelperJwtSvid {
+  /** The audience asked for (validated in the token). */
   audience: string;
   /** More audiences for the same token (spiffe-helper's `jwt_extra_audiences`). */
   extraAudiences?: readonly string[];
@@ -28,10 +29,13 @@ export interface HelperJwtSvid {
 
 /** The optional HTTP listener for liveness and readiness probes (spiffe-helper's `health_checks`). */
 export interface HelperHealthOptions {
+  /** TCP port (spiffe-helper's default 8081). */
   port: number;
   /** Listen address (default: all interfaces, as spiffe-helper). */
   host?: string;
+  /** Path answering liveness: 200 unless a write failed (default /live). */
   livenessPath: string;
+  /** Path answering readiness: 200 once every file is written (default /ready). */
   readinessPath: string;
 }
 
@@ -43,6 +47,7 @@ export interface HelperOptions extends WorkloadApiClientOptions {
   names?: X509FileNames | null;
   /** Program to start once the first X.509-SVID is on disk. */
   cmd?: string;
+  /** Its arguments. */
   cmdArgs?: string[];
   /** Signal sent to the program (and to `pidFile`'s process) after every change of the X.509 files. */
   renewSignal?: NodeJS.Signals;
@@ -52,10 +57,13 @@ export interface HelperOptions extends WorkloadApiClientOptions {
   jwtSvids?: HelperJwtSvid[];
   /** File for the JWT bundles: a JSON object of trust domain → base64 of its JWKS, as spiffe-helper writes. */
   jwtBundleFile?: string;
-  /** Modes, exactly (the umask does not apply): defaults 0644, 0600, 0600, 0600. */
+  /** Mode of the certificate and bundle files, exactly (the umask does not apply); default 0644. */
   certFileMode?: number;
+  /** Mode of the key file; default 0600. */
   keyFileMode?: number;
+  /** Mode of the JWT-SVID files; default 0600. */
   jwtSvidFileMode?: number;
+  /** Mode of the JWT bundle file; default 0600. */
   jwtBundleFileMode?: number;
   /** Intermediates go to the bundle file instead of the SVID file (what MySQL and others expect). */
   addIntermediatesToBundle?: boolean;
