@@ -15,6 +15,9 @@ import {
 import { SpiffeAuthException } from './exception.js';
 import { nestSpiffeLogger, SpiffeService } from './service.js';
 
+// Modules (their services) that have said their app lacks SPIFFE TLS: once each.
+const warnedNoTls = new WeakSet<SpiffeService>();
+
 /** Metadata key of `@AllowSpiffeIds` (a compiled SpiffeIdMatcher). */
 export const SPIFFE_ALLOW = Symbol.for('@spiffe-ts/nestjs:allow');
 /** Metadata key of `@RequireJwtSvid` (a `JwtRequirement`). */
@@ -97,6 +100,15 @@ export class SpiffeGuard implements CanActivate {
       this.spiffe?.onDenied?.(event);
     } catch {
       // observation only: the request is denied either way
+    }
+    // Decorated routes on an app without SPIFFE TLS deny every request: say so loudly, once.
+    if (event.code === 'PEER_NOT_VERIFIED' && this.spiffe?.servesSpiffeTls === false && !warnedNoTls.has(this.spiffe)) {
+      warnedNoTls.add(this.spiffe);
+      this.spiffe.logger.error(
+        { reason: 'TLS_NOT_CONFIGURED', route },
+        'SpiffeGuard: this app has no SPIFFE TLS wiring, so every route with @AllowSpiffeIds answers 403; pass ' +
+          '`tls: spiffeServerTls(source)` to SpiffeModule.forRoot and its `.options` as httpsOptions',
+      );
     }
     if (context.getType() === 'http') {
       const res = context.switchToHttp().getResponse<HttpResponseLike>();

@@ -168,6 +168,16 @@ export class SpiffeService implements OnApplicationBootstrap, OnApplicationShutd
     return this.#options.jwt;
   }
 
+  /**
+   * Whether the app's HTTP server has SPIFFE TLS wiring (the module's `tls`, or one attached elsewhere);
+   * undefined without an HTTP server.
+   */
+  get servesSpiffeTls(): boolean | undefined {
+    if (this.#options.tls) return true;
+    const server: unknown = this.#adapterHost?.httpAdapter?.getHttpServer();
+    return server ? hasSpiffeTls(server) : undefined;
+  }
+
   /** The module's `onDenied` hook. */
   get onDenied(): SpiffeModuleOptions['onDenied'] {
     return this.#options.onDenied;

@@ -465,6 +465,28 @@ describe('SpiffeModule start-up checks', () => {
     }
   });
 
+  test('@AllowSpiffeIds routes on an app without SPIFFE TLS: 403, and one error line saying why', async () => {
+    const lines: Array<{ level: string; fields: Record<string, unknown> }> = [];
+    const rec = (level: string) => (fields: object) => lines.push({ level, fields: fields as Record<string, unknown> });
+    const spiffeLogger = { error: rec('error'), warn: rec('warn'), info: rec('info'), debug: rec('debug') };
+    @Module({ imports: [SpiffeModule.forRoot({ logger: spiffeLogger })], controllers: [OrdersController] })
+    class DecoratedOnlyModule {}
+    const app = await NestFactory.create(DecoratedOnlyModule, { logger });
+    try {
+      await app.listen(0, '127.0.0.1');
+      const port = ((app.getHttpServer() as http.Server).address() as AddressInfo).port;
+      for (let i = 0; i < 2; i++) {
+        assert.equal((await request(`http://127.0.0.1:${port}/orders`)).statusCode, 403);
+      }
+      assert.equal(lines.filter((l) => l.level === 'warn' && l.fields.reason === 'PEER_NOT_VERIFIED').length, 2);
+      const errors = lines.filter((l) => l.level === 'error');
+      assert.equal(errors.length, 1, 'said once');
+      assert.equal(errors[0]?.fields.reason, 'TLS_NOT_CONFIGURED');
+    } finally {
+      await app.close();
+    }
+  });
+
   test('nestSpiffeLogger writes one line per event on a Nest logger', () => {
     const seen: string[] = [];
     const nest = {
