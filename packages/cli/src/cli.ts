@@ -212,7 +212,8 @@ async function dispatch(argv: string[], io: CliIo, state: RunState): Promise<num
     if (cmd === 'fetch' || cmd === 'validate') {
       const subs = Object.keys(HELP).filter((k) => k.startsWith(`${cmd} `));
       if (sub === undefined || sub === '--help' || sub === '-h') {
-        io.out(subs.map((k) => HELP[k]).join('\n\n'));
+        // Asked for: help on stdout, exit 0; a missing subcommand: usage on stderr, exit 2.
+        (sub === undefined ? io.err : io.out)(subs.map((k) => HELP[k]).join('\n\n'));
         return sub === undefined ? 2 : 0;
       }
       throw usageError(`unknown command "${cmd} ${sub}": use ${subs.map((s) => `"${s}"`).join(', ')}`);

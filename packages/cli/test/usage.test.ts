@@ -91,6 +91,10 @@ describe('help and version', () => {
     const none = await cli([]);
     assert.equal(none.code, 2);
     assert.match(none.err, /Usage:/);
+    const fetchOnly = await cli(['fetch']);
+    assert.equal(fetchOnly.code, 2);
+    assert.match(fetchOnly.err, /Usage: spiffe-ts fetch x509/);
+    assert.match((await cli(['help', 'helper'])).out, /^Usage: spiffe-ts helper/);
   });
 });
 
