@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # The test command: install, build (ESM + CJS + types), check the packed packages, the README snippets and the
-# API docs, lint, typecheck, type tests (tstyche), then every test
-# with node's runner.
+# API docs, lint, typecheck, type tests (tstyche), then every test with node's runner.
 # Lint and typecheck failures fail the run too, but the tests still run so their summary is the last thing printed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
