@@ -106,8 +106,9 @@ async function install(manager: Manager, dir: string): Promise<void> {
       INSTALL_TIMEOUT_MS,
     );
   } else {
-    // The project-local pnpm (scripts/env.sh puts it on PATH); its store is shared by every install.
-    await sh('pnpm', ['install', '--reporter=append-only'], dir, INSTALL_TIMEOUT_MS);
+    // The project-local pnpm (what scripts/env.sh puts on PATH); its store is shared by every install.
+    const local = join(root, '.cache', 'bin', 'pnpm');
+    await sh(existsSync(local) ? local : 'pnpm', ['install', '--reporter=append-only'], dir, INSTALL_TIMEOUT_MS);
   }
 }
 
