@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import {
   insecureParseJwtSvid,
   isSpiffeError,
@@ -70,6 +71,7 @@ each change of the X.509 files.
 ${COMMON_HELP}`,
   'dev-server': `Usage: spiffe-ts dev-server --workload NAME=SPIFFE_ID_OR_PATH... [--trust-domain TD] [--dir DIR]
                             [--svid-ttl SEC] [--jwt-ttl SEC] [--tcp-port PORT]
+                            [--bundle-endpoint-port PORT [--bundle-endpoint-host HOST]]
 
 Run a local development Workload API (never in production): one socket per workload, DIR/NAME.sock. Prints one
 JSON line with the addresses when ready. SIGUSR1 rotates the SVIDs, SIGUSR2 the X.509 CA; SIGINT/SIGTERM stop.
@@ -80,6 +82,12 @@ A second dev server on the same DIR refuses to start (error [DEV_SERVER_LOCKED])
   --svid-ttl SEC       X.509-SVID lifetime in seconds (default 3600)
   --jwt-ttl SEC        JWT-SVID lifetime in seconds (default 300)
   --tcp-port PORT      Also serve the first workload on tcp://127.0.0.1:PORT
+  --bundle-endpoint-port PORT
+                       Also serve the trust domain's SPIFFE bundle endpoint (https_spiffe) on PORT (0: any free
+                       port), for another trust domain to federate with; the ready line gives bundleEndpointUrl
+                       and bundleEndpointSpiffeId
+  --bundle-endpoint-host HOST
+                       The address it listens on (default 127.0.0.1)
   -h, --help           Show this help`,
 };
 
@@ -466,6 +474,8 @@ async function devServer(args: string[], io: CliIo): Promise<number> {
     'svid-ttl': { type: 'string' },
     'jwt-ttl': { type: 'string' },
     'tcp-port': { type: 'string' },
+    'bundle-endpoint-port': { type: 'string' },
+    'bundle-endpoint-host': { type: 'string' },
   });
   const workloads: Record<string, string> = {};
   for (const spec of values.workload ?? []) {
@@ -481,6 +491,7 @@ async function devServer(args: string[], io: CliIo): Promise<number> {
   const svidTtl = intOption('svid-ttl', values['svid-ttl'], 1, 365 * 24 * 3600, 'seconds');
   const jwtTtl = intOption('jwt-ttl', values['jwt-ttl'], 1, 365 * 24 * 3600, 'seconds');
   const tcpPort = intOption('tcp-port', values['tcp-port'], 1, 65535, 'a port');
+  const bundleEndpoint = bundleEndpointOptions(values['bundle-endpoint-port'], values['bundle-endpoint-host']);
   const names = Object.keys(workloads);
   // Stop signals are caught from the start: one that comes while the server starts still ends it cleanly
   // (sockets and lock removed) instead of killing the process half-way.
@@ -502,6 +513,7 @@ async function devServer(args: string[], io: CliIo): Promise<number> {
       svidTtlSeconds: svidTtl,
       jwtTtlSeconds: jwtTtl,
       tcp: tcpPort ? { workload: names[0] as string, port: tcpPort } : undefined,
+      bundleEndpoint,
     });
     const addresses = Object.fromEntries(names.map((n) => [n, server.address(n)]));
     io.out(
@@ -510,6 +522,8 @@ async function devServer(args: string[], io: CliIo): Promise<number> {
         trustDomain: server.trustDomain.name,
         workloads: addresses,
         tcp: server.tcpAddress,
+        bundleEndpointUrl: server.bundleEndpointUrl,
+        bundleEndpointSpiffeId: server.bundleEndpointSpiffeId?.toString(),
       }),
     );
     const onUsr1 = () => void server.rotateSvids().then(() => io.err('rotated SVIDs'));
@@ -527,6 +541,26 @@ async function devServer(args: string[], io: CliIo): Promise<number> {
     watchParent();
     await release?.();
   }
+}
+
+/**
+ * `--bundle-endpoint-port` / `--bundle-endpoint-host`. The host must be an IP address or a DNS name: it is both
+ * where the endpoint listens and the host of the URL printed for the federating side.
+ */
+function bundleEndpointOptions(
+  portValue: string | undefined,
+  host: string | undefined,
+): { port: number; host?: string } | undefined {
+  const port = intOption('bundle-endpoint-port', portValue, 0, 65535, 'a port (0: any free port)');
+  if (host !== undefined) {
+    if (port === undefined) throw usageError('--bundle-endpoint-host needs --bundle-endpoint-port');
+    const name =
+      /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+    if (isIP(host) === 0 && !name.test(host)) {
+      throw usageError(`--bundle-endpoint-host takes an IP address or a host name, got "${host}"`);
+    }
+  }
+  return port === undefined ? undefined : { port, host };
 }
 
 /**

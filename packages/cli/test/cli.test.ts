@@ -7,13 +7,15 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { runCli } from '@spiffe-ts/cli';
-import { FileX509Source, X509Source, X509Svid } from '@spiffe-ts/core';
+import { FileX509Source, fetchBundle, X509Bundle, X509Source, X509Svid } from '@spiffe-ts/core';
 
 const BIN = fileURLToPath(new URL('../src/bin.ts', import.meta.url));
 
 interface DevProc {
   child: ChildProcess;
   workloads: Record<string, string>;
+  /** The whole ready line. */
+  ready: Record<string, unknown>;
 }
 
 async function startDevServer(dir: string, extra: string[] = []): Promise<DevProc> {
@@ -50,7 +52,7 @@ async function startDevServer(dir: string, extra: string[] = []): Promise<DevPro
   });
   const ready = JSON.parse(line) as { ready: boolean; workloads: Record<string, string> };
   assert.equal(ready.ready, true);
-  return { child, workloads: ready.workloads };
+  return { child, workloads: ready.workloads, ready };
 }
 
 async function cli(args: string[], stdin?: string): Promise<{ code: number; out: string; err: string }> {
@@ -141,6 +143,11 @@ describe('spiffe-ts CLI against the dev-server command (separate process, real u
     assert.match(badLocal.err, /JWTSVID_AUDIENCE_MISMATCH/);
   });
 
+  test('without --bundle-endpoint-port there is no bundle endpoint in the ready line', () => {
+    assert.equal(dev.ready.bundleEndpointUrl, undefined);
+    assert.equal(dev.ready.bundleEndpointSpiffeId, undefined);
+  });
+
   test('fetch bundles; bad input gives typed errors and non-zero exits, never a stack trace', async () => {
     const b = await cli(['fetch', 'bundles', '--socket', dev.workloads.orders as string, '--json']);
     assert.equal(b.code, 0, b.err);
@@ -222,6 +229,45 @@ async function waitFor<T>(fn: () => Promise<T>, ms = 10_000): Promise<T> {
     }
   }
 }
+
+test('dev-server --bundle-endpoint-port 0: the ready line names a bundle endpoint that serves the trust domain bundle (https_spiffe)', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'spiffe-cli-be-'));
+  const dev = await startDevServer(dir, ['--bundle-endpoint-port', '0', '--bundle-endpoint-host', '127.0.0.1']);
+  try {
+    const url = dev.ready.bundleEndpointUrl as string;
+    assert.match(url, /^https:\/\/127\.0\.0\.1:[1-9]\d*\//);
+    assert.equal(dev.ready.bundleEndpointSpiffeId, 'spiffe://example.org/bundle-endpoint');
+    // Bootstrap bundle as a federating side would get it: the trust domain's X.509 bundle, here from the
+    // Workload API of the same dev server.
+    const b = await cli(['fetch', 'bundles', '--socket', dev.workloads.orders as string, '--json']);
+    assert.equal(b.code, 0, b.err);
+    const pem = (JSON.parse(b.out) as { x509: Array<{ pem: string }> }).x509[0]?.pem as string;
+    const bootstrap = X509Bundle.parse('example.org', pem);
+    const fetched = await fetchBundle({
+      trustDomain: 'example.org',
+      url,
+      profile: { type: 'https_spiffe', endpointSpiffeId: 'spiffe://example.org/bundle-endpoint', bundle: bootstrap },
+    });
+    assert.equal(fetched.trustDomain.name, 'example.org');
+    assert.deepEqual(
+      fetched.x509Authorities.map((c) => c.fingerprint256),
+      bootstrap.authorities.map((c) => c.fingerprint256),
+    );
+    // The endpoint presents exactly that SPIFFE ID: expecting another one fails closed.
+    await assert.rejects(
+      fetchBundle({
+        trustDomain: 'example.org',
+        url,
+        profile: { type: 'https_spiffe', endpointSpiffeId: 'spiffe://example.org/other', bundle: bootstrap },
+      }),
+      (err: { code?: string }) => typeof err.code === 'string' && err.code.startsWith('FEDERATION_'),
+    );
+  } finally {
+    dev.child.kill('SIGTERM');
+    await once(dev.child, 'exit');
+    await rm(dir, { recursive: true, force: true });
+  }
+});
 
 test('Workload API process killed (SIGKILL) mid-stream and restarted: the live source recovers', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'spiffe-kill-'));
