@@ -18,6 +18,20 @@ export function parseOptions<T extends OptionSpec>(
   options: T,
   longSingleDash: readonly string[] = [],
 ): ReturnType<typeof parseArgs<{ options: T; strict: true; allowPositionals: false }>>['values'] {
+  const joined = joinValues(args, options, longSingleDash);
+  return parseStrict(() => parseArgs({ args: joined, options, strict: true, allowPositionals: false }).values);
+}
+
+/** `parseOptions` for a command that also takes operands (`init EXAMPLE DIR`): returns them as `positionals`. */
+export function parseOptionsAndOperands<T extends OptionSpec>(
+  args: string[],
+  options: T,
+): ReturnType<typeof parseArgs<{ options: T; strict: true; allowPositionals: true }>> {
+  const joined = joinValues(args, options, []);
+  return parseStrict(() => parseArgs({ args: joined, options, strict: true, allowPositionals: true }));
+}
+
+function joinValues(args: string[], options: OptionSpec, longSingleDash: readonly string[]): string[] {
   const takesValue = new Set(Object.entries(options).flatMap(([n, o]) => (o.type === 'string' ? [n] : [])));
   const joined: string[] = [];
   for (let i = 0; i < args.length; i++) {
@@ -33,8 +47,13 @@ export function parseOptions<T extends OptionSpec>(
       joined.push(`${a}=${args[++i]}`);
     } else joined.push(a);
   }
+  return joined;
+}
+
+/** Runs a `util.parseArgs` call; its parse errors become usage errors. */
+function parseStrict<R>(parse: () => R): R {
   try {
-    return parseArgs({ args: joined, options, strict: true, allowPositionals: false }).values;
+    return parse();
   } catch (err) {
     if (err instanceof TypeError && (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       throw usageError(err.message);

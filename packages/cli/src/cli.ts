@@ -8,11 +8,19 @@ import {
   type X509Context,
 } from '@spiffe-ts/core';
 import { DevWorkloadApiServer } from '@spiffe-ts/dev-server';
-import { intOption, type OptionSpec, parseOptions, signalName, socketAddress } from './args.js';
+import {
+  intOption,
+  type OptionSpec,
+  parseOptions,
+  parseOptionsAndOperands,
+  signalName,
+  socketAddress,
+} from './args.js';
 import { CliError, usageError } from './errors.js';
 import { writeX509Files, writeX509FilesSpireStyle } from './files.js';
 import { runHelper } from './helper.js';
 import { loadHelperConfig } from './helper-config.js';
+import { exampleNames, initExample, loadTemplates } from './init.js';
 import { lockDirectory } from './lock.js';
 
 const COMMON_HELP = `  --socket ADDR    Workload API address: unix:///path, tcp://IP:PORT or an absolute socket path
@@ -69,6 +77,17 @@ each change of the X.509 files.
   --hint HINT          Write the SVIDs whose Workload API hint is HINT
   --once               Write once and exit (--timeout bounds the wait)
 ${COMMON_HELP}`,
+  init: `Usage: spiffe-ts init EXAMPLE DIR [--tarballs]
+       spiffe-ts init --list
+
+Copy one of the spiffe-ts examples into DIR (new or empty) as a project of its own: package named after DIR,
+@spiffe-ts/* dependencies as ^VERSION (not workspace:*), tsconfig without the repository's base. Then
+\`cd DIR && npm install && npm start\` runs it against a local development Workload API.
+  --tarballs           Pack this checkout's @spiffe-ts packages (built with pnpm build) into DIR/vendor and
+                       depend on them (file:vendor/...), for packages not on the registry yet. Needs spiffe-ts
+                       run from a spiffe-ts checkout and pnpm on PATH
+  --list               List the examples
+  -h, --help           Show this help`,
   'dev-server': `Usage: spiffe-ts dev-server --workload NAME=SPIFFE_ID_OR_PATH... [--trust-domain TD] [--dir DIR]
                             [--svid-ttl SEC] [--jwt-ttl SEC] [--tcp-port PORT]
                             [--bundle-endpoint-port PORT [--bundle-endpoint-host HOST]]
@@ -102,6 +121,7 @@ Usage:
   spiffe-ts helper --config helper.conf                SPIFFE Helper drop-in: keep SVID files on disk
   spiffe-ts helper --dir DIR [--cmd PROG ...]          the same with options instead of a config file
   spiffe-ts dev-server --workload NAME=ID...           local development Workload API
+  spiffe-ts init EXAMPLE DIR [--tarballs]              start a project from an example (--list: the examples)
   spiffe-ts --version
 
 Every command takes --help, and --socket ADDR (default $SPIFFE_ENDPOINT_SOCKET) and --timeout MS (default
@@ -244,6 +264,8 @@ async function dispatch(argv: string[], io: CliIo, state: RunState): Promise<num
       return validateJwt(args, io, state);
     case 'helper':
       return helper(args, io, state);
+    case 'init':
+      return init(args, io);
     default:
       return devServer(args, io);
   }
@@ -464,6 +486,45 @@ async function helper(args: string[], io: CliIo, state: RunState): Promise<numbe
     log,
     signal: io.signal,
   });
+}
+
+async function init(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseOptionsAndOperands(args, {
+    tarballs: { type: 'boolean', default: false },
+    list: { type: 'boolean', default: false },
+  });
+  const templates = loadTemplates();
+  if (values.list) {
+    for (const name of exampleNames(templates)) io.out(name);
+    return 0;
+  }
+  const [example, target, ...extra] = positionals;
+  if (!example || !target || extra.length) {
+    throw usageError(
+      `init takes EXAMPLE DIR, got ${positionals.length} operand(s); examples: ${exampleNames(templates).join(', ')}`,
+    );
+  }
+  const r = await initExample({ example, target, tarballs: values.tarballs, log: (l) => io.err(l) }, templates);
+  const where = r.tarballs.length ? ` with ${r.tarballs.length} tarballs in vendor/` : '';
+  io.out(`Created ${r.name} in ${r.dir} from the ${example} example${where}.`);
+  io.out('\nNext steps:');
+  io.out(`  cd ${target}`);
+  io.out('  npm install');
+  if (r.selfContained) {
+    io.out('  npm start      # runs it against a local development Workload API started for the run');
+  } else {
+    io.out('  npm run build');
+    io.out(
+      '  # npm start needs a Workload API: see "Run it" in README.md (spiffe-ts dev-server, SPIFFE_ENDPOINT_SOCKET)',
+    );
+  }
+  if (r.fromCheckout && !r.tarballs.length) {
+    io.out(
+      '\nThe @spiffe-ts packages come from the registry. Until they are published there, run init with --tarballs',
+    );
+    io.out("(after pnpm build) to use this checkout's packages instead.");
+  }
+  return 0;
 }
 
 async function devServer(args: string[], io: CliIo): Promise<number> {

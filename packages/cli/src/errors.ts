@@ -12,7 +12,15 @@ export type CliErrorCode =
   /** The helper could not find the SVID it was told to write (no SVID with `hint`, no bundle). Exit code 1. */
   | 'HELPER_NO_SVID'
   /** Another dev server already serves the same `--dir`. Exit code 1. */
-  | 'DEV_SERVER_LOCKED';
+  | 'DEV_SERVER_LOCKED'
+  /** `init`: the target exists and is not an empty directory (nothing is written). Exit code 1. */
+  | 'INIT_TARGET_EXISTS'
+  /** `init --tarballs` run from an installed spiffe-ts, not from a spiffe-ts checkout. Exit code 1. */
+  | 'INIT_NO_CHECKOUT'
+  /** `init --tarballs`: a package is not built, or `pnpm pack` failed. Exit code 1. */
+  | 'INIT_PACK_FAILED'
+  /** `init`: this installation carries no example templates (a broken install). Exit code 1. */
+  | 'INIT_NO_TEMPLATES';
 
 /** An error of the `spiffe-ts` command itself, printed as `error [CODE]: message`, with its exit code. */
 export class CliError extends Error {
