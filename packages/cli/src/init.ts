@@ -23,8 +23,8 @@ interface TemplateSet {
 }
 
 /**
- * Written by scripts/copy-templates.mjs at build time into templates/manifest.json, next to templates/examples
- * and templates/tsconfig.base.json.
+ * Written by scripts/copy-templates.mjs at build time into dist/templates/manifest.json, next to
+ * dist/templates/examples and dist/templates/tsconfig.base.json.
  */
 interface TemplateManifest {
   versions: Record<string, string>;
@@ -48,7 +48,7 @@ function packageRoot(): string {
 
 /**
  * Finds the examples: in a spiffe-ts checkout the live examples/ (never a stale build copy), else the
- * templates/ directory the published package carries.
+ * dist/templates directory the published package carries.
  */
 export function loadTemplates(pkgRoot = packageRoot()): TemplateSet {
   const root = resolve(pkgRoot, '..', '..');
@@ -64,7 +64,7 @@ export function loadTemplates(pkgRoot = packageRoot()): TemplateSet {
       checkout: root,
     };
   }
-  const dir = join(pkgRoot, 'templates');
+  const dir = join(pkgRoot, 'dist', 'templates');
   let manifest: TemplateManifest;
   try {
     manifest = readJson(join(dir, 'manifest.json')) as unknown as TemplateManifest;
