@@ -349,11 +349,16 @@ describe('@spiffe-ts/fastify JWT-SVID bearer validation', () => {
   test('peer allowlists without SPIFFE TLS wiring fail at start-up (an app that would answer every request 403)', async () => {
     const a2 = Fastify();
     a2.register(fastifySpiffe, { allow: [PAYMENTS] });
-    await assert.rejects(a2.ready(), (e: SpiffeError) => {
-      assert.equal(e.code, 'TLS_NOT_CONFIGURED');
-      assert.match(e.message, /tls: spiffeServerTls/);
-      return true;
-    });
+    await assert.rejects(
+      async () => {
+        await a2.ready();
+      },
+      (e: SpiffeError) => {
+        assert.equal(e.code, 'TLS_NOT_CONFIGURED');
+        assert.match(e.message, /tls: spiffeServerTls/);
+        return true;
+      },
+    );
     await a2.close();
     // a route allowlist too, when the route is added
     const a3 = Fastify();
