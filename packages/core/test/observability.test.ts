@@ -147,14 +147,39 @@ describe('start-up: time limit, waiting notices, typed error', () => {
     }
   });
 
-  test('a source that becomes ready says so after having warned', async () => {
+  test('nothing is logged when the first update comes at once', async () => {
     const logger = recordingLogger();
     const src = new X509Source({ address: dev.address('orders'), logger });
     try {
       await src.ready();
-      assert.deepEqual(logger.lines, [], 'nothing logged when the first update comes at once');
+      assert.deepEqual(logger.lines, []);
     } finally {
       await src.close();
+    }
+  });
+
+  test('an agent that starts late: the source warns, then says it is ready', async () => {
+    const lateDir = await mkdtemp(join(tmpdir(), 'spiffe-late-'));
+    const logger = recordingLogger();
+    const src = new X509Source({ address: `unix://${join(lateDir, 'late.sock')}`, logger, backoff: { maxMs: 200 } });
+    let late: DevWorkloadApiServer | undefined;
+    try {
+      for (let i = 0; i < 250 && !logger.lines.some((l) => l.fields.reason === 'NO_SOCKET'); i++) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.ok(
+        logger.lines.some((l) => l.fields.reason === 'NO_SOCKET'),
+        'warned while the socket was missing',
+      );
+      late = await DevWorkloadApiServer.start({ socketDir: lateDir, workloads: { late: ORDERS } });
+      await src.ready({ timeoutMs: 10_000 });
+      const last = logger.lines.at(-1);
+      assert.equal(last?.level, 'info');
+      assert.equal(last?.message, 'X509Source: ready');
+    } finally {
+      await src.close();
+      await late?.stop();
+      await rm(lateDir, { recursive: true, force: true });
     }
   });
 });
