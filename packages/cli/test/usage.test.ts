@@ -71,6 +71,7 @@ describe('help and version', () => {
     ['validate', 'jwt'],
     ['helper'],
     ['dev-server'],
+    ['init'],
   ];
   for (const c of commands) {
     test(`spiffe-ts ${c.join(' ')} --help prints its usage and exits 0 (-h too)`, async () => {
