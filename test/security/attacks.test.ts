@@ -4,7 +4,7 @@
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import type { KeyObject } from 'node:crypto';
+import { type KeyObject, webcrypto } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync, watch } from 'node:fs';
 import {
@@ -20,6 +20,7 @@ import {
   symlink,
   writeFile,
 } from 'node:fs/promises';
+import * as https from 'node:https';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -631,6 +632,134 @@ describe('Adapters fail closed', () => {
       await app.close();
     }
     report.push('HTTP pipelining after a denial, NestJS');
+  });
+});
+
+describe('Clients node:tls cannot verify never reach a handler (attached servers refuse them themselves)', () => {
+  // Attached servers turn node's own refusal off so that refusals can be logged; these clients send their
+  // request at once, without waiting for the server, and must never reach the route.
+  const serverSource = () => new StaticX509Source(serverSvid, [caA.x509Bundle()]);
+  let strangerSvid: X509Svid; // a valid-looking example.org SVID from a CA nobody trusts
+  let selfSigned: { cert: string; key: string }; // a self-signed certificate with a SPIFFE ID
+  before(async () => {
+    strangerSvid = await (await DevCa.create({ trustDomain: TD_A })).issueX509Svid(CLIENT);
+    const root = await createAuthority({ uri: CLIENT });
+    const pkcs8 = await webcrypto.subtle.exportKey('pkcs8', root.keyPair.keys.privateKey);
+    selfSigned = {
+      cert: root.certificate.toString(),
+      key: `-----BEGIN PRIVATE KEY-----\n${Buffer.from(pkcs8).toString('base64')}\n-----END PRIVATE KEY-----\n`,
+    };
+  });
+
+  const clients = (): Array<[string, tls.ConnectionOptions]> => [
+    ['no certificate', {}],
+    [
+      'unknown CA',
+      {
+        cert: strangerSvid.certificates.map((c) => c.toString()).join(''),
+        key: strangerSvid.privateKey.export({ format: 'pem', type: 'pkcs8' }),
+      },
+    ],
+    ['self-signed', selfSigned],
+  ];
+
+  /** Connects as the given client and writes the request immediately; resolves with what came back. */
+  async function early(port: number, client: tls.ConnectionOptions): Promise<string> {
+    const socket = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false, ...client });
+    socket.on('error', () => {});
+    socket.write('GET /secret HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    let data = '';
+    socket.on('data', (d: Buffer) => {
+      data += d.toString('latin1');
+    });
+    await Promise.race([once(socket, 'close'), new Promise((r) => setTimeout(r, 2000))]);
+    socket.destroy();
+    return data;
+  }
+
+  async function check(adapter: string, port: number, served: { count: number }): Promise<void> {
+    served.count = 0;
+    for (const [name, client] of clients()) {
+      const answer = await early(port, client);
+      assert.equal(answer, '', `${adapter}, ${name}: the server answered ${JSON.stringify(answer.slice(0, 40))}`);
+      report.push(`${name} client sending its request at once, ${adapter}: connection refused`);
+    }
+    assert.equal(served.count, 0, `${adapter} ran the handler`);
+    // Control: the same server serves a client it can verify.
+    const good = await early(port, {
+      cert: goodClient.certificates.map((c) => c.toString()).join(''),
+      key: goodClient.privateKey.export({ format: 'pem', type: 'pkcs8' }),
+    });
+    assert.match(good, /^HTTP\/1\.1 200[\s\S]*secret$/, `${adapter}: the verified client was not served`);
+    assert.equal(served.count, 1);
+  }
+
+  test('Fastify, Express, NestJS and a plain attached https server', async () => {
+    const quiet = { warn() {}, info() {}, debug() {}, error() {} };
+    const served = { count: 0 };
+    const handler = () => {
+      served.count++;
+      return 'secret';
+    };
+    // Fastify
+    const f = spiffeHttpsOptions(serverSource());
+    const fastify = Fastify({ https: f.https });
+    await fastify.register(fastifySpiffe, { tls: f, allow: [CLIENT], logger: quiet });
+    fastify.get('/secret', async () => handler());
+    await fastify.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      await check('Fastify', (fastify.server.address() as { port: number }).port, served);
+    } finally {
+      await fastify.close();
+    }
+    // Express
+    const app = express();
+    app.use(requirePeer([CLIENT]));
+    app.get('/secret', (_req, res) => {
+      res.send(handler());
+    });
+    const server = createSpiffeHttpsServer(app, serverSource(), { logger: quiet });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    try {
+      await check('Express', (server.address() as { port: number }).port, served);
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+    // NestJS
+    class SecretController {
+      secret() {
+        return handler();
+      }
+    }
+    const method = Object.getOwnPropertyDescriptor(SecretController.prototype, 'secret') as PropertyDescriptor;
+    All('secret')(SecretController.prototype, 'secret', method);
+    AllowSpiffeIds(CLIENT)(SecretController.prototype, 'secret', method);
+    Controller()(SecretController);
+    const n = nestHttpsOptions(serverSource());
+    class AppModule {}
+    Module({ imports: [SpiffeModule.forRoot({ tls: n, logger: quiet })], controllers: [SecretController] })(AppModule);
+    const nest = await NestFactory.create(AppModule, { httpsOptions: n.https, logger: false });
+    await nest.listen(0, '127.0.0.1');
+    try {
+      await check('NestJS', ((nest.getHttpServer() as tls.Server).address() as { port: number }).port, served);
+    } finally {
+      await nest.close();
+    }
+    // A plain https server attached by hand
+    const spiffe = createSpiffeTlsServer({ source: serverSource(), authorize: matchWhen(() => true) });
+    const plain = https.createServer(spiffe.options, (_req, res) => res.end(handler()));
+    const detach = spiffe.attach(plain, { logger: quiet });
+    plain.listen(0, '127.0.0.1');
+    await once(plain, 'listening');
+    try {
+      await check('node:https', (plain.address() as { port: number }).port, served);
+    } finally {
+      detach();
+      plain.closeAllConnections();
+      await new Promise<void>((r) => plain.close(() => r()));
+    }
   });
 });
 
