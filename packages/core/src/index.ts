@@ -116,9 +116,13 @@ export {
   matchId,
   matchMemberOf,
   matchOneOf,
+  matchPath,
+  matchPathPrefix,
   matchSome,
   matchWhen,
   type SpiffeIdAllowlist,
+  type SpiffeIdAllowlistEntry,
+  type SpiffeIdAllowlistObject,
   type SpiffeIdMatcher,
   toMatcher,
 } from './spiffeid/match.js';
