@@ -58,6 +58,10 @@ export type SpiffeErrorCode =
   | 'JWTSVID_INVALID'
   | 'JWTSVID_MISSING'
   | 'JWTSVID_INSECURE_TRANSPORT'
+  | 'JWTSVID_NOT_BOUND_TO_PEER'
+  // Identity forwarded by a proxy in x-forwarded-client-cert
+  | 'XFCC_MALFORMED'
+  | 'XFCC_UNTRUSTED_PEER'
   // Workload API and sources
   | 'WORKLOADAPI_BAD_ADDRESS'
   | 'WORKLOADAPI_NO_ADDRESS'

@@ -11,6 +11,7 @@ export {
   type BearerOptions,
   bearerChallenge,
   type SpiffeJwtOptions,
+  validateBindToPeer,
 } from './auth/bearer.js';
 export {
   isSpiffeAuthError,
@@ -18,7 +19,28 @@ export {
   type SpiffeAuthErrorCode,
   type SpiffeDenial,
 } from './auth/error.js';
-export { authorizeSocketPeer, type PeerDecision } from './auth/peer.js';
+export {
+  authorizeSocketPeer,
+  isLocalSocket,
+  type PeerDecision,
+  type RequestPeerDecision,
+  type ResolveRequestPeerOptions,
+  resolveRequestPeer,
+  type SpiffeIdSource,
+  type SpiffeTrustedProxyOptions,
+  type TrustedProxy,
+  toTrustedProxy,
+  trustedProxy,
+} from './auth/peer.js';
+export {
+  type ForwardedPeer,
+  forwardedSpiffeId,
+  MAX_XFCC_ELEMENTS,
+  MAX_XFCC_LENGTH,
+  parseXfcc,
+  type XfccElement,
+  XfccError,
+} from './auth/xfcc.js';
 // Bundles
 export { type JwtAuthority, JwtBundle } from './bundle/jwt.js';
 export { type BundleSet, JwtBundleSet, SpiffeBundleSet, X509BundleSet } from './bundle/set.js';

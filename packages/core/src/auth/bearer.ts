@@ -19,11 +19,21 @@ export interface SpiffeJwtOptions {
   clockTolerance?: number;
   /** `realm` in WWW-Authenticate (default "spiffe"). */
   realm?: string;
+  /**
+   * Bind the token to the request's verified peer: `true` requires the token's subject to equal the peer's
+   * SPIFFE ID (from mTLS, or from a trusted proxy's XFCC header); a function decides the relation itself
+   * (`(subject, peer) => boolean`, a throw denies). A request without a verified peer, or whose token fails
+   * the check, is refused with 401 `JWTSVID_NOT_BOUND_TO_PEER`. Default: tokens are not bound.
+   */
+  bindToPeer?: boolean | ((subject: SpiffeId, peer: SpiffeId) => boolean);
 }
 
 /** Options of `authenticateBearer`: `SpiffeJwtOptions`, a verification time, and the request's verified peer. */
 export interface BearerOptions extends SpiffeJwtOptions, ValidateJwtSvidOptions {
-  /** The request's verified mTLS peer ID, if any: recorded on a denial (`spiffeId`) for `onDenied`. */
+  /**
+   * The request's verified peer ID, if any: recorded on a denial (`spiffeId`) for `onDenied`, and the ID a
+   * `bindToPeer` token must be bound to.
+   */
   peer?: SpiffeId;
 }
 
@@ -64,11 +74,35 @@ function matcherOf(allow: SpiffeIdAllowlist): SpiffeIdMatcher {
   return m;
 }
 
+/** Checks `bindToPeer` at start-up: only a boolean or a function is accepted (a typo must not unbind tokens). */
+export function validateBindToPeer(bind: unknown): void {
+  if (bind !== undefined && typeof bind !== 'boolean' && typeof bind !== 'function') {
+    throw new TypeError('jwt.bindToPeer must be a boolean or a function (subject, peer) => boolean');
+  }
+}
+
+// Fail closed: no verified peer, anything but a literal true from the relation, or a throw, is unbound.
+function boundToPeer(
+  bind: true | ((subject: SpiffeId, peer: SpiffeId) => boolean),
+  subject: SpiffeId,
+  peer: SpiffeId | undefined,
+): boolean {
+  if (!peer) return false;
+  if (bind === true) return subject.toString() === peer.toString();
+  if (typeof bind !== 'function') return false;
+  try {
+    return bind(subject, peer) === true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Validates a JWT-SVID bearer token from an Authorization header: the one bearer decision every adapter
  * makes. A denial is a SpiffeAuthError: 401 with the token's JWTSVID_* code (JWTSVID_MISSING without a
  * token), or 403 UNAUTHORIZED_SPIFFE_ID for a valid token whose subject is not allowed; `headers` carries
- * the RFC 6750 `WWW-Authenticate`.
+ * the RFC 6750 `WWW-Authenticate`. With `bindToPeer`, a valid token not bound to `peer` is 401
+ * JWTSVID_NOT_BOUND_TO_PEER.
  */
 export async function authenticateBearer(
   authorization: string | string[] | undefined,
@@ -97,6 +131,13 @@ export async function authenticateBearer(
   }
   if (options.allow !== undefined && !allows(matcherOf(options.allow), svid.id)) {
     return denied('UNAUTHORIZED_SPIFFE_ID', 403, { subject: svid });
+  }
+  if (
+    options.bindToPeer !== undefined &&
+    options.bindToPeer !== false &&
+    !boundToPeer(options.bindToPeer, svid.id, options.peer)
+  ) {
+    return denied('JWTSVID_NOT_BOUND_TO_PEER', 401, { subject: svid });
   }
   return { ok: true, svid };
 }

@@ -3,11 +3,12 @@ import { type SpiffeId } from '../spiffeid/id.js';
 
 /**
  * The codes a request denial carries: no verified mTLS peer, a peer or token subject outside the allowlist,
- * a missing bearer token, a token over an insecure transport, or one of the JWT-SVID validation codes.
+ * a missing bearer token, a token over an insecure transport or not bound to the peer, one of the JWT-SVID
+ * validation codes, or a forwarded-identity (XFCC) header that is malformed or came from an untrusted peer.
  */
 export type SpiffeAuthErrorCode = Extract<
   SpiffeErrorCode,
-  'PEER_NOT_VERIFIED' | 'UNAUTHORIZED_SPIFFE_ID' | `JWTSVID_${string}`
+  'PEER_NOT_VERIFIED' | 'UNAUTHORIZED_SPIFFE_ID' | `JWTSVID_${string}` | `XFCC_${string}`
 >;
 
 /** What an `onDenied` hook is told, the same in every adapter. Never holds an unverified ID. */
@@ -40,6 +41,12 @@ function publicMessage(code: SpiffeAuthErrorCode): string {
       return 'missing bearer token';
     case 'JWTSVID_INSECURE_TRANSPORT':
       return 'bearer tokens are not accepted on this connection';
+    case 'JWTSVID_NOT_BOUND_TO_PEER':
+      return 'bearer token is not bound to this peer';
+    case 'XFCC_MALFORMED':
+      return 'malformed forwarded client certificate header';
+    case 'XFCC_UNTRUSTED_PEER':
+      return 'forwarded client certificate header from an untrusted peer';
     default:
       return 'invalid JWT-SVID';
   }

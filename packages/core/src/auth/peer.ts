@@ -1,9 +1,10 @@
-import type { Socket } from 'node:net';
+import { isIPv4, type Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
-import { SpiffeId } from '../spiffeid/id.js';
-import { allows, type SpiffeIdMatcher } from '../spiffeid/match.js';
+import { type SpiffeId } from '../spiffeid/id.js';
+import { allows, type SpiffeIdAllowlist, type SpiffeIdMatcher, toMatcher } from '../spiffeid/match.js';
 import { peerSpiffeId } from '../tls/peer.js';
 import { SpiffeAuthError } from './error.js';
+import { type ForwardedPeer, forwardedSpiffeId } from './xfcc.js';
 
 /** The outcome of `authorizeSocketPeer`: the verified ID, or the denial to pass to the framework. */
 export type PeerDecision =
@@ -42,4 +43,168 @@ function unverifiedWhy(socket: Socket | null | undefined): string {
     return 'the connection is not TLS: this server does not serve SPIFFE mTLS (spiffeServerTls wiring missing)';
   }
   return 'the TLS connection was not verified by SPIFFE TLS wiring: was spiffeServerTls(...).attach(server) called for this server?';
+}
+
+/** Where a request's SPIFFE ID came from: the mTLS connection, or a trusted proxy's XFCC header. */
+export type SpiffeIdSource = 'connection' | 'proxy';
+
+/**
+ * Which direct peers may forward a client's identity in `x-forwarded-client-cert` (Envoy, Istio sidecars),
+ * the same option (`trustedProxy`) in every adapter. Off unless given; at least one of `ids` and
+ * `localSidecar` is required. The proxy must set the header itself (Envoy `forward_client_cert_details:
+ * SANITIZE_SET` or `APPEND_FORWARD`, never `FORWARD_ONLY`): only the last element, the one the nearest proxy
+ * added, is read.
+ */
+export interface SpiffeTrustedProxyOptions {
+  /** Proxies identified by their own verified mTLS SPIFFE ID (the proxy connects to this server with mTLS). */
+  ids?: SpiffeIdAllowlist;
+  /**
+   * Trust a direct peer on a loopback address or a unix socket: a sidecar on the same host or pod. Anything
+   * that can connect locally is then trusted, so listen only on loopback or a unix socket.
+   */
+  localSidecar?: boolean;
+  /** Header name (default `x-forwarded-client-cert`); gRPC reads the metadata key of the same name. */
+  header?: string;
+  /**
+   * Require the element's `By` to equal the proxy's own verified SPIFFE ID (default false). A peer trusted
+   * only as `localSidecar`, without a verified ID, then never passes.
+   */
+  requireBy?: boolean;
+}
+
+/** A validated `trustedProxy` option (see `trustedProxy`). */
+export interface TrustedProxy {
+  /** The lower-case header name read. */
+  readonly header: string;
+  /** Decides for a request; see `resolveRequestPeer`. */
+  readonly [kProxy]: { ids: SpiffeIdMatcher | undefined; localSidecar: boolean; requireBy: boolean };
+}
+
+const kProxy: unique symbol = Symbol('trustedProxy');
+
+/**
+ * Validates a `trustedProxy` option at start-up (TypeError or SpiffeIdError on a bad one): adapters call it
+ * when they are built, so a typo never silently trusts or ignores a proxy.
+ */
+export function trustedProxy(options: SpiffeTrustedProxyOptions): TrustedProxy {
+  if (typeof options !== 'object' || options === null) throw new TypeError('trustedProxy must be an object');
+  if (options.localSidecar !== undefined && typeof options.localSidecar !== 'boolean') {
+    throw new TypeError('trustedProxy.localSidecar must be a boolean');
+  }
+  if (options.requireBy !== undefined && typeof options.requireBy !== 'boolean') {
+    throw new TypeError('trustedProxy.requireBy must be a boolean');
+  }
+  const header = (options.header ?? 'x-forwarded-client-cert').toLowerCase();
+  if (!/^[a-z0-9][a-z0-9-]*$/.test(header) || header === 'authorization') {
+    throw new TypeError(`trustedProxy.header is not a usable header name: ${JSON.stringify(options.header)}`);
+  }
+  const ids = options.ids === undefined ? undefined : toMatcher(options.ids);
+  const localSidecar = options.localSidecar === true;
+  if (!ids && !localSidecar) throw new TypeError('trustedProxy needs `ids`, `localSidecar: true`, or both');
+  return { header, [kProxy]: { ids, localSidecar, requireBy: options.requireBy === true } };
+}
+
+/** `trustedProxy(options)`, or undefined when the option is not set. */
+export function toTrustedProxy(
+  options: SpiffeTrustedProxyOptions | TrustedProxy | undefined,
+): TrustedProxy | undefined {
+  if (options === undefined) return undefined;
+  return kProxy in options ? (options as TrustedProxy) : trustedProxy(options as SpiffeTrustedProxyOptions);
+}
+
+/**
+ * Whether the connection is from this host: a loopback peer address, or a unix socket. Decided from the live
+ * socket only: a destroyed socket (whose addresses are gone) is never local.
+ */
+export function isLocalSocket(socket: Socket | null | undefined): boolean {
+  // Only a connected, live socket: a socket being set up or torn down has no trustworthy addresses.
+  if (!socket || socket.destroyed || socket.pending === true || socket.readyState === 'closed') return false;
+  const remote = socket.remoteAddress;
+  if (remote === undefined) {
+    // A unix socket has neither address; a TCP socket whose peer vanished still has its local address.
+    return socket.localAddress === undefined && socket.remotePort === undefined;
+  }
+  const v4 = isIPv4(remote) ? remote : /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(remote)?.[1];
+  if (v4 !== undefined) return isIPv4(v4) && v4.startsWith('127.');
+  return remote === '::1';
+}
+
+/** The outcome of `resolveRequestPeer`. */
+export type RequestPeerDecision =
+  | {
+      ok: true;
+      /** The request's SPIFFE ID, or undefined when it has none (allowed only without an allowlist). */
+      id: SpiffeId | undefined;
+      /** Where `id` came from (undefined with no ID). */
+      source: SpiffeIdSource | undefined;
+    }
+  | {
+      ok: false;
+      /** A verified ID (of the connection, or forwarded by a trusted proxy), never an unverified one. */
+      id: SpiffeId | undefined;
+      /** Where `id` came from. */
+      source: SpiffeIdSource | undefined;
+      /** 403 PEER_NOT_VERIFIED, UNAUTHORIZED_SPIFFE_ID, XFCC_UNTRUSTED_PEER or XFCC_MALFORMED. */
+      error: SpiffeAuthError;
+    };
+
+/** Options of `resolveRequestPeer`. */
+export interface ResolveRequestPeerOptions {
+  /** The allowlist to enforce; without it no ID is required and only XFCC failures deny. */
+  allow?: SpiffeIdMatcher;
+  /** The validated `trustedProxy` option; without it forwarded headers are never read. */
+  proxy?: TrustedProxy;
+}
+
+/**
+ * The request identity decision every adapter makes. Without `proxy`, it is the connection's verified mTLS
+ * peer (as `authorizeSocketPeer`). With `proxy`, a request carrying the proxy header is accepted only from a
+ * trusted proxy (else 403 XFCC_UNTRUSTED_PEER, even on routes without an allowlist: fail closed), and its
+ * identity is the SPIFFE ID of the header's last element (403 XFCC_MALFORMED when it has none), checked
+ * against the same allowlist. A request without the header keeps its connection identity.
+ * `header` is the raw header value (or gRPC metadata values).
+ */
+export function resolveRequestPeer(
+  socket: Socket | null | undefined,
+  header: string | readonly string[] | undefined,
+  options: ResolveRequestPeerOptions,
+): RequestPeerDecision {
+  const { allow, proxy } = options;
+  const conn = peerSpiffeId(socket);
+  const present = header !== undefined && (typeof header === 'string' || header.length > 0);
+  if (proxy && present) {
+    const p = proxy[kProxy];
+    const byId = conn !== undefined && p.ids !== undefined && allows(p.ids, conn);
+    if (!byId && !(p.localSidecar && isLocalSocket(socket))) {
+      const why = 'x-forwarded-client-cert came from a direct peer that is not a trusted proxy';
+      return deniedPeer('XFCC_UNTRUSTED_PEER', conn, 'connection', new Error(why));
+    }
+    let forwarded: ForwardedPeer;
+    try {
+      forwarded = forwardedSpiffeId(header);
+    } catch (err) {
+      return deniedPeer('XFCC_MALFORMED', conn, 'connection', err);
+    }
+    if (p.requireBy && (!byId || forwarded.element.by !== conn?.toString())) {
+      const why = "x-forwarded-client-cert's By is not the proxy's own SPIFFE ID";
+      return deniedPeer('XFCC_UNTRUSTED_PEER', conn, 'connection', new Error(why));
+    }
+    if (allow && !allows(allow, forwarded.id)) return deniedPeer('UNAUTHORIZED_SPIFFE_ID', forwarded.id, 'proxy');
+    return { ok: true, id: forwarded.id, source: 'proxy' };
+  }
+  if (!conn) {
+    if (!allow) return { ok: true, id: undefined, source: undefined };
+    return deniedPeer('PEER_NOT_VERIFIED', undefined, undefined, new Error(unverifiedWhy(socket)));
+  }
+  if (allow && !allows(allow, conn)) return deniedPeer('UNAUTHORIZED_SPIFFE_ID', conn, 'connection');
+  return { ok: true, id: conn, source: 'connection' };
+}
+
+function deniedPeer(
+  code: 'PEER_NOT_VERIFIED' | 'UNAUTHORIZED_SPIFFE_ID' | 'XFCC_UNTRUSTED_PEER' | 'XFCC_MALFORMED',
+  id: SpiffeId | undefined,
+  source: SpiffeIdSource | undefined,
+  cause?: unknown,
+): RequestPeerDecision {
+  return { ok: false, id, source, error: new SpiffeAuthError(code, { statusCode: 403, spiffeId: id, cause }) };
 }
