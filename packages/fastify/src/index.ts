@@ -1,22 +1,26 @@
 import type * as tls from 'node:tls';
 import {
   authenticateBearer,
-  authorizeSocketPeer,
   hasSpiffeTls,
   type JwtSvid,
   reportDenial,
+  resolveRequestPeer,
   type SpiffeAuthError,
   type SpiffeDenial,
   SpiffeError,
   type SpiffeId,
   type SpiffeIdAllowlist,
   type SpiffeIdMatcher,
+  type SpiffeIdSource,
   type SpiffeJwtOptions,
   type SpiffeLogger,
   type SpiffeServerTlsOptions,
   type SpiffeTlsServer,
+  type SpiffeTrustedProxyOptions,
   spiffeServerTls,
   toMatcher,
+  toTrustedProxy,
+  validateBindToPeer,
   type X509MaterialSource,
 } from '@spiffe-ts/core';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
@@ -34,8 +38,13 @@ export interface SpiffeRouteConfig {
 
 declare module 'fastify' {
   interface FastifyRequest {
-    /** The verified mTLS peer SPIFFE ID, or undefined when the connection has none. */
+    /**
+     * The request's verified SPIFFE ID: the mTLS peer's, or the client's forwarded by a trusted proxy
+     * (`trustedProxy`); undefined when there is none.
+     */
     spiffeId: SpiffeId | undefined;
+    /** Where `spiffeId` came from: `'connection'` (mTLS) or `'proxy'` (a trusted proxy's XFCC header). */
+    spiffeIdSource: SpiffeIdSource | undefined;
     /** The validated JWT-SVID from `Authorization: Bearer`, or undefined. */
     jwtSvid: JwtSvid | undefined;
   }
@@ -61,6 +70,13 @@ export interface FastifySpiffeOptions {
   allow?: SpiffeIdAllowlist;
   /** JWT-SVID bearer validation for every route (routes may opt out with `config.spiffe.jwt: false`). */
   jwt?: FastifySpiffeJwtOptions;
+  /**
+   * Accept the client's SPIFFE ID from `x-forwarded-client-cert` when the direct peer is a trusted proxy
+   * (Envoy, an Istio sidecar): by its verified SPIFFE ID (`ids`) or as a local sidecar (`localSidecar`).
+   * Off by default. With it on, a request carrying the header from any other peer is refused with 403
+   * XFCC_UNTRUSTED_PEER on every route, and a malformed header with 403 XFCC_MALFORMED.
+   */
+  trustedProxy?: SpiffeTrustedProxyOptions;
   /**
    * Told about every denial, before the SpiffeAuthError goes to Fastify's error handler (which answers
    * with its statusCode and headers, or your `setErrorHandler`). A throwing hook does not change the denial.
@@ -100,7 +116,6 @@ function noTlsError(where: string): SpiffeError {
       'as Fastify({ https })',
   );
 }
-const anyPeer: SpiffeIdMatcher = () => true;
 
 interface CompiledRoute {
   allow: SpiffeIdMatcher | undefined;
@@ -112,6 +127,8 @@ const plugin: FastifyPluginAsync<FastifySpiffeOptions> = async (fastify, options
   const defaultAllow = options.allow === undefined ? undefined : toMatcher(options.allow);
   const jwt = options.jwt;
   const defaultJwtAllow = jwt?.allow === undefined ? undefined : toMatcher(jwt.allow);
+  validateBindToPeer(jwt?.bindToPeer);
+  const proxy = toTrustedProxy(options.trustedProxy);
 
   if (options.tls) {
     const server = fastify.server as unknown as tls.Server;
@@ -125,10 +142,13 @@ const plugin: FastifyPluginAsync<FastifySpiffeOptions> = async (fastify, options
     fastify.addHook('onClose', async () => detach());
   }
   // Peer allowlists without SPIFFE TLS answer every request 403: refuse to start instead.
-  const hasTls = (): boolean => options.tls !== undefined || hasSpiffeTls(fastify.server);
+  // A local sidecar that terminates mTLS talks plain HTTP to the app: then no TLS is needed.
+  const hasTls = (): boolean =>
+    options.tls !== undefined || hasSpiffeTls(fastify.server) || options.trustedProxy?.localSidecar === true;
   if (needsPeers(options.allow) && !hasTls()) throw noTlsError('the plugin option `allow`');
 
   fastify.decorateRequest('spiffeId', undefined);
+  fastify.decorateRequest('spiffeIdSource', undefined);
   fastify.decorateRequest('jwtSvid', undefined);
 
   const compile = (cfg: SpiffeRouteConfig | undefined, url: string): CompiledRoute => {
@@ -192,10 +212,14 @@ const plugin: FastifyPluginAsync<FastifySpiffeOptions> = async (fastify, options
       return;
     }
     const allow = entry.allow;
-    const d = authorizeSocketPeer(socket, allow ?? anyPeer);
+    // Without an allowlist only a forwarded-identity failure denies (fail closed on a spoofed header).
+    const d = resolveRequestPeer(socket, proxy ? request.headers[proxy.header] : undefined, { allow, proxy });
     // The verified ID is exposed even when this route refuses it (for logging hooks); unverified never is.
-    if (d.id) request.spiffeId = d.id;
-    if (allow && !d.ok) {
+    if (d.id) {
+      request.spiffeId = d.id;
+      request.spiffeIdSource = d.source;
+    }
+    if (!d.ok) {
       deny(request, d.error, done);
       return;
     }
@@ -209,6 +233,7 @@ const plugin: FastifyPluginAsync<FastifySpiffeOptions> = async (fastify, options
       allow: entry.jwtAllow,
       clockTolerance: jwt.clockTolerance,
       realm: jwt.realm,
+      bindToPeer: jwt.bindToPeer,
       peer: request.spiffeId,
     }).then(
       (b) => {
@@ -245,5 +270,6 @@ export {
   type SpiffeLogger,
   type SpiffeServerTlsOptions,
   type SpiffeTlsServer,
+  type SpiffeTrustedProxyOptions,
   spiffeServerTls,
 } from '@spiffe-ts/core';
