@@ -3,25 +3,29 @@ import * as https from 'node:https';
 import type * as tls from 'node:tls';
 import {
   authenticateBearer,
-  authorizeSocketPeer,
   isSpiffeAuthError,
   type JwtSvid,
   matchMemberOf,
   matchSome,
   peerSpiffeId,
   reportDenial,
+  resolveRequestPeer,
   type SpiffeAuthError,
   type SpiffeDenial,
   type SpiffeId,
   type SpiffeIdAllowlist,
   type SpiffeIdMatcher,
+  type SpiffeIdSource,
   type SpiffeJwtOptions,
   type SpiffeLogger,
   type SpiffeServerTlsOptions,
   type SpiffeTlsServer,
+  type SpiffeTrustedProxyOptions,
   spiffeServerTls,
   type TrustDomain,
   toMatcher,
+  toTrustedProxy,
+  validateBindToPeer,
   type X509MaterialSource,
 } from '@spiffe-ts/core';
 import type { ErrorRequestHandler, NextFunction, Request, RequestHandler } from 'express';
@@ -30,8 +34,13 @@ declare global {
   // Express's own request type lives in this global namespace (see @types/express-serve-static-core).
   namespace Express {
     interface Request {
-      /** The verified mTLS peer SPIFFE ID (set by the SPIFFE middleware), or undefined when there is none. */
+      /**
+       * The request's verified SPIFFE ID (set by the SPIFFE middleware): the mTLS peer's, or the client's
+       * forwarded by a trusted proxy (`trustedProxy`); undefined when there is none.
+       */
       spiffeId?: SpiffeId | undefined;
+      /** Where `spiffeId` came from: `'connection'` (mTLS) or `'proxy'` (a trusted proxy's XFCC header). */
+      spiffeIdSource?: SpiffeIdSource | undefined;
       /** The validated JWT-SVID from `Authorization: Bearer` (set by `jwtSvid()`), or undefined. */
       jwtSvid?: JwtSvid | undefined;
     }
@@ -76,9 +85,25 @@ function routeOf(req: Request): string {
   return typeof route?.path === 'string' ? `${req.baseUrl}${route.path}` : `${req.baseUrl}${req.path}`;
 }
 
-// Always the value derived from the socket's verification; written only when not already there.
-function setPeer(req: Request, id: SpiffeId | undefined): void {
+// Always the value derived from the socket's verification (or a trusted proxy); written only when it changes.
+function setPeer(req: Request, id: SpiffeId | undefined, source: SpiffeIdSource | undefined): void {
   if (req.spiffeId !== id) req.spiffeId = id;
+  if (req.spiffeIdSource !== source) req.spiffeIdSource = source;
+}
+
+/** Options of `requirePeer` and `spiffeIdentity`: the denial hooks, and whom to trust for forwarded IDs. */
+export interface SpiffePeerOptions extends SpiffeDenialOptions {
+  /**
+   * Accept the client's SPIFFE ID from `x-forwarded-client-cert` when the direct peer is a trusted proxy
+   * (Envoy, an Istio sidecar): by its verified SPIFFE ID (`ids`) or as a local sidecar (`localSidecar`).
+   * Off by default. With it on, a request carrying the header from any other peer is refused with 403
+   * XFCC_UNTRUSTED_PEER (also by `spiffeIdentity`), and a malformed header with 403 XFCC_MALFORMED.
+   */
+  trustedProxy?: SpiffeTrustedProxyOptions;
+}
+
+function headerOf(req: Request, name: string): string | string[] | undefined {
+  return req.headers[name];
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -128,7 +153,9 @@ export function createSpiffeHttpsServer(
   // The verified peer ID goes on the request while it is still a plain IncomingMessage: adding a property
   // after Express has re-prototyped the request is a slow-path store; the middleware then only checks it.
   const listener: RequestListener = (req, res) => {
-    (req as Request).spiffeId = peerSpiffeId(req.socket);
+    const id = peerSpiffeId(req.socket);
+    (req as Request).spiffeId = id;
+    (req as Request).spiffeIdSource = id && 'connection';
     app(req, res);
   };
   const server = https.createServer(spiffe.options, listener);
@@ -140,10 +167,25 @@ export function createSpiffeHttpsServer(
 // ---------------------------------------------------------------------------------------------------------
 // Middleware
 
-/** Sets `req.spiffeId` to the verified mTLS peer ID (or undefined). Never rejects: pair it with an allowlist. */
-export function spiffeIdentity(): RequestHandler {
+/**
+ * Sets `req.spiffeId` to the verified mTLS peer ID (or undefined). Never rejects, except with `trustedProxy`
+ * a forwarded-identity header that is spoofed or malformed (fail closed): pair it with an allowlist.
+ */
+export function spiffeIdentity(options: SpiffePeerOptions = {}): RequestHandler {
+  const proxy = toTrustedProxy(options.trustedProxy);
   return (req, _res, next) => {
-    setPeer(req, peerSpiffeId(req.socket));
+    if (!proxy) {
+      const id = peerSpiffeId(req.socket);
+      setPeer(req, id, id && 'connection');
+      next();
+      return;
+    }
+    const decision = resolveRequestPeer(req.socket, headerOf(req, proxy.header), { proxy });
+    setPeer(req, decision.id, decision.source);
+    if (!decision.ok) {
+      deny(req, next, decision.error, options);
+      return;
+    }
     next();
   };
 }
@@ -155,12 +197,14 @@ export function spiffeIdentity(): RequestHandler {
  *
  *   router.use(requirePeer(['spiffe://example.org/service/payment-processor']))
  */
-export function requirePeer(allow: SpiffeIdAllowlist, options: SpiffeDenialOptions = {}): RequestHandler {
+export function requirePeer(allow: SpiffeIdAllowlist, options: SpiffePeerOptions = {}): RequestHandler {
   const matcher: SpiffeIdMatcher = toMatcher(allow);
+  const proxy = toTrustedProxy(options.trustedProxy);
   return (req, _res, next) => {
-    const decision = authorizeSocketPeer(req.socket, matcher);
-    // Only an ID that passed TLS verification is ever exposed, even on a rejected request.
-    setPeer(req, decision.id);
+    const header = proxy ? headerOf(req, proxy.header) : undefined;
+    const decision = resolveRequestPeer(req.socket, header, { allow: matcher, proxy });
+    // Only an ID that passed TLS verification (or came from a trusted proxy) is ever exposed.
+    setPeer(req, decision.id, decision.source);
     if (!decision.ok) {
       deny(req, next, decision.error, options);
       return;
@@ -191,6 +235,8 @@ export interface JwtSvidMiddlewareOptions extends SpiffeJwtOptions, SpiffeDenial
  * Validates `Authorization: Bearer <JWT-SVID>` against the JWT bundles and the audience, and sets
  * `req.jwtSvid`. Failures go to `next(err)` as a SpiffeAuthError: 401 with an RFC 6750 `WWW-Authenticate`
  * header (403 `insufficient_scope` for a valid subject that is not allowed). Works with Express 4 and 5.
+ * With `bindToPeer` the token is bound to `req.spiffeId`: put `requirePeer`/`spiffeIdentity` (with the same
+ * `trustedProxy`, behind a proxy) before it.
  */
 export function jwtSvid(options: JwtSvidMiddlewareOptions): RequestHandler {
   const bearer = {
@@ -199,7 +245,9 @@ export function jwtSvid(options: JwtSvidMiddlewareOptions): RequestHandler {
     allow: options.allow === undefined ? undefined : toMatcher(options.allow),
     clockTolerance: options.clockTolerance,
     realm: options.realm,
+    bindToPeer: options.bindToPeer,
   };
+  validateBindToPeer(options.bindToPeer);
   return (req, _res, next) => {
     authenticateBearer(req.headers.authorization, { ...bearer, peer: req.spiffeId ?? peerSpiffeId(req.socket) }).then(
       (decision) => {
@@ -257,9 +305,11 @@ export {
   type SpiffeDenial,
   type SpiffeId,
   type SpiffeIdAllowlist,
+  type SpiffeIdSource,
   type SpiffeJwtOptions,
   type SpiffeLogger,
   type SpiffeServerTlsOptions,
   type SpiffeTlsServer,
+  type SpiffeTrustedProxyOptions,
   spiffeServerTls,
 } from '@spiffe-ts/core';
