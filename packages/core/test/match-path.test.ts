@@ -131,3 +131,11 @@ describe('allowlist object forms with paths', () => {
     assert.equal(calls, 1);
   });
 });
+
+test('nested arrays (as `...allow` decorators pass them) are flattened into the index', () => {
+  const m = toMatcher([['spiffe://example.org/a', { trustDomain: 'example.org', pathPrefix: '/ns' }], []] as never);
+  assert.ok(ok(m, 'spiffe://example.org/a'));
+  assert.ok(ok(m, 'spiffe://example.org/ns/x'));
+  assert.ok(!ok(m, 'spiffe://example.org/b'));
+  assert.throws(() => toMatcher([['spiffe://bad domain/x']] as never));
+});

@@ -6,6 +6,7 @@ import {
   peerSpiffeId,
   type SpiffeId,
   type SpiffeIdAllowlist,
+  type SpiffeIdSource,
   type TrustDomain,
   toMatcher,
 } from '@spiffe-ts/core';
@@ -57,6 +58,18 @@ export const PeerSpiffeId = createParamDecorator((_data: unknown, ctx: Execution
   // Both values come only from a verified connection; the socket is read when no guard ran.
   return req.spiffeId ?? peerSpiffeId(socketOf(req));
 });
+
+/**
+ * Handler parameter: where `@PeerSpiffeId()` came from, `'connection'` (mTLS) or `'proxy'` (a trusted
+ * proxy's XFCC header, set by `SpiffeGuard`), or undefined without an ID.
+ */
+export const PeerSpiffeIdSource = createParamDecorator(
+  (_data: unknown, ctx: ExecutionContext): SpiffeIdSource | undefined => {
+    const req = ctx.switchToHttp().getRequest<SpiffeHttpRequest>();
+    if (req.spiffeIdSource) return req.spiffeIdSource;
+    return peerSpiffeId(socketOf(req)) ? 'connection' : undefined;
+  },
+);
 
 /** Handler parameter: the JWT-SVID validated by `@RequireJwtSvid`, or undefined. */
 export const BearerJwtSvid = createParamDecorator(

@@ -3,13 +3,13 @@ import { type CanActivate, type ExecutionContext, Inject, Injectable, Logger, Op
 import { Reflector } from '@nestjs/core';
 import {
   authenticateBearer,
-  authorizeSocketPeer,
   type JwtSvid,
-  matchAny,
   reportDenial,
+  resolveRequestPeer,
   SpiffeAuthError,
   type SpiffeId,
   type SpiffeIdMatcher,
+  type SpiffeIdSource,
   toMatcher,
 } from '@spiffe-ts/core';
 import { SpiffeAuthException } from './exception.js';
@@ -43,8 +43,10 @@ export interface SpiffeHttpRequest {
   socket?: Socket;
   /** The Node request, whose socket is the connection (platform-fastify). */
   raw?: { socket?: Socket };
-  /** Set by the guard: the verified mTLS peer ID, or undefined. */
+  /** Set by the guard: the verified mTLS peer ID (or the client's, from a trusted proxy), or undefined. */
   spiffeId?: SpiffeId | undefined;
+  /** Set by the guard: where `spiffeId` came from, `'connection'` (mTLS) or `'proxy'` (XFCC). */
+  spiffeIdSource?: SpiffeIdSource | undefined;
   /** Set by the guard: the JWT-SVID validated by `@RequireJwtSvid`, or undefined. */
   jwtSvid?: JwtSvid | undefined;
 }
@@ -131,9 +133,13 @@ export class SpiffeGuard implements CanActivate {
     }
     const route = `${req.method ?? ''} ${req.url ?? ''}`.trim();
 
-    const peer = authorizeSocketPeer(socketOf(req), allow ?? matchAny());
+    const proxy = this.spiffe?.trustedProxy;
+    const header = proxy ? req.headers[proxy.header] : undefined;
+    // Without an allowlist only a forwarded-identity failure denies (fail closed on a spoofed header).
+    const peer = resolveRequestPeer(socketOf(req), header, { allow, proxy });
     req.spiffeId = peer.id;
-    if (allow !== undefined && !peer.ok) this.throwDenied(peer.error, context, route);
+    req.spiffeIdSource = peer.source;
+    if (!peer.ok) this.throwDenied(peer.error, context, route);
 
     if (jwt !== undefined) {
       const defaults = this.spiffe?.jwtDefaults;
@@ -148,6 +154,7 @@ export class SpiffeGuard implements CanActivate {
         allow: jwt.allow ?? (defaults?.allow !== undefined ? toMatcher(defaults.allow) : undefined),
         clockTolerance: defaults?.clockTolerance,
         realm: defaults?.realm,
+        bindToPeer: defaults?.bindToPeer,
         peer: req.spiffeId,
       });
       if (!decision.ok) this.throwDenied(decision.error, context, route);

@@ -14,7 +14,14 @@ export {
   type SpiffeServerTlsOptions,
   type SpiffeTlsServer,
 } from '@spiffe-ts/core';
-export { AllowSpiffeIds, AllowTrustDomain, BearerJwtSvid, PeerSpiffeId, RequireJwtSvid } from './decorators.js';
+export {
+  AllowSpiffeIds,
+  AllowTrustDomain,
+  BearerJwtSvid,
+  PeerSpiffeId,
+  PeerSpiffeIdSource,
+  RequireJwtSvid,
+} from './decorators.js';
 export { SpiffeAuthException, type SpiffeExceptionBody } from './exception.js';
 export {
   type JwtRequirement,

@@ -20,7 +20,11 @@ import {
   type SpiffeJwtOptions,
   type SpiffeLogger,
   type SpiffeTlsServer,
+  type SpiffeTrustedProxyOptions,
+  type TrustedProxy,
   toMatcher,
+  toTrustedProxy,
+  validateBindToPeer,
   type X509MaterialSource,
 } from '@spiffe-ts/core';
 
@@ -50,6 +54,13 @@ export interface SpiffeModuleOptions {
    * `request.spiffeId` set; `allow: []` denies every route that does not allow peers itself (deny by default).
    */
   allow?: SpiffeIdAllowlist;
+  /**
+   * Accept the client's SPIFFE ID from `x-forwarded-client-cert` when the direct peer is a trusted proxy
+   * (Envoy, an Istio sidecar): by its verified SPIFFE ID (`ids`) or as a local sidecar (`localSidecar`).
+   * Off by default. With it on, wherever `SpiffeGuard` runs, a request carrying the header from any other
+   * peer is refused with 403 XFCC_UNTRUSTED_PEER, and a malformed header with 403 XFCC_MALFORMED.
+   */
+  trustedProxy?: SpiffeTrustedProxyOptions;
   /** Told about every denial (besides the warning logged). A throwing hook does not change it. */
   onDenied?: (event: SpiffeDenial) => void;
   /**
@@ -122,6 +133,8 @@ export class SpiffeService implements OnApplicationBootstrap, OnApplicationShutd
   readonly defaultAllow: SpiffeIdMatcher | undefined;
   /** Where denials and refused handshakes are logged (the module's `logger`, or Nest's Logger). */
   readonly logger: SpiffeLogger;
+  /** The module's `trustedProxy`, validated (a bad one fails when the module is created). */
+  readonly trustedProxy: TrustedProxy | undefined;
 
   constructor(
     @Inject(SPIFFE_MODULE_OPTIONS) options: SpiffeModuleOptions,
@@ -131,6 +144,8 @@ export class SpiffeService implements OnApplicationBootstrap, OnApplicationShutd
     this.#adapterHost = adapterHost;
     this.defaultAllow = options.allow === undefined ? undefined : toMatcher(options.allow);
     this.logger = options.logger ?? nestSpiffeLogger(new Logger('Spiffe'));
+    this.trustedProxy = toTrustedProxy(options.trustedProxy);
+    validateBindToPeer(options.jwt?.bindToPeer);
   }
 
   /** Opens the module-owned JwtSource, if configured. Called by the module's provider factory. */
@@ -192,7 +207,9 @@ export class SpiffeService implements OnApplicationBootstrap, OnApplicationShutd
     const server = this.#adapterHost?.httpAdapter?.getHttpServer() as tls.Server | undefined;
     if (!tlsWiring) {
       // Only apps that serve HTTP: an application context or a microservice has no server to wire.
-      if (server && needsPeers(this.#options.allow) && !hasSpiffeTls(server)) {
+      // A local sidecar that terminates mTLS talks plain HTTP to the app: then no TLS is needed.
+      const sidecar = this.#options.trustedProxy?.localSidecar === true;
+      if (server && needsPeers(this.#options.allow) && !sidecar && !hasSpiffeTls(server)) {
         throw new SpiffeError(
           'TLS_NOT_CONFIGURED',
           '@spiffe-ts/nestjs: SpiffeModule `allow` allows peers by SPIFFE ID, but the app has no SPIFFE TLS wiring, ' +

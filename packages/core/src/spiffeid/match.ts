@@ -212,8 +212,10 @@ function indexMatcher(entries: ReadonlyArray<SpiffeIdAllowlistEntry>): SpiffeIdM
   const domains = new Set<string>();
   const rules = new Map<string, PathRule[]>();
   const custom: SpiffeIdMatcher[] = [];
-  for (const entry of entries) {
-    if (typeof entry === 'function') custom.push(entry);
+  const add = (entry: SpiffeIdAllowlistEntry | ReadonlyArray<SpiffeIdAllowlistEntry>): void => {
+    // Nested arrays (as decorators taking `...allow` build them) are flattened into the same index.
+    if (Array.isArray(entry)) for (const e of entry as ReadonlyArray<SpiffeIdAllowlistEntry>) add(e);
+    else if (typeof entry === 'function') custom.push(entry);
     else if (entry instanceof SpiffeId || typeof entry === 'string') exact.add(toSpiffeId(entry).toString());
     else if (entry instanceof TrustDomain) domains.add(entry.name);
     else if (isAllowlistObject(entry)) {
@@ -225,7 +227,8 @@ function indexMatcher(entries: ReadonlyArray<SpiffeIdAllowlistEntry>): SpiffeIdM
         else rules.set(td, [rule]);
       }
     } else throw new TypeError('invalid SPIFFE ID allowlist entry');
-  }
+  };
+  add(entries);
   if (domains.size === 0 && rules.size === 0 && custom.length === 0) return (id) => exact.has(id.toString());
   return (id) => {
     if (exact.size > 0 && exact.has(id.toString())) return true;
