@@ -2,8 +2,8 @@ import * as net from 'node:net';
 import * as tlsModule from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import {
-  allows,
   authenticateBearer,
+  decideRequestPeer,
   type JwtSvid,
   type JwtSvidSource,
   peerSpiffeId,
@@ -14,14 +14,19 @@ import {
   type SpiffeId,
   type SpiffeIdAllowlist,
   type SpiffeIdMatcher,
+  type SpiffeIdSource,
   type SpiffeJwtOptions,
   type SpiffeLogger,
   type SpiffeServerTlsOptions,
   type SpiffeTlsServer,
+  type SpiffeTrustedProxyOptions,
   spiffeCheckServerIdentity,
   spiffeServerTls,
+  type TrustedProxy,
   tlsMaterial,
   toMatcher,
+  toTrustedProxy,
+  validateBindToPeer,
   type X509MaterialSource,
 } from '@spiffe-ts/core';
 
@@ -99,6 +104,7 @@ function connectionSpiffeId(call: InterceptorCall): SpiffeId | undefined {
 // found on to the handler keyed by the call's Metadata object, which grpc-js hands to the handler unchanged;
 // a client cannot forge an entry in this map.
 const handlerIds = new WeakMap<grpc.Metadata, SpiffeId>();
+const handlerSources = new WeakMap<grpc.Metadata, SpiffeIdSource>();
 
 /**
  * A grpc-js server call: an interceptor call (`ServerInterceptingCallInterface`, which names its connection) or
@@ -122,6 +128,19 @@ export function peerSpiffeIdOf(call: CallWithPeer): SpiffeId | undefined {
     'GRPC_UNSUPPORTED_VERSION',
     'peerSpiffeIdOf: the call has neither getConnectionInfo() (interceptor calls, @grpc/grpc-js >= 1.14.0) nor metadata (handler calls)',
   );
+}
+
+/**
+ * Where the caller's ID that `peerSpiffeIdOf(call)` gives a handler came from: `'connection'` (mTLS) or
+ * `'proxy'` (a trusted proxy's `x-forwarded-client-cert` metadata, see `trustedProxy`); undefined without
+ * an ID. In an interceptor call it is the connection's.
+ */
+export function peerSpiffeIdSourceOf(call: CallWithPeer): SpiffeIdSource | undefined {
+  if ('getConnectionInfo' in call && typeof call.getConnectionInfo === 'function') {
+    return connectionSpiffeId(call) ? 'connection' : undefined;
+  }
+  if ('metadata' in call) return handlerSources.get(call.metadata);
+  return undefined;
 }
 
 /**
@@ -257,6 +276,41 @@ export interface SpiffeAuthorizationOptions {
    * ID: any pino-compatible logger. NODE_DEBUG=spiffe shows them either way.
    */
   logger?: SpiffeLogger;
+  /**
+   * Accept the client's SPIFFE ID from `x-forwarded-client-cert` metadata when the direct peer is a trusted
+   * proxy (Envoy, an Istio sidecar): by its verified SPIFFE ID (`ids`, the proxy connects to a `listenSpiffe`
+   * port) or as a local sidecar (`localSidecar`: loopback or unix socket, plain h2c allowed). Off by default.
+   * With it on, a call carrying the metadata from any other peer is refused with PERMISSION_DENIED
+   * XFCC_UNTRUSTED_PEER, and malformed metadata with XFCC_MALFORMED.
+   */
+  trustedProxy?: SpiffeTrustedProxyOptions;
+}
+
+/** Options of `spiffeIdentity`. */
+export interface SpiffeIdentityOptions {
+  /** As `SpiffeAuthorizationOptions.trustedProxy`; a spoofed or malformed header is refused even here. */
+  trustedProxy?: SpiffeTrustedProxyOptions;
+  /** Told about every denial (only forwarded-identity failures deny here). */
+  onDenied?: (event: SpiffeDenial) => void;
+  /** Where denials are logged. */
+  logger?: SpiffeLogger;
+}
+
+const denyAll: SpiffeIdMatcher = () => false;
+
+// The identity decision of one call: the connection's verified ID, or a trusted proxy's forwarded one.
+function decideCall(
+  call: grpc.ServerInterceptingCallInterface,
+  metadata: grpc.Metadata,
+  proxy: TrustedProxy | undefined,
+  allow: SpiffeIdMatcher | undefined,
+) {
+  const header = proxy ? metadata.get(proxy.header).map(String) : undefined;
+  return decideRequestPeer(
+    { id: connectionSpiffeId(call), isLocal: () => isLocalConnection(call.getConnectionInfo()) },
+    header,
+    { allow, proxy },
+  );
 }
 
 function compileMethods(methods: Readonly<Record<string, SpiffeIdAllowlist>> | undefined) {
@@ -312,6 +366,7 @@ export function spiffeAuthorization(options: SpiffeAuthorizationOptions): grpc.S
   requireConnectionInfo('spiffeAuthorization');
   const methods = compileMethods(options.methods);
   const fallback = options.allow === undefined ? undefined : toMatcher(options.allow);
+  const proxy = toTrustedProxy(options.trustedProxy);
   const matcherFor = (path: string): SpiffeIdMatcher | undefined =>
     methods.get(path) ?? methods.get(`${path.slice(0, path.lastIndexOf('/'))}/*`) ?? fallback;
 
@@ -320,16 +375,15 @@ export function spiffeAuthorization(options: SpiffeAuthorizationOptions): grpc.S
       start: (next) => {
         next({
           onReceiveMetadata: (metadata, mdNext) => {
-            const id = connectionSpiffeId(call);
-            const matcher = matcherFor(descriptor.path);
-            if (id && matcher && allows(matcher, id)) {
-              handlerIds.set(metadata, id);
+            // Deny by default: a method without an allowlist admits nobody.
+            const d = decideCall(call, metadata, proxy, matcherFor(descriptor.path) ?? denyAll);
+            if (d.ok && d.id) {
+              handlerIds.set(metadata, d.id);
+              if (d.source) handlerSources.set(metadata, d.source);
               mdNext(metadata);
               return;
             }
-            const error = id
-              ? new SpiffeAuthError('UNAUTHORIZED_SPIFFE_ID', { statusCode: 403, spiffeId: id })
-              : new SpiffeAuthError('PEER_NOT_VERIFIED', { statusCode: 403 });
+            const error = d.ok ? new SpiffeAuthError('PEER_NOT_VERIFIED', { statusCode: 403 }) : d.error;
             denyCall(call, error, descriptor.path, options);
           },
         });
@@ -340,17 +394,27 @@ export function spiffeAuthorization(options: SpiffeAuthorizationOptions): grpc.S
 /**
  * A server interceptor that authorizes nothing: it only makes the caller's verified SPIFFE ID available to
  * handlers through `peerSpiffeIdOf(call)`, for servers that decide in their handlers (with `spiffeAuthorization`
- * installed it is not needed). Throws `GRPC_UNSUPPORTED_VERSION` on grpc-js < 1.14.0.
+ * installed it is not needed). With `trustedProxy` it also takes forwarded IDs from trusted proxies, and
+ * refuses a call whose `x-forwarded-client-cert` is spoofed or malformed (fail closed). Throws
+ * `GRPC_UNSUPPORTED_VERSION` on grpc-js < 1.14.0.
  */
-export function spiffeIdentity(): grpc.ServerInterceptor {
+export function spiffeIdentity(options: SpiffeIdentityOptions = {}): grpc.ServerInterceptor {
   requireConnectionInfo('spiffeIdentity');
-  return (_descriptor, call) =>
+  const proxy = toTrustedProxy(options.trustedProxy);
+  return (descriptor, call) =>
     new grpc.ServerInterceptingCall(call, {
       start: (next) => {
         next({
           onReceiveMetadata: (metadata, mdNext) => {
-            const id = connectionSpiffeId(call);
-            if (id) handlerIds.set(metadata, id);
+            const d = decideCall(call, metadata, proxy, undefined);
+            if (!d.ok) {
+              denyCall(call, d.error, descriptor.path, options);
+              return;
+            }
+            if (d.id) {
+              handlerIds.set(metadata, d.id);
+              if (d.source) handlerSources.set(metadata, d.source);
+            }
             mdNext(metadata);
           },
         });
@@ -422,7 +486,9 @@ export function jwtSvidAuthentication(options: JwtSvidAuthenticationOptions): gr
     audience: options.audience,
     allow: options.allow === undefined ? undefined : toMatcher(options.allow),
     clockTolerance: options.clockTolerance,
+    bindToPeer: options.bindToPeer,
   };
+  validateBindToPeer(options.bindToPeer);
   const skip = new Set(options.skip ?? []);
   return (descriptor, call) => {
     const path = descriptor.path;
@@ -445,7 +511,9 @@ export function jwtSvidAuthentication(options: JwtSvidAuthenticationOptions): gr
               return;
             }
             const header = metadata.get('authorization').map(String);
-            const peer = connectionSpiffeId(call); // for the denial event only
+            // The ID an earlier spiffeAuthorization/spiffeIdentity settled for this call (it may come from a
+            // trusted proxy), else the connection's: for `bindToPeer` and the denial event.
+            const peer = handlerIds.get(metadata) ?? connectionSpiffeId(call);
             authenticateBearer(header.length === 1 ? header[0] : undefined, { ...bearer, peer }).then(
               (decision) => {
                 if (decision.ok) {
@@ -628,9 +696,11 @@ export {
   type SpiffeDenial,
   type SpiffeId,
   type SpiffeIdAllowlist,
+  type SpiffeIdSource,
   type SpiffeJwtOptions,
   type SpiffeLogger,
   type SpiffeServerTlsOptions,
   type SpiffeTlsServer,
+  type SpiffeTrustedProxyOptions,
   spiffeServerTls,
 } from '@spiffe-ts/core';

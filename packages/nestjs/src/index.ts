@@ -10,9 +10,11 @@ export {
   type SpiffeDenial,
   type SpiffeId,
   type SpiffeIdAllowlist,
+  type SpiffeIdSource,
   type SpiffeJwtOptions,
   type SpiffeServerTlsOptions,
   type SpiffeTlsServer,
+  type SpiffeTrustedProxyOptions,
 } from '@spiffe-ts/core';
 export {
   AllowSpiffeIds,
