@@ -266,6 +266,7 @@ export {
   type SpiffeId,
   type SpiffeIdAllowlist,
   type SpiffeIdAllowlist as Allowlist,
+  type SpiffeIdSource,
   type SpiffeJwtOptions,
   type SpiffeLogger,
   type SpiffeServerTlsOptions,
