@@ -1,4 +1,5 @@
 import { type X509BundleSource } from '../bundle/source.js';
+import { type X509Bundle } from '../bundle/x509.js';
 import { SourceError } from '../errors.js';
 import { TrustDomain } from '../spiffeid/id.js';
 import { verifyX509Svid, X509Svid } from '../svid/x509.js';
@@ -11,6 +12,47 @@ import { verifyX509Svid, X509Svid } from '../svid/x509.js';
  * material. Material that does not verify would make a server present it, and trust a bundle that does not
  * even sign our own identity.
  */
+// Every update carries every SVID, most of them unchanged (e.g. the client's own SVID when only the server's
+// rotated), and the Workload API parse cache hands back the very same objects for unchanged bytes. An SVID
+// verified against the very bundle object it is checked against now, within its chain's validity window,
+// needs no second verification; anything else (another SVID or bundle object, or later than the window) is
+// verified in full. Failures are never remembered.
+interface Verified {
+  readonly bundle: X509Bundle;
+  readonly notBefore: number;
+  readonly notAfter: number;
+}
+const verified = new WeakMap<X509Svid, Verified>();
+
+function verifyCached(svid: X509Svid, bundles: X509BundleSource): void {
+  const now = Date.now();
+  const hit = verified.get(svid);
+  if (hit && now >= hit.notBefore && now <= hit.notAfter) {
+    let current: X509Bundle | undefined;
+    try {
+      current = bundles.getX509BundleForTrustDomain(svid.id.trustDomain);
+    } catch {
+      current = undefined;
+    }
+    if (current === hit.bundle) return;
+  }
+  let used: X509Bundle | undefined;
+  const recording: X509BundleSource = {
+    getX509BundleForTrustDomain(td) {
+      used = bundles.getX509BundleForTrustDomain(td);
+      return used;
+    },
+  };
+  const { verifiedChain } = verifyX509Svid(svid.certificates, recording, { now: new Date(now) });
+  if (used) {
+    verified.set(svid, {
+      bundle: used,
+      notBefore: Math.max(...verifiedChain.map((c) => Date.parse(c.validFrom))),
+      notAfter: Math.min(...verifiedChain.map((c) => Date.parse(c.validTo))),
+    });
+  }
+}
+
 export function checkX509Update(
   svids: readonly X509Svid[],
   bundles: X509BundleSource,
@@ -18,7 +60,7 @@ export function checkX509Update(
 ): void {
   for (const svid of svids) {
     try {
-      verifyX509Svid(svid.certificates, bundles);
+      verifyCached(svid, bundles);
     } catch (err) {
       throw new SourceError(
         'SOURCE_UPDATE_UNVERIFIED',

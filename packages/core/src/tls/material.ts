@@ -1,6 +1,7 @@
-import { constants as cryptoConstants } from 'node:crypto';
+import { constants as cryptoConstants, type X509Certificate } from 'node:crypto';
 import * as tls from 'node:tls';
 import { X509BundleSet } from '../bundle/set.js';
+import { type X509Bundle } from '../bundle/x509.js';
 import { certificatesToPem, privateKeyToPem } from '../internal/x509util.js';
 import { type X509SvidSource } from '../svid/source.js';
 import { X509Svid } from '../svid/x509.js';
@@ -12,25 +13,87 @@ export interface TlsMaterial {
   ca: string[];
 }
 
-// Rebuilding PEM on every handshake is wasteful; cache by the identity of the immutable svid/bundle objects.
-const materialCache = new WeakMap<X509Svid, WeakMap<X509BundleSet, TlsMaterial>>();
+// Rebuilding PEM on every handshake is wasteful; cache by the identity of the immutable svid and of the
+// trust store's content (see caPems), so that an update that changes neither yields the very same material
+// object: node:tls contexts built from it (clients) are reused and servers skip setSecureContext. Loading a
+// CA into an OpenSSL context costs ~0.5 ms (OpenSSL 3 decoding), which with a thousand federated trust
+// domains is most of a rotation (bench/README.md).
+const materialCache = new WeakMap<X509Svid, WeakMap<readonly string[], TlsMaterial>>();
 
 export function material(svid: X509Svid, bundles: X509BundleSet): TlsMaterial {
-  let byBundles = materialCache.get(svid);
-  if (!byBundles) {
-    byBundles = new WeakMap();
-    materialCache.set(svid, byBundles);
+  let ca = storeOf.get(bundles);
+  if (!ca) {
+    ca = caPems(bundles.allAuthorities());
+    storeOf.set(bundles, ca);
   }
-  let m = byBundles.get(bundles);
+  return materialFor(svid, ca);
+}
+
+function materialFor(svid: X509Svid, ca: readonly string[]): TlsMaterial {
+  let byCa = materialCache.get(svid);
+  if (!byCa) {
+    byCa = new WeakMap();
+    materialCache.set(svid, byCa);
+  }
+  let m = byCa.get(ca);
   if (!m) {
-    m = {
-      key: privateKeyToPem(svid.privateKey),
-      cert: certificatesToPem(svid.certificates),
-      ca: bundles.allAuthorities().map((c) => c.toString()),
-    };
-    byBundles.set(bundles, m);
+    m = { key: privateKeyToPem(svid.privateKey), cert: certificatesToPem(svid.certificates), ca: ca as string[] };
+    byCa.set(ca, m);
   }
   return m;
+}
+
+const pemOf = new WeakMap<X509Certificate, string>();
+
+// Recent trust stores: the authorities (the very certificate objects, which the Workload API parse cache keeps
+// for unchanged bundles) and their PEM list. Authorities that are the same objects in the same order, e.g. in
+// an update that only rotated the SVID, get the same array back. A few entries: a couple per source.
+interface TrustStore {
+  readonly certs: readonly X509Certificate[];
+  readonly pems: readonly string[];
+}
+const recentStores: TrustStore[] = [];
+const RECENT_STORES_MAX = 8;
+const storeOf = new WeakMap<X509BundleSet | X509Bundle, readonly string[]>();
+
+function caPems(certs: readonly X509Certificate[]): readonly string[] {
+  let store = recentStores.find((s) => s.certs.length === certs.length && s.certs.every((c, i) => c === certs[i]));
+  if (!store) {
+    const pems = certs.map((c) => {
+      let pem = pemOf.get(c);
+      if (pem === undefined) {
+        pem = c.toString();
+        pemOf.set(c, pem);
+      }
+      return pem;
+    });
+    store = { certs, pems: Object.freeze(pems) };
+    recentStores.unshift(store);
+    if (recentStores.length > RECENT_STORES_MAX) recentStores.pop();
+  } else if (recentStores[0] !== store) {
+    recentStores.splice(recentStores.indexOf(store), 1);
+    recentStores.unshift(store);
+  }
+  return store.pems;
+}
+
+/**
+ * What an attached server hands OpenSSL: our SVID, and the authorities of **our own trust domain** only.
+ * Peers of federated trust domains are verified by SPIFFE verification alone (server.ts): OpenSSL loads
+ * every CA of its store into each context (~0.5 ms each with OpenSSL 3) and names each one in every
+ * CertificateRequest, so a store of a thousand federated CAs halved the handshake rate and made a rotation
+ * take half a second (bench/README.md).
+ */
+export function ownTrustDomainMaterial(source: X509SvidSource & { readonly bundles: X509BundleSet }): TlsMaterial {
+  const svid = source.getX509Svid();
+  const own = source.bundles.get(svid.id.trustDomain);
+  if (!own) return material(svid, new X509BundleSet([])); // nothing trusted: every peer is refused
+  let ca = storeOf.get(own);
+  if (!ca) {
+    ca = caPems(own.authorities);
+    storeOf.set(own, ca);
+  }
+  return materialFor(svid, ca);
 }
 
 // Our default floor, for servers, client connect options and the shared client context alike. TLS 1.3 has

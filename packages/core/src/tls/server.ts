@@ -1,6 +1,7 @@
-import { constants as cryptoConstants } from 'node:crypto';
+import { constants as cryptoConstants, X509Certificate } from 'node:crypto';
 import * as tls from 'node:tls';
 import { debuglog } from 'node:util';
+import { type X509BundleSet } from '../bundle/set.js';
 import { AuthorizationError, SpiffeError, TlsVerificationError } from '../errors.js';
 import { type SpiffeLogger } from '../observability/logger.js';
 import {
@@ -13,7 +14,7 @@ import {
 import { type SpiffeId, toSpiffeId } from '../spiffeid/id.js';
 import { matchAny, type SpiffeIdAllowlist, toMatcher } from '../spiffeid/match.js';
 import { type X509MaterialSource } from '../svid/source.js';
-import { MIN_TLS_VERSION, NO_RENEGOTIATION, tlsMaterial } from './material.js';
+import { MIN_TLS_VERSION, NO_RENEGOTIATION, ownTrustDomainMaterial, tlsMaterial } from './material.js';
 import { peerCertificateChain, pinPeerCertificate, verifiedPeers, verifyPeer } from './peer.js';
 
 const debug = debuglog('spiffe');
@@ -83,6 +84,39 @@ function noCertificate(): TlsVerificationError {
   return new TlsVerificationError('TLS_NO_PEER_CERTIFICATE', 'peer presented no certificate');
 }
 
+// What node:tls reports when the peer's chain does not lead to a CA in OpenSSL's store. An attached server
+// gives OpenSSL the CAs of its own trust domain only, so a federated peer's chain ends like this; only such
+// a peer is then admitted on SPIFFE verification alone (a full path validation against the bundle of its own
+// trust domain, as go-spiffe does). A self-signed leaf, an expired certificate, a bad signature inside the
+// chain or any other OpenSSL finding is refused as before.
+const ISSUER_NOT_IN_STORE: ReadonlySet<string> = new Set([
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+]);
+
+// node:tls's verdict on the peer, which peerSpiffeId and request handlers read.
+type Verdict = { authorized: boolean; authorizationError: unknown };
+
+// Subject names of every authority of a bundle set, built on the first refusal that asks (reporting only).
+const authoritySubjects = new WeakMap<X509BundleSet, ReadonlySet<string>>();
+
+/** Whether the top of the peer's chain names an authority of any trusted trust domain as its issuer. */
+function issuedByKnownCa(chain: readonly Buffer[], source: X509MaterialSource): boolean {
+  try {
+    const bundles = source.bundles;
+    let subjects = authoritySubjects.get(bundles);
+    if (!subjects) {
+      subjects = new Set(bundles.allAuthorities().map((c) => c.subject));
+      authoritySubjects.set(bundles, subjects);
+    }
+    return subjects.has(new X509Certificate(chain[chain.length - 1] as Buffer).issuer);
+  } catch {
+    return false;
+  }
+}
+
 function tryId(id: string): SpiffeId | undefined {
   try {
     return toSpiffeId(id);
@@ -134,19 +168,50 @@ export function createSpiffeTlsServer(options: SpiffeTlsServerOptions): SpiffeTl
       refuse(socket, logger, 'TLS_NO_PEER_CERTIFICATE', noCertificate());
       return;
     }
-    // node:tls checked the chain against every trusted root; attach() made it leave refusals to us so that
-    // they are reported. A certificate it did not verify goes no further.
+    // node:tls checked the chain against the roots it holds; attach() made it leave refusals to us so that
+    // they are reported. A certificate it did not verify goes no further, except a federated peer's chain,
+    // whose roots an attached server does not give OpenSSL (see ownTrustDomainMaterial).
     if (socket.authorized !== true) {
       const code = String(socket.authorizationError ?? 'unknown');
       const reason = certificateRefusalReason(code);
-      refuse(
-        socket,
-        logger,
-        reason,
-        new TlsVerificationError('TLS_PEER_UNVERIFIED', `peer certificate refused by TLS verification: ${code}`, {
-          cause: code,
-        }),
+      const unverified = new TlsVerificationError(
+        'TLS_PEER_UNVERIFIED',
+        `peer certificate refused by TLS verification: ${code}`,
+        { cause: code },
       );
+      if (!ISSUER_NOT_IN_STORE.has(code)) {
+        refuse(socket, logger, reason, unverified);
+        return;
+      }
+      let id: SpiffeId;
+      try {
+        id = verifyPeer(chain, source, authorizer);
+      } catch (err) {
+        // A chain that verified against a federated trust domain's bundle, refused by the authorizer, is
+        // reported as such; anything else stays what OpenSSL found: an unknown CA.
+        const e = err as Error;
+        const verifiedId = e instanceof AuthorizationError ? tryId(e.spiffeId) : undefined;
+        if (verifiedId && !isOwnTrustDomain(verifiedId)) {
+          refuse(socket, logger, (e as SpiffeError).code as HandshakeRefusalReason, e, verifiedId);
+        } else if (e instanceof SpiffeError && !verifiedId && issuedByKnownCa(chain, source)) {
+          // A CA of some trust domain we trust, used where it may not be (e.g. another trust domain's ID):
+          // the SPIFFE finding, as when OpenSSL held every trust domain's CAs.
+          refuse(socket, logger, e.code as HandshakeRefusalReason, e);
+        } else refuse(socket, logger, reason, unverified);
+        return;
+      }
+      // Our own trust domain's CAs are in OpenSSL's store: a peer of ours that OpenSSL could not verify is
+      // refused whatever SPIFFE verification says.
+      if (isOwnTrustDomain(id)) {
+        refuse(socket, logger, reason, unverified);
+        return;
+      }
+      const verdict = socket as unknown as Verdict;
+      verdict.authorized = true;
+      verdict.authorizationError = null;
+      verifiedPeers.set(socket, id);
+      pinPeerCertificate(socket, chain[0] as Buffer);
+      reportHandshakeAccepted();
       return;
     }
     try {
@@ -163,6 +228,19 @@ export function createSpiffeTlsServer(options: SpiffeTlsServerOptions): SpiffeTl
       refuse(socket, logger, reason, e, verifiedId);
     }
   };
+
+  // Fails closed: with no usable SVID every peer counts as ours, so OpenSSL's verdict stands.
+  const isOwnTrustDomain = (id: SpiffeId): boolean => {
+    try {
+      return source.getX509Svid().id.trustDomain.equals(id.trustDomain);
+    } catch {
+      return true;
+    }
+  };
+
+  // What an attached server gives OpenSSL: its own trust domain's CAs only (federated peers are verified by
+  // onSecureConnection), so the store does not grow with federation.
+  const attachedOptions = (): tls.TlsOptions => ({ ...base, ...ownTrustDomainMaterial(source) });
 
   return {
     options: serverOptions,
@@ -191,20 +269,28 @@ export function createSpiffeTlsServer(options: SpiffeTlsServerOptions): SpiffeTl
       const previousReject = sw.rejectUnauthorized;
       sw.rejectUnauthorized = false;
       attachedServers.add(server);
-      let lastKey: string | undefined = serverOptions.key as string;
-      let lastCa: string[] | undefined = serverOptions.ca as string[];
+      let last: tls.TlsOptions = serverOptions;
+      const swap = (next: tls.TlsOptions): void => {
+        // Material is shared while the SVID and the trust store's content are unchanged (tls/material.ts):
+        // an update that changed neither does not rebuild the OpenSSL context (each CA costs ~0.5 ms to load).
+        if (next.key === last.key && next.cert === last.cert && next.ca === last.ca) return;
+        last = next;
+        server.setSecureContext(next);
+      };
+      try {
+        swap(attachedOptions());
+      } catch (err) {
+        debug('keeping the TLS material of the options: %s', (err as Error).message);
+      }
       const unsubscribe = source.onUpdate?.(() => {
         let next: tls.TlsOptions;
         try {
-          next = current();
+          next = attachedOptions();
         } catch (err) {
           debug('keeping previous TLS material: %s', (err as Error).message);
           return;
         }
-        if (next.key === lastKey && next.ca === lastCa) return;
-        lastKey = next.key as string;
-        lastCa = next.ca as string[];
-        server.setSecureContext(next);
+        swap(next);
       });
       return () => {
         sw.rejectUnauthorized = previousReject;
@@ -212,6 +298,12 @@ export function createSpiffeTlsServer(options: SpiffeTlsServerOptions): SpiffeTl
         server.removeListener('secureConnection', onSecure);
         server.removeListener('tlsClientError', onClientError);
         unsubscribe?.();
+        // Detached, OpenSSL alone verifies peers again: it needs every trust domain's CAs back.
+        try {
+          server.setSecureContext(current());
+        } catch (err) {
+          debug('keeping the attached TLS material: %s', (err as Error).message);
+        }
       };
     },
   };

@@ -23,7 +23,7 @@ export interface X509Context {
 
 // The Workload API resends unchanged SVIDs and bundles (on every fetch, and on every stream update that
 // changes anything else). Parsing is deterministic and the results are immutable, so identical bytes reuse
-// the previous result: keyed by a SHA-256 of the exact bytes, bounded, most recent kept.
+// the previous result: keyed by a SHA-256 of the exact bytes, bounded, least recently used evicted.
 export class ParseCache<T> {
   readonly #entries = new Map<string, T>();
   readonly #max: number;
@@ -33,7 +33,12 @@ export class ParseCache<T> {
   get(parts: ReadonlyArray<Uint8Array | string>, parse: () => T): T {
     const key = partsKey(parts);
     const hit = this.#entries.get(key);
-    if (hit !== undefined) return hit;
+    if (hit !== undefined) {
+      // Most recently used last: an update that resends every bundle keeps them all.
+      this.#entries.delete(key);
+      this.#entries.set(key, hit);
+      return hit;
+    }
     const value = parse(); // throws on bad input: nothing is cached
     if (this.#entries.size >= this.#max) this.#entries.delete(this.#entries.keys().next().value as string);
     this.#entries.set(key, value);
@@ -43,9 +48,14 @@ export class ParseCache<T> {
 
 const svidCache = new ParseCache<X509Svid>(64);
 
-const bundleCache = new ParseCache<X509Bundle>(64);
+// An agent may deliver hundreds or thousands of federated bundles in every update, and a certificate parse
+// in OpenSSL 3 costs ~0.5 ms: with fewer entries than trust domains the cache would never hit (bench/README.md).
+// Sized for thousands of trust domains; an entry is one bundle's few certificates.
+const BUNDLE_CACHE_MAX = 8192;
 
-const jwtBundleCache = new ParseCache<JwtBundle>(64);
+const bundleCache = new ParseCache<X509Bundle>(BUNDLE_CACHE_MAX);
+
+const jwtBundleCache = new ParseCache<JwtBundle>(BUNDLE_CACHE_MAX);
 
 export const bytes = (b: Uint8Array | null | undefined): Uint8Array => b ?? new Uint8Array(0);
 
