@@ -21,14 +21,16 @@ export {
 } from './auth/error.js';
 export {
   authorizeSocketPeer,
+  decideRequestPeer,
   isLocalSocket,
   type PeerDecision,
+  type RequestConnection,
   type RequestPeerDecision,
   type ResolveRequestPeerOptions,
   resolveRequestPeer,
   type SpiffeIdSource,
   type SpiffeTrustedProxyOptions,
-  type TrustedProxy,
+  TrustedProxy,
   toTrustedProxy,
   trustedProxy,
 } from './auth/peer.js';

@@ -85,6 +85,8 @@ describe('parseXfcc', () => {
       'URI=a=b',
       ' URI=spiffe://a/b',
       'URI=spiffe://a/b ;DNS=x',
+      'URI=spiffe://a/b ',
+      'URI=spiffe://a/b\t',
     ];
     for (const v of bad) {
       assert.throws(

@@ -72,44 +72,60 @@ export interface SpiffeTrustedProxyOptions {
   requireBy?: boolean;
 }
 
-/** A validated `trustedProxy` option (see `trustedProxy`). */
-export interface TrustedProxy {
-  /** The lower-case header name read. */
-  readonly header: string;
-  /** Decides for a request; see `resolveRequestPeer`. */
-  readonly [kProxy]: { ids: SpiffeIdMatcher | undefined; localSidecar: boolean; requireBy: boolean };
+interface ProxyRules {
+  ids: SpiffeIdMatcher | undefined;
+  localSidecar: boolean;
+  requireBy: boolean;
 }
 
-const kProxy: unique symbol = Symbol('trustedProxy');
+// The validated rules of each TrustedProxy: kept out of the object so it cannot be forged or edited.
+const proxyRules = new WeakMap<TrustedProxy, ProxyRules>();
+
+/** A validated `trustedProxy` option: build it with `trustedProxy(options)`. */
+export class TrustedProxy {
+  /** The lower-case header name read. */
+  readonly header: string;
+
+  private constructor(header: string, rules: ProxyRules) {
+    this.header = header;
+    proxyRules.set(this, rules);
+    Object.freeze(this);
+  }
+
+  /** Same as `trustedProxy(options)`. */
+  static from(options: SpiffeTrustedProxyOptions): TrustedProxy {
+    if (typeof options !== 'object' || options === null) throw new TypeError('trustedProxy must be an object');
+    if (options.localSidecar !== undefined && typeof options.localSidecar !== 'boolean') {
+      throw new TypeError('trustedProxy.localSidecar must be a boolean');
+    }
+    if (options.requireBy !== undefined && typeof options.requireBy !== 'boolean') {
+      throw new TypeError('trustedProxy.requireBy must be a boolean');
+    }
+    const header = (options.header ?? 'x-forwarded-client-cert').toLowerCase();
+    if (!/^[a-z0-9][a-z0-9-]*$/.test(header) || header === 'authorization' || header.endsWith('-bin')) {
+      throw new TypeError(`trustedProxy.header is not a usable header name: ${JSON.stringify(options.header)}`);
+    }
+    const ids = options.ids === undefined ? undefined : toMatcher(options.ids);
+    const localSidecar = options.localSidecar === true;
+    if (!ids && !localSidecar) throw new TypeError('trustedProxy needs `ids`, `localSidecar: true`, or both');
+    return new TrustedProxy(header, { ids, localSidecar, requireBy: options.requireBy === true });
+  }
+}
 
 /**
  * Validates a `trustedProxy` option at start-up (TypeError or SpiffeIdError on a bad one): adapters call it
  * when they are built, so a typo never silently trusts or ignores a proxy.
  */
 export function trustedProxy(options: SpiffeTrustedProxyOptions): TrustedProxy {
-  if (typeof options !== 'object' || options === null) throw new TypeError('trustedProxy must be an object');
-  if (options.localSidecar !== undefined && typeof options.localSidecar !== 'boolean') {
-    throw new TypeError('trustedProxy.localSidecar must be a boolean');
-  }
-  if (options.requireBy !== undefined && typeof options.requireBy !== 'boolean') {
-    throw new TypeError('trustedProxy.requireBy must be a boolean');
-  }
-  const header = (options.header ?? 'x-forwarded-client-cert').toLowerCase();
-  if (!/^[a-z0-9][a-z0-9-]*$/.test(header) || header === 'authorization') {
-    throw new TypeError(`trustedProxy.header is not a usable header name: ${JSON.stringify(options.header)}`);
-  }
-  const ids = options.ids === undefined ? undefined : toMatcher(options.ids);
-  const localSidecar = options.localSidecar === true;
-  if (!ids && !localSidecar) throw new TypeError('trustedProxy needs `ids`, `localSidecar: true`, or both');
-  return { header, [kProxy]: { ids, localSidecar, requireBy: options.requireBy === true } };
+  return TrustedProxy.from(options);
 }
 
-/** `trustedProxy(options)`, or undefined when the option is not set. */
+/** `trustedProxy(options)`, or undefined when the option is not set; a `TrustedProxy` is passed through. */
 export function toTrustedProxy(
   options: SpiffeTrustedProxyOptions | TrustedProxy | undefined,
 ): TrustedProxy | undefined {
   if (options === undefined) return undefined;
-  return kProxy in options ? (options as TrustedProxy) : trustedProxy(options as SpiffeTrustedProxyOptions);
+  return options instanceof TrustedProxy ? options : TrustedProxy.from(options);
 }
 
 /**
@@ -169,35 +185,60 @@ export function resolveRequestPeer(
   header: string | readonly string[] | undefined,
   options: ResolveRequestPeerOptions,
 ): RequestPeerDecision {
+  return decideRequestPeer(
+    { id: peerSpiffeId(socket), isLocal: () => isLocalSocket(socket), unverifiedWhy: () => unverifiedWhy(socket) },
+    header,
+    options,
+  );
+}
+
+/** What `decideRequestPeer` needs to know about a request's connection (for transports without a Socket). */
+export interface RequestConnection {
+  /** The connection's verified mTLS SPIFFE ID, never an unverified one. */
+  readonly id: SpiffeId | undefined;
+  /** Whether the connection is loopback or a unix socket, decided from the live connection. */
+  isLocal(): boolean;
+  /** For the server-side log of a PEER_NOT_VERIFIED denial. */
+  unverifiedWhy?(): string;
+}
+
+/** `resolveRequestPeer` for transports that describe the connection themselves (gRPC). */
+export function decideRequestPeer(
+  conn: RequestConnection,
+  header: string | readonly string[] | undefined,
+  options: ResolveRequestPeerOptions,
+): RequestPeerDecision {
   const { allow, proxy } = options;
-  const conn = peerSpiffeId(socket);
+  const id = conn.id;
   const present = header !== undefined && (typeof header === 'string' || header.length > 0);
   if (proxy && present) {
-    const p = proxy[kProxy];
-    const byId = conn !== undefined && p.ids !== undefined && allows(p.ids, conn);
-    if (!byId && !(p.localSidecar && isLocalSocket(socket))) {
+    const p = proxyRules.get(proxy);
+    if (!p) throw new TypeError('trustedProxy: not built by trustedProxy(options)');
+    const byId = id !== undefined && p.ids !== undefined && allows(p.ids, id);
+    if (!byId && !(p.localSidecar && conn.isLocal())) {
       const why = 'x-forwarded-client-cert came from a direct peer that is not a trusted proxy';
-      return deniedPeer('XFCC_UNTRUSTED_PEER', conn, 'connection', new Error(why));
+      return deniedPeer('XFCC_UNTRUSTED_PEER', id, id && 'connection', new Error(why));
     }
     let forwarded: ForwardedPeer;
     try {
       forwarded = forwardedSpiffeId(header);
     } catch (err) {
-      return deniedPeer('XFCC_MALFORMED', conn, 'connection', err);
+      return deniedPeer('XFCC_MALFORMED', id, id && 'connection', err);
     }
-    if (p.requireBy && (!byId || forwarded.element.by !== conn?.toString())) {
+    if (p.requireBy && (!byId || forwarded.element.by !== id?.toString())) {
       const why = "x-forwarded-client-cert's By is not the proxy's own SPIFFE ID";
-      return deniedPeer('XFCC_UNTRUSTED_PEER', conn, 'connection', new Error(why));
+      return deniedPeer('XFCC_UNTRUSTED_PEER', id, id && 'connection', new Error(why));
     }
     if (allow && !allows(allow, forwarded.id)) return deniedPeer('UNAUTHORIZED_SPIFFE_ID', forwarded.id, 'proxy');
     return { ok: true, id: forwarded.id, source: 'proxy' };
   }
-  if (!conn) {
+  if (!id) {
     if (!allow) return { ok: true, id: undefined, source: undefined };
-    return deniedPeer('PEER_NOT_VERIFIED', undefined, undefined, new Error(unverifiedWhy(socket)));
+    const why = conn.unverifiedWhy?.() ?? 'the connection has no verified SPIFFE ID';
+    return deniedPeer('PEER_NOT_VERIFIED', undefined, undefined, new Error(why));
   }
-  if (allow && !allows(allow, conn)) return deniedPeer('UNAUTHORIZED_SPIFFE_ID', conn, 'connection');
-  return { ok: true, id: conn, source: 'connection' };
+  if (allow && !allows(allow, id)) return deniedPeer('UNAUTHORIZED_SPIFFE_ID', id, 'connection');
+  return { ok: true, id, source: 'connection' };
 }
 
 function deniedPeer(

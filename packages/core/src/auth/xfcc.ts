@@ -125,9 +125,9 @@ export function parseXfcc(value: string): XfccElement[] {
       break;
     }
     out.push({ ...single, uri, dns });
-    // Optional whitespace, then a comma and the next element, or the end.
-    while (i < n && (value.charCodeAt(i) === 0x20 || value.charCodeAt(i) === 0x09)) i++;
+    // The end, or optional whitespace, a comma and the next element (no whitespace at the very end).
     if (i === n) return out;
+    while (i < n && (value.charCodeAt(i) === 0x20 || value.charCodeAt(i) === 0x09)) i++;
     if (value.charCodeAt(i) !== 0x2c) fail('expected "," or ";"');
     i++;
     while (i < n && (value.charCodeAt(i) === 0x20 || value.charCodeAt(i) === 0x09)) i++;
