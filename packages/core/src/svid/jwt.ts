@@ -1,5 +1,5 @@
 import type { KeyObject } from 'node:crypto';
-import { importJWK, type JWTPayload, errors as joseErrors, jwtVerify } from 'jose';
+import type { JWTPayload } from 'jose';
 import { type JwtAuthority } from '../bundle/jwt.js';
 import { type JwtBundleSource } from '../bundle/source.js';
 import { BundleError, JwtSvidError } from '../errors.js';
@@ -26,7 +26,21 @@ const ALLOWED = new Set<string>(JWT_SVID_ALGORITHMS);
 // a one-entry list instead of building a set of nine on every validation. Never mutated.
 const VERIFY_ALGORITHMS = new Map<string, string[]>(JWT_SVID_ALGORITHMS.map((a) => [a, [a]]));
 
-type ImportedKey = Awaited<ReturnType<typeof importJWK>>;
+type Jose = typeof import('jose');
+type ImportedKey = Awaited<ReturnType<Jose['importJWK']>>;
+
+// jose is loaded on the first validation, not when the package is imported: most services that import the
+// core (TLS servers, adapters) never validate a JWT, and jose is among the larger modules it would load at
+// start-up (bench/README.md). Once loaded, validation reads it synchronously (no extra await per call).
+let jose: Jose | undefined;
+let joseLoading: Promise<Jose> | undefined;
+function loadJose(): Promise<Jose> {
+  joseLoading ??= import('jose').then((m) => {
+    jose = m;
+    return m;
+  });
+  return joseLoading;
+}
 
 /** Default clock skew tolerance in seconds for `exp`/`nbf` (half of go-jose's one-minute default leeway). */
 export const DEFAULT_JWT_CLOCK_TOLERANCE_SECONDS = 30;
@@ -175,7 +189,7 @@ function audienceList(claims: JWTPayload): string[] {
 // resolver function): one promise and one call less on every validation.
 const keyCache = new WeakMap<KeyObject, Map<string, Promise<ImportedKey> | ImportedKey>>();
 
-function cryptoKeyFor(authority: JwtAuthority, alg: string): Promise<ImportedKey> | ImportedKey {
+function cryptoKeyFor(j: Jose, authority: JwtAuthority, alg: string): Promise<ImportedKey> | ImportedKey {
   let perAlg = keyCache.get(authority.publicKey);
   if (!perAlg) {
     perAlg = new Map();
@@ -184,7 +198,7 @@ function cryptoKeyFor(authority: JwtAuthority, alg: string): Promise<ImportedKey
   const cached = perAlg.get(alg);
   if (cached) return cached;
   const byAlg = perAlg;
-  const pending = importJWK({ ...authority.jwk, alg }, alg).then(
+  const pending = j.importJWK({ ...authority.jwk, alg }, alg).then(
     (key) => {
       byAlg.set(alg, key);
       return key;
@@ -243,9 +257,10 @@ export async function parseAndValidateJwtSvid(
   }
   const alg = header.alg as string;
   const tolerance = options.clockTolerance ?? DEFAULT_JWT_CLOCK_TOLERANCE_SECONDS;
+  const j = jose ?? (await loadJose());
   try {
-    const key = cryptoKeyFor(authority, alg);
-    await jwtVerify(token, key instanceof Promise ? await key : key, {
+    const key = cryptoKeyFor(j, authority, alg);
+    await j.jwtVerify(token, key instanceof Promise ? await key : key, {
       algorithms: VERIFY_ALGORITHMS.get(alg) ?? [], // empty: jose refuses every algorithm
       audience: expected,
       clockTolerance: tolerance,
@@ -253,7 +268,7 @@ export async function parseAndValidateJwtSvid(
       requiredClaims: ['exp', 'sub'],
     });
   } catch (err) {
-    throw mapJoseError(err, expected, audienceList(claims));
+    throw mapJoseError(j.errors, err, expected, audienceList(claims));
   }
   // jose checks only that `iat` is a number; the standard (go-jose leeway rule) refuses one issued in the future.
   if (claims.iat !== undefined) {
@@ -265,7 +280,7 @@ export async function parseAndValidateJwtSvid(
   return decodedSvid(id, claims, exp, token);
 }
 
-function mapJoseError(err: unknown, expected: string[], actual: string[]): JwtSvidError {
+function mapJoseError(joseErrors: Jose['errors'], err: unknown, expected: string[], actual: string[]): JwtSvidError {
   if (err instanceof JwtSvidError) return err;
   if (err instanceof joseErrors.JWTExpired) {
     return new JwtSvidError('JWTSVID_EXPIRED', 'token has expired', { cause: err });
@@ -308,6 +323,11 @@ function mapJoseError(err: unknown, expected: string[], actual: string[]): JwtSv
  * INSECURE: decodes a JWT-SVID **without checking its signature, audience or expiry**. For tooling that
  * displays tokens only; never use the result to make an access decision.
  */
+/** The `kid` header of a JWT-SVID, unverified (throws JwtSvidError on a malformed token). Internal. */
+export function unverifiedKeyId(token: string): unknown {
+  return decodeUnverified(token).header.kid;
+}
+
 export function insecureParseJwtSvid(token: string, hint?: string): JwtSvid {
   const { claims, id, exp } = decodeUnverified(token);
   return decodedSvid(id, claims, exp, token, hint);

@@ -1,8 +1,7 @@
-import { decodeProtectedHeader } from 'jose';
 import { JwtBundle } from '../bundle/jwt.js';
 import { JwtBundleSet } from '../bundle/set.js';
 import { TrustDomain, toSpiffeId } from '../spiffeid/id.js';
-import { JwtSvid } from '../svid/jwt.js';
+import { JwtSvid, unverifiedKeyId } from '../svid/jwt.js';
 import { type CallOptions, type JwtSvidParams } from './client.js';
 import { bundleOrThrow, type ReadyOptions, type SourceOptions, WorkloadApiSource } from './source.js';
 
@@ -87,7 +86,7 @@ export class JwtSource extends WorkloadApiSource {
     if (!this.#bundles) return true; // no bundle seen yet: nothing to compare with
     let kid: unknown;
     try {
-      kid = decodeProtectedHeader(svid.token).kid;
+      kid = unverifiedKeyId(svid.token);
     } catch {
       return false;
     }
