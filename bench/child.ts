@@ -2,18 +2,30 @@
 // Usage: child.ts <role> <materialDir>; prints one JSON line when ready, then serves until killed.
 //   tls-spiffe | tls-plain                     mTLS echo server (handshake benchmark)
 //   fastify-spiffe | fastify-bare | express-spiffe | express-bare   HTTPS apps (requests/s benchmark)
-//   devserver                                  dev Workload API; on IPC {rotate: n} re-issues SVIDs n times
+//   tls-spiffe-fed                             tls-spiffe trusting 1,000 federated trust domains besides its own
+//   fastify-spiffe-big                         fastify-spiffe with an allowlist of 10,000 IDs + 1,000 trust domains
+//   devserver [federated]                      dev Workload API (serving `federated` federated bundles, default 0);
+//                                              on IPC {rotate: n} re-issues SVIDs n times, answers {rotated, sentAt}
 import { constants as cryptoConstants } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as https from 'node:https';
 import { join } from 'node:path';
 import * as tls from 'node:tls';
-import { createSpiffeTlsServer, matchAny, StaticX509Source, X509Bundle, X509Svid } from '@spiffe-ts/core';
+import {
+  createSpiffeTlsServer,
+  matchAny,
+  type SpiffeIdAllowlist,
+  StaticX509Source,
+  X509Bundle,
+  X509BundleSet,
+  X509Svid,
+} from '@spiffe-ts/core';
 import { DevCa, DevWorkloadApiServer } from '@spiffe-ts/dev-server';
 import { allowSpiffeIds, createSpiffeHttpsServer } from '@spiffe-ts/express';
 import { fastifySpiffe, spiffeHttpsOptions } from '@spiffe-ts/fastify';
 import express from 'express';
 import Fastify from 'fastify';
+import { federatedBundles, federatedTd } from './federated.js';
 
 const [role, dir] = process.argv.slice(2) as [string, string];
 const read = (f: string) => readFileSync(join(dir, f), 'utf8');
@@ -32,11 +44,19 @@ function plainTlsOptions(): tls.TlsOptions {
   };
 }
 
-function source(): StaticX509Source {
+async function source(federated = 0): Promise<StaticX509Source> {
+  const own = X509Bundle.parse('example.org', read('bundle.pem'));
   return new StaticX509Source(
     X509Svid.parse(read('server.pem'), read('server.key')),
-    X509Bundle.parse('example.org', read('bundle.pem')),
+    federated > 0 ? new X509BundleSet([own, ...(await federatedBundles(federated))]) : own,
   );
+}
+
+/** An allowlist of 10,000 exact IDs (the client's among them) and 1,000 whole trust domains. */
+function bigAllowlist(): SpiffeIdAllowlist {
+  const ids = Array.from({ length: 9_999 }, (_, i) => `spiffe://example.org/service-${i}`);
+  const tds = Array.from({ length: 1_000 }, (_, i) => ({ trustDomain: federatedTd(i) }));
+  return [...ids, CLIENT_ID, ...tds];
 }
 
 function ready(info: Record<string, unknown>): void {
@@ -46,13 +66,17 @@ function ready(info: Record<string, unknown>): void {
 async function main(): Promise<void> {
   switch (role) {
     case 'tls-spiffe':
+    case 'tls-spiffe-fed':
     case 'tls-plain': {
       const handler = (socket: tls.TLSSocket) => {
         if (!socket.destroyed) socket.end('ok');
       };
       let server: tls.Server;
-      if (role === 'tls-spiffe') {
-        const spiffe = createSpiffeTlsServer({ source: source(), authorize: [CLIENT_ID] });
+      if (role !== 'tls-plain') {
+        const spiffe = createSpiffeTlsServer({
+          source: await source(role === 'tls-spiffe-fed' ? 1000 : 0),
+          authorize: [CLIENT_ID],
+        });
         server = tls.createServer(spiffe.options, handler);
         spiffe.attach(server);
       } else {
@@ -62,12 +86,16 @@ async function main(): Promise<void> {
       break;
     }
     case 'fastify-spiffe':
+    case 'fastify-spiffe-big':
     case 'fastify-bare': {
       let app: ReturnType<typeof Fastify>;
-      if (role === 'fastify-spiffe') {
-        const spiffe = spiffeHttpsOptions(source(), { authorize: matchAny() });
+      if (role !== 'fastify-bare') {
+        const spiffe = spiffeHttpsOptions(await source(), { authorize: matchAny() });
         app = Fastify({ https: spiffe.https });
-        await app.register(fastifySpiffe, { tls: spiffe, allow: [CLIENT_ID] });
+        await app.register(fastifySpiffe, {
+          tls: spiffe,
+          allow: role === 'fastify-spiffe-big' ? bigAllowlist() : [CLIENT_ID],
+        });
       } else {
         app = Fastify({ https: plainTlsOptions() });
       }
@@ -84,20 +112,27 @@ async function main(): Promise<void> {
         res.json({ hello: 'world' });
       });
       const server =
-        role === 'express-spiffe' ? createSpiffeHttpsServer(app, source()) : https.createServer(plainTlsOptions(), app);
+        role === 'express-spiffe'
+          ? createSpiffeHttpsServer(app, await source())
+          : https.createServer(plainTlsOptions(), app);
       server.listen(0, '127.0.0.1', () => ready({ port: (server.address() as { port: number }).port }));
       break;
     }
     case 'devserver': {
+      const federated = Number(process.argv[4] ?? 0);
       const ca = await DevCa.create({ trustDomain: 'example.org', svidTtlSeconds: 3600 });
       const dev = await DevWorkloadApiServer.start({
         ca,
         workloads: { node: 'spiffe://example.org/bench-node', go: 'spiffe://example.org/bench-go' },
         autoRotate: false,
       });
+      // Federated bundles as a thousand-trust-domain agent delivers them: in every X.509 update, same bytes
+      // each time (the dev server's own federation would make a CA per trust domain).
+      if (federated > 0) dev.setFault({ kind: 'x509', federatedBundles: await federatedBundles(federated) });
       process.on('message', async (msg: { rotate?: number }) => {
         for (let i = 0; i < (msg.rotate ?? 0); i++) await dev.rotateSvids(['node']);
-        process.send?.({ rotated: msg.rotate });
+        // When the last update was handed to the streams (the rotation benchmark's start time).
+        process.send?.({ rotated: msg.rotate, sentAt: performance.timeOrigin + performance.now() });
       });
       ready({ node: dev.address('node'), go: dev.address('go') });
       break;
