@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { before, describe, test } from 'node:test';
 import {
   authenticateBearer,
+  decideRequestPeer,
   forwardedSpiffeId,
   isLocalSocket,
   JwtBundleSet,
@@ -231,6 +232,44 @@ describe('resolveRequestPeer', () => {
     assert.throws(() => trustedProxy({ localSidecar: true, header: 'bad header' }), TypeError);
     assert.throws(() => trustedProxy({ ids: ['spiffe://bad domain/x'] }));
     assert.equal(trustedProxy({ ids: 'spiffe://a.org/envoy', header: 'X-Client-Cert' }).header, 'x-client-cert');
+  });
+});
+
+describe('decideRequestPeer: proxies identified by SPIFFE ID', () => {
+  const PROXY = 'spiffe://cluster.local/ns/default/sa/backend';
+  const conn = (id: string | undefined, local = false) => ({
+    id: id === undefined ? undefined : SpiffeId.parse(id),
+    isLocal: () => local,
+  });
+  const byId = trustedProxy({ ids: [PROXY] });
+  const strict = trustedProxy({ ids: [PROXY], requireBy: true });
+  const code = (d: ReturnType<typeof decideRequestPeer>) => (d.ok ? 'ok' : d.error.code);
+
+  test('only a listed, verified proxy may forward; a listed ID over loopback is not needed', () => {
+    assert.equal(code(decideRequestPeer(conn(PROXY), ISTIO, { proxy: byId })), 'ok');
+    assert.equal(decideRequestPeer(conn(PROXY), ISTIO, { proxy: byId }).source, 'proxy');
+    assert.equal(
+      code(decideRequestPeer(conn('spiffe://cluster.local/ns/x/sa/y'), ISTIO, { proxy: byId })),
+      'XFCC_UNTRUSTED_PEER',
+    );
+    // A local connection is not enough without localSidecar.
+    assert.equal(code(decideRequestPeer(conn(undefined, true), ISTIO, { proxy: byId })), 'XFCC_UNTRUSTED_PEER');
+  });
+  test("requireBy: the element's By must be the proxy's own verified ID", () => {
+    assert.equal(code(decideRequestPeer(conn(PROXY), ISTIO, { proxy: strict })), 'ok');
+    const otherBy = ISTIO.replace('sa/backend', 'sa/other');
+    assert.equal(code(decideRequestPeer(conn(PROXY), otherBy, { proxy: strict })), 'XFCC_UNTRUSTED_PEER');
+    const noBy = 'URI=spiffe://cluster.local/ns/default/sa/frontend';
+    assert.equal(code(decideRequestPeer(conn(PROXY), noBy, { proxy: strict })), 'XFCC_UNTRUSTED_PEER');
+    const sidecarStrict = trustedProxy({ localSidecar: true, requireBy: true });
+    assert.equal(
+      code(decideRequestPeer(conn(undefined, true), ISTIO, { proxy: sidecarStrict })),
+      'XFCC_UNTRUSTED_PEER',
+    );
+  });
+  test('a TrustedProxy that was not built by trustedProxy() is refused', () => {
+    const fake = Object.create(Object.getPrototypeOf(byId), { header: { value: 'x-forwarded-client-cert' } });
+    assert.throws(() => decideRequestPeer(conn(PROXY), ISTIO, { proxy: fake }), TypeError);
   });
 });
 
