@@ -104,7 +104,13 @@ export class SpiffeGuard implements CanActivate {
       // observation only: the request is denied either way
     }
     // Decorated routes on an app without SPIFFE TLS deny every request: say so loudly, once.
-    if (event.code === 'PEER_NOT_VERIFIED' && this.spiffe?.servesSpiffeTls === false && !warnedNoTls.has(this.spiffe)) {
+    // (Not behind a trusted proxy: a sidecar app serves plain HTTP on purpose.)
+    if (
+      event.code === 'PEER_NOT_VERIFIED' &&
+      this.spiffe?.servesSpiffeTls === false &&
+      this.spiffe.trustedProxy === undefined &&
+      !warnedNoTls.has(this.spiffe)
+    ) {
       warnedNoTls.add(this.spiffe);
       this.spiffe.logger.error(
         { reason: 'TLS_NOT_CONFIGURED', route },
