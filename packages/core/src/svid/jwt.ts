@@ -319,15 +319,15 @@ function mapJoseError(joseErrors: Jose['errors'], err: unknown, expected: string
   );
 }
 
-/**
- * INSECURE: decodes a JWT-SVID **without checking its signature, audience or expiry**. For tooling that
- * displays tokens only; never use the result to make an access decision.
- */
 /** The `kid` header of a JWT-SVID, unverified (throws JwtSvidError on a malformed token). Internal. */
 export function unverifiedKeyId(token: string): unknown {
   return decodeUnverified(token).header.kid;
 }
 
+/**
+ * INSECURE: decodes a JWT-SVID **without checking its signature, audience or expiry**. For tooling that
+ * displays tokens only; never use the result to make an access decision.
+ */
 export function insecureParseJwtSvid(token: string, hint?: string): JwtSvid {
   const { claims, id, exp } = decodeUnverified(token);
   return decodedSvid(id, claims, exp, token, hint);
