@@ -162,6 +162,30 @@ export interface EntryOptions {
 export interface SpireOptions {
   /** SPIRE version to run (default: `SPIRE_VERSION`, the newest built). */
   version?: string;
+  /** Serve this trust domain's SPIFFE bundle endpoint (`federation { bundle_endpoint { … } }`) on 127.0.0.1. */
+  bundleEndpoint?: SpireBundleEndpointOptions;
+}
+
+/** SPIRE's bundle endpoint: `https_spiffe` (its server SVID, `spiffe://<td>/spire/server`) or `https_web`. */
+export interface SpireBundleEndpointOptions {
+  /** Port (default: a free one). */
+  port?: number;
+  /** `refresh_hint` as a Go duration ("2s"); SPIRE serves it as given (it warns below 1 m). Default 5 m. */
+  refreshHint?: string;
+  /** `https_web` with a serving certificate and key (PEM files); default `https_spiffe`. */
+  servingCert?: { certFile: string; keyFile: string };
+}
+
+/** A dynamic federation relationship (`spire-server federation create`). */
+export interface SpireFederationOptions {
+  /** The foreign trust domain (name, no scheme). */
+  trustDomain: string;
+  /** Its bundle endpoint URL. */
+  url: string;
+  /** `https_spiffe` with this endpoint SPIFFE ID, else `https_web`. */
+  endpointSpiffeId?: string;
+  /** Its bootstrap bundle in SPIFFE JSON (needed for `https_spiffe`). */
+  bundleJson?: string;
 }
 
 /** A SPIRE server and one agent on loopback, for trust domain `trustDomain`, in a fresh temp dir. */
@@ -195,6 +219,30 @@ export class Spire {
     const s = new Spire(trustDomain, options.version ?? SPIRE_VERSION);
     const port = await freePort();
     s.#port = port;
+    let federation = '';
+    const be = options.bundleEndpoint;
+    if (be) {
+      const bePort = be.port ?? (await freePort());
+      s.bundleEndpointUrl = `https://127.0.0.1:${bePort}/`;
+      const profile = be.servingCert
+        ? `profile "https_web" {
+        serving_cert_file {
+          cert_file_path = "${be.servingCert.certFile}"
+          key_file_path = "${be.servingCert.keyFile}"
+          file_sync_interval = "1h"
+        }
+      }`
+        : 'profile "https_spiffe" {}';
+      federation = `  federation {
+    bundle_endpoint {
+      address = "127.0.0.1"
+      port = ${bePort}
+      refresh_hint = "${be.refreshHint ?? '5m'}"
+      ${profile}
+    }
+  }
+`;
+    }
     writeFileSync(
       join(s.dir, 'server.conf'),
       `server {
@@ -207,7 +255,7 @@ export class Spire {
   ca_ttl = "24h"
   default_x509_svid_ttl = "1h"
   default_jwt_svid_ttl = "5m"
-}
+${federation}}
 plugins {
   DataStore "sql" {
     plugin_data {
@@ -225,14 +273,23 @@ plugins {
 `,
     );
     s.#server = s.#spawn(s.#bin.spireServer, ['run', '-config', join(s.dir, 'server.conf')], 'server.log');
-    await waitFor(
-      'spire-server healthcheck',
-      async () => {
-        await run(s.#bin.spireServer, ['healthcheck', '-socketPath', s.serverSocket]);
-        return true;
-      },
-      60_000,
-    );
+    try {
+      const up = await waitFor(
+        'spire-server healthcheck',
+        async () => {
+          // A server that exited (bad config) will not come up: stop waiting.
+          if (s.#server?.exitCode !== null) return false;
+          await run(s.#bin.spireServer, ['healthcheck', '-socketPath', s.serverSocket]);
+          return true;
+        },
+        60_000,
+      );
+      if (!up) throw new Error(`spire-server exited with ${s.#server?.exitCode}`);
+    } catch (err) {
+      const logs = s.logs();
+      await s.stop();
+      throw new Error(`${(err as Error).message}\n${logs}`);
+    }
     const { stdout } = await s.server(['token', 'generate', '-ttl', '600']);
     const token = /Token:\s*(\S+)/.exec(stdout)?.[1];
     if (!token) throw new Error(`no join token in: ${stdout}`);
@@ -243,6 +300,13 @@ plugins {
 
   #port = 0;
   #token = '';
+  /** URL of this server's bundle endpoint, when started with `bundleEndpoint`. */
+  bundleEndpointUrl: string | undefined;
+
+  /** SPIFFE ID of the SPIRE server's X.509-SVID, which its `https_spiffe` bundle endpoint presents. */
+  get serverSpiffeId(): string {
+    return `spiffe://${this.trustDomain}/spire/server`;
+  }
 
   #spawn(file: string, args: string[], log: string): ChildProcess {
     const fd = openSync(join(this.dir, log), 'a');
@@ -274,6 +338,33 @@ plugins {
     const file = join(this.dir, `federated-${Date.now()}.json`);
     writeFileSync(file, spiffeBundleJson);
     await this.server(['bundle', 'set', '-format', 'spiffe', '-id', trustDomainId, '-path', file]);
+  }
+
+  /**
+   * Creates a dynamic federation relationship (`spire-server federation create`): SPIRE then fetches the
+   * foreign bundle from its endpoint at the bundle's refresh hint (SPIRE polls at a quarter of the hint, the
+   * hint taken as at least 1 minute: so every 15 s at most).
+   */
+  async createFederation(f: SpireFederationOptions): Promise<void> {
+    const args = ['federation', 'create', '-trustDomain', f.trustDomain, '-bundleEndpointURL', f.url];
+    if (f.endpointSpiffeId)
+      args.push('-bundleEndpointProfile', 'https_spiffe', '-endpointSpiffeID', f.endpointSpiffeId);
+    else args.push('-bundleEndpointProfile', 'https_web');
+    if (f.bundleJson !== undefined) {
+      const file = join(this.dir, `bootstrap-${f.trustDomain}-${Date.now()}.json`);
+      writeFileSync(file, f.bundleJson);
+      args.push('-trustDomainBundlePath', file, '-trustDomainBundleFormat', 'spiffe');
+    }
+    await this.server(args);
+  }
+
+  /** A federated trust domain's bundle as SPIRE stores it (SPIFFE JSON), or undefined when it has none. */
+  async federatedBundleJson(trustDomainId: string): Promise<string | undefined> {
+    try {
+      return (await this.server(['bundle', 'list', '-id', trustDomainId, '-format', 'spiffe'])).stdout;
+    } catch {
+      return undefined;
+    }
   }
 
   /** This trust domain's bundle as SPIRE prints it in SPIFFE format. */
@@ -331,6 +422,16 @@ plugins {
       }
     };
     return `--- server.log ---\n${tail('server.log')}\n--- agent.log ---\n${tail('agent.log')}`;
+  }
+
+  /** Stops the SPIRE server only (its bundle endpoint goes away; the agent keeps running on cached SVIDs). */
+  async stopServer(): Promise<void> {
+    const child = this.#server;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+    child.kill('SIGKILL');
   }
 
   async stop(): Promise<void> {
