@@ -413,6 +413,15 @@ plugins {
     });
   }
 
+  /** The whole SPIRE server log so far. */
+  serverLog(): string {
+    try {
+      return readFileSync(join(this.dir, 'server.log'), 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
   logs(): string {
     const tail = (f: string) => {
       try {
