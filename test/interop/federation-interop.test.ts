@@ -339,6 +339,7 @@ for (const version of SPIRE_VERSIONS)
     let workDir: string;
     let spireBootstrap: SpiffeBundle;
     let addedKid: string;
+    let web: WebPki;
     const go = { client: '', rogue: '' };
     const spireBundleOf = async (tdId: string) => {
       const json = await spire.federatedBundleJson(tdId);
@@ -361,7 +362,14 @@ for (const version of SPIRE_VERSIONS)
         autoRotate: false,
         bundleEndpoint: { refreshHintSeconds: 1 },
       });
-      spire = await Spire.startServer(TD, { version, bundleEndpoint: { refreshHint: '2s' } });
+      // SPIRE fetches https_web endpoints with Go's system roots: SSL_CERT_FILE makes them our test root.
+      web = await webPki();
+      writeFileSync(join(workDir, 'web-root.pem'), web.root.certificate.toString());
+      spire = await Spire.startServer(TD, {
+        version,
+        bundleEndpoint: { refreshHint: '2s' },
+        env: { SSL_CERT_FILE: join(workDir, 'web-root.pem') },
+      });
       spireBootstrap = SpiffeBundle.parse(TD, await spire.bundleSpiffeJson());
       // The relationship with our endpoint (entries can federate only with a trust domain SPIRE has a bundle for).
       // The operator's bootstrap bundle predates a JWT key we add at once: SPIRE has that key only if it fetched.
@@ -446,6 +454,32 @@ for (const version of SPIRE_VERSIONS)
       process.stderr.write(
         `# SPIRE picked up our rotated bundle in ${tookPrepare} ms and ${Date.now() - t0} ms (polls every 15 s)\n`,
       );
+    });
+
+    test('SPIRE federates with our bundle endpoint over https_web', async () => {
+      const webTd = 'web.ours.test';
+      const webCa = await DevCa.create({ trustDomain: webTd });
+      const endpoint = await createBundleEndpointServer({
+        trustDomain: webTd,
+        bundle: () => withHint(webCa.spiffeBundle(), 1),
+        profile: { type: 'https_web', cert: web.cert, key: web.key },
+      });
+      try {
+        // No bootstrap bundle: https_web needs none.
+        await spire.createFederation({ trustDomain: webTd, url: endpoint.url.replace('127.0.0.1', 'localhost') });
+        const got = await waitFor(
+          'SPIRE fetching our https_web endpoint',
+          async () => {
+            const b = await spireBundleOf(`spiffe://${webTd}`);
+            return b && b.x509Authorities.length > 0 ? b : undefined;
+          },
+          40_000,
+        );
+        assert.deepEqual(fingerprints(got), fingerprints(webCa.spiffeBundle()));
+        assert.deepEqual(kids(got), kids(webCa.spiffeBundle()));
+      } finally {
+        await endpoint.close();
+      }
     });
 
     test('our fetchBundle and FederatedBundleSource → SPIRE’s bundle endpoint (https_spiffe), live across a SPIRE CA rotation', async () => {

@@ -162,6 +162,11 @@ export interface EntryOptions {
 export interface SpireOptions {
   /** SPIRE version to run (default: `SPIRE_VERSION`, the newest built). */
   version?: string;
+  /**
+   * Extra environment of the server process, e.g. `SSL_CERT_FILE` (Go's system roots) so that SPIRE trusts a
+   * test root when it fetches an `https_web` bundle endpoint.
+   */
+  env?: Record<string, string>;
   /** Serve this trust domain's SPIFFE bundle endpoint (`federation { bundle_endpoint { … } }`) on 127.0.0.1. */
   bundleEndpoint?: SpireBundleEndpointOptions;
 }
@@ -272,7 +277,7 @@ plugins {
 }
 `,
     );
-    s.#server = s.#spawn(s.#bin.spireServer, ['run', '-config', join(s.dir, 'server.conf')], 'server.log');
+    s.#server = s.#spawn(s.#bin.spireServer, ['run', '-config', join(s.dir, 'server.conf')], 'server.log', options.env);
     try {
       const up = await waitFor(
         'spire-server healthcheck',
@@ -308,9 +313,13 @@ plugins {
     return `spiffe://${this.trustDomain}/spire/server`;
   }
 
-  #spawn(file: string, args: string[], log: string): ChildProcess {
+  #spawn(file: string, args: string[], log: string, env?: Record<string, string>): ChildProcess {
     const fd = openSync(join(this.dir, log), 'a');
-    const child = spawn(file, args, { stdio: ['ignore', fd, fd], cwd: this.dir });
+    const child = spawn(file, args, {
+      stdio: ['ignore', fd, fd],
+      cwd: this.dir,
+      env: env ? { ...process.env, ...env } : process.env,
+    });
     child.on('exit', (code, signal) => {
       if (code !== 0 && signal === null)
         process.stderr.write(`${file} exited with ${code}; see ${join(this.dir, log)}\n`);
