@@ -3,7 +3,7 @@
 // that fetches our bundle endpoint and serves its own. Both profiles, both directions, rotation at the
 // refresh hint, bad endpoints. Run with test/interop/run.sh.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -78,7 +78,11 @@ describe(`federation: our client and server against go-spiffe ${GO_SPIFFE_VERSIO
   let ca: DevCa;
   let web: WebPki;
   const file = (name: string) => join(dir, name);
-  const write = (name: string, text: string) => writeFileSync(file(name), text, { mode: 0o600 });
+  // Written aside and renamed: go-spiffe's server reads the bundle file on every request, never a half-written one.
+  const write = (name: string, text: string) => {
+    writeFileSync(`${file(name)}.tmp`, text, { mode: 0o600 });
+    renameSync(`${file(name)}.tmp`, file(name));
+  };
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'interop-fed-'));
@@ -222,7 +226,8 @@ describe(`federation: our client and server against go-spiffe ${GO_SPIFFE_VERSIO
           10_000,
         );
         const took = Date.now() - t0;
-        assert.ok(took < 3000, `picked up after ${took} ms, hint 1 s`);
+        // Well under the 10 s default floor and the 5 min default interval (a loaded machine gets leeway).
+        assert.ok(took < 5000, `picked up after ${took} ms, hint 1 s`);
         assert.equal(watcher.getBundle(TD)?.sequenceNumber, BigInt(ca.sequence));
         // An SVID from the new CA verifies against the federated bundles: they are live, not copied.
         const fresh = await ca.issueX509Svid(`spiffe://${TD}/workload`);
@@ -508,7 +513,7 @@ for (const version of SPIRE_VERSIONS)
           15_000,
         );
         const took = Date.now() - t0;
-        assert.ok(took < 6000, `picked up after ${took} ms, hint 2 s`);
+        assert.ok(took < 8000, `picked up after ${took} ms, hint 2 s (SPIRE caches its bundle for 1 s)`);
         assert.deepEqual(fingerprints(fed.getBundle(TD) as SpiffeBundle), fingerprints(prepared));
         assert.equal(errors.length, 0, `no failed fetch meanwhile: ${errors.map((e) => e.code).join(', ')}`);
       } finally {
