@@ -1047,6 +1047,13 @@ describe('CLI file writing attacks', () => {
   const ATTACKER_UID = 65534;
   const asRoot = process.geteuid?.() === 0;
   const X509_NAMES = ['svid_key.pem', 'svid.pem', 'svid_bundle.pem', 'federated_bundle.pem'];
+  // Every name, the federated bundle file included (the context holds other.org's bundle).
+  const NAMES = {
+    key: 'svid_key.pem',
+    svid: 'svid.pem',
+    bundle: 'svid_bundle.pem',
+    federatedBundle: 'federated_bundle.pem',
+  };
   let base: string;
   let ctx: X509Context;
 
@@ -1115,7 +1122,7 @@ describe('CLI file writing attacks', () => {
     const key = ctx.svids[0]?.toPem().privateKey as string;
     // Several rotations, as the helper does: every one of them went through a planted name before.
     for (let i = 0; i < 3; i++) {
-      await writeX509Files(out, ctx);
+      await writeX509Files(out, ctx, NAMES);
       await writeJwtFile(join(out, 'billing.jwt'), token);
     }
     await assertNothingLeaked(join(base, 'planted'), loot, [key, token.token]);
