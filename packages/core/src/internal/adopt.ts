@@ -1,8 +1,8 @@
 import { type X509BundleSource } from '../bundle/source.js';
-import { type X509Bundle } from '../bundle/x509.js';
 import { SourceError } from '../errors.js';
 import { TrustDomain } from '../spiffeid/id.js';
-import { verifyX509Svid, X509Svid } from '../svid/x509.js';
+import { type X509Svid } from '../svid/x509.js';
+import { type ReusableVerification, stillVerified, verifyForReuse } from './reusable-verification.js';
 
 /**
  * What a source checks before it adopts new X.509 material (from the Workload API or from files): every
@@ -17,40 +17,14 @@ import { verifyX509Svid, X509Svid } from '../svid/x509.js';
 // verified against the very bundle object it is checked against now, within its chain's validity window,
 // needs no second verification; anything else (another SVID or bundle object, or later than the window) is
 // verified in full. Failures are never remembered.
-interface Verified {
-  readonly bundle: X509Bundle;
-  readonly notBefore: number;
-  readonly notAfter: number;
-}
-const verified = new WeakMap<X509Svid, Verified>();
+const verified = new WeakMap<X509Svid, ReusableVerification>();
 
 function verifyCached(svid: X509Svid, bundles: X509BundleSource): void {
   const now = Date.now();
   const hit = verified.get(svid);
-  if (hit && now >= hit.notBefore && now <= hit.notAfter) {
-    let current: X509Bundle | undefined;
-    try {
-      current = bundles.getX509BundleForTrustDomain(svid.id.trustDomain);
-    } catch {
-      current = undefined;
-    }
-    if (current === hit.bundle) return;
-  }
-  let used: X509Bundle | undefined;
-  const recording: X509BundleSource = {
-    getX509BundleForTrustDomain(td) {
-      used = bundles.getX509BundleForTrustDomain(td);
-      return used;
-    },
-  };
-  const { verifiedChain } = verifyX509Svid(svid.certificates, recording, { now: new Date(now) });
-  if (used) {
-    verified.set(svid, {
-      bundle: used,
-      notBefore: Math.max(...verifiedChain.map((c) => Date.parse(c.validFrom))),
-      notAfter: Math.min(...verifiedChain.map((c) => Date.parse(c.validTo))),
-    });
-  }
+  if (hit && stillVerified(hit, bundles, now)) return;
+  const { kept } = verifyForReuse(svid.certificates, bundles, now);
+  if (kept) verified.set(svid, kept);
 }
 
 export function checkX509Update(

@@ -2,12 +2,11 @@ import { type Socket } from 'node:net';
 import * as tls from 'node:tls';
 import { debuglog } from 'node:util';
 import { type X509BundleSource } from '../bundle/source.js';
-import { X509Bundle } from '../bundle/x509.js';
 import { AuthorizationError, TlsVerificationError } from '../errors.js';
+import { type ReusableVerification, stillVerified, verifyForReuse } from '../internal/reusable-verification.js';
 import { partsKey } from '../internal/x509util.js';
 import { SpiffeId } from '../spiffeid/id.js';
 import { allows, type SpiffeIdMatcher } from '../spiffeid/match.js';
-import { verifyX509Svid } from '../svid/x509.js';
 
 const debug = debuglog('spiffe');
 
@@ -75,47 +74,19 @@ export function verifyPeer(chain: readonly Buffer[], bundles: X509BundleSource, 
 // is remembered by its exact DER, tied to the very bundle object that verified it (bundles are immutable, so
 // any bundle change is a new object and a miss) and to the chain's validity window. Failures are never cached;
 // the authorizer always runs.
-interface CachedVerification {
-  id: SpiffeId;
-  bundle: X509Bundle;
-  notBefore: number;
-  notAfter: number;
-}
-
 const VERIFY_CACHE_MAX = 1024;
 
-const verifyCache = new Map<string, CachedVerification>();
+const verifyCache = new Map<string, ReusableVerification>();
 
 function verifyChainCached(chain: readonly Buffer[], bundles: X509BundleSource): SpiffeId {
   const key = partsKey(chain);
   const now = Date.now();
   const hit = verifyCache.get(key);
-  if (hit && now >= hit.notBefore && now <= hit.notAfter) {
-    let current: X509Bundle | undefined;
-    try {
-      current = bundles.getX509BundleForTrustDomain(hit.id.trustDomain);
-    } catch {
-      current = undefined;
-    }
-    if (current === hit.bundle) return hit.id;
-  }
-  // Record the bundle the verification actually used (the source may rotate concurrently).
-  let used: X509Bundle | undefined;
-  const recording: X509BundleSource = {
-    getX509BundleForTrustDomain(td) {
-      used = bundles.getX509BundleForTrustDomain(td);
-      return used;
-    },
-  };
-  const { id, verifiedChain } = verifyX509Svid(chain, recording, { now: new Date(now) });
-  if (used) {
+  if (hit && stillVerified(hit, bundles, now)) return hit.id;
+  const { id, kept } = verifyForReuse(chain, bundles, now);
+  if (kept) {
     if (verifyCache.size >= VERIFY_CACHE_MAX) verifyCache.delete(verifyCache.keys().next().value as string);
-    verifyCache.set(key, {
-      id,
-      bundle: used,
-      notBefore: Math.max(...verifiedChain.map((c) => Date.parse(c.validFrom))),
-      notAfter: Math.min(...verifiedChain.map((c) => Date.parse(c.validTo))),
-    });
+    verifyCache.set(key, kept);
   }
   return id;
 }
