@@ -25,6 +25,7 @@ import { SignJWT } from 'jose';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0] & WC);
 
+/** Key algorithm for generated keys: ECDSA P-256 or P-384, or RSA 2048-bit. */
 export type KeyType = 'ec-p256' | 'ec-p384' | 'rsa-2048';
 
 const KEY_ALGS: Record<KeyType, { gen: EcKeyGenParams | RsaHashedKeyGenParams; sign: Algorithm | EcdsaParams }> = {
@@ -138,6 +139,7 @@ export interface CreateAuthorityOptions extends CraftOptions {
   parent?: Authority;
 }
 
+/** Key usage bit flags (@peculiar/x509 `KeyUsageFlags`), OR-ed together for the `keyUsage` options. */
 export const KeyUsage = x509.KeyUsageFlags;
 
 function serial(): string {
@@ -260,7 +262,9 @@ function unsafeX509Svid(chain: X509Certificate[], privateKey: KeyObject): X509Sv
   }
 }
 
+/** Options for {@link DevCa.create}. */
 export interface DevCaOptions {
+  /** The trust domain the CA issues for (a string is parsed; throws a SpiffeIdError if invalid). */
   trustDomain: TrustDomain | string;
   /** X.509-SVID lifetime (default 3600 s). */
   svidTtlSeconds?: number;
@@ -268,6 +272,7 @@ export interface DevCaOptions {
   jwtTtlSeconds?: number;
   /** CA lifetime (default 1 day). */
   caTtlSeconds?: number;
+  /** Key type of the CA and of issued X.509-SVIDs (default 'ec-p256'). */
   keyType?: KeyType;
 }
 
@@ -302,6 +307,7 @@ export class DevCa {
     this.keyType = options.keyType ?? 'ec-p256';
   }
 
+  /** Creates a CA with a fresh X.509 authority and JWT signing key. */
   static async create(options: DevCaOptions): Promise<DevCa> {
     const ca = new DevCa(options);
     await ca.rotateX509Authority();
@@ -389,6 +395,7 @@ export class DevCa {
     this.#sequence++;
   }
 
+  /** The X.509 bundle: every X.509 authority not yet dropped, current and retired. */
   x509Bundle(): X509Bundle {
     return new X509Bundle(
       this.trustDomain,
@@ -396,10 +403,12 @@ export class DevCa {
     );
   }
 
+  /** The JWT bundle: every JWT signing key not yet dropped, by key ID. */
   jwtBundle(): JwtBundle {
     return JwtBundle.fromKeys(this.trustDomain, Object.fromEntries(this.#jwtKeys.map((k) => [k.kid, k.publicKey])));
   }
 
+  /** The SPIFFE bundle (both kinds of authority) with the current sequence number and a refresh hint of half the SVID lifetime. */
   spiffeBundle(): SpiffeBundle {
     const x = this.x509Bundle();
     const j = this.jwtBundle();

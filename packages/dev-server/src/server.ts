@@ -37,6 +37,7 @@ export type Fault =
    */
   | { kind: 'x509'; svids?: readonly X509Svid[]; bundle?: X509Bundle; federatedBundles?: readonly X509Bundle[] };
 
+/** Options for {@link DevWorkloadApiServer.start}. */
 export interface DevWorkloadApiServerOptions {
   /** Trust domain of the in-process CA (default example.org). Ignored when `ca` is given. */
   trustDomain?: TrustDomain | string;
@@ -133,6 +134,10 @@ export class DevWorkloadApiServer {
     this.#federated = [...(options.federatedWith ?? [])];
   }
 
+  /**
+   * Creates the CA (unless `ca` is given), issues each workload's SVIDs and listens on one unix socket per
+   * workload (plus TCP and the bundle endpoint when asked). If any step fails, stops what was started and rethrows.
+   */
   static async start(options: DevWorkloadApiServerOptions): Promise<DevWorkloadApiServer> {
     const ca =
       options.ca ??
@@ -156,6 +161,7 @@ export class DevWorkloadApiServer {
     return server;
   }
 
+  /** The CA's trust domain. */
   get trustDomain(): TrustDomain {
     return this.ca.trustDomain;
   }
@@ -535,6 +541,7 @@ export class DevWorkloadApiServer {
     if (this.#ownsDir) await rm(this.socketDir, { recursive: true, force: true });
   }
 
+  /** Same as {@link DevWorkloadApiServer.stop}, for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.stop();
   }
