@@ -102,14 +102,21 @@ export type SpiffeErrorCode =
   | 'FEDERATION_WRONG_TRUST_DOMAIN'
   | 'FEDERATION_BUNDLE_STALE';
 
+/**
+ * Base class of every error this library throws on bad input or a failed check; subclasses group the codes
+ * by area (SpiffeIdError, X509SvidError, SourceError, ...).
+ */
 export class SpiffeError extends Error {
+  /** Stable machine-readable reason: match on this, not on the message. */
   readonly code: SpiffeErrorCode;
 
+  /** Creates an error with a stable `code`, a message for humans and, optionally, the underlying `cause`. */
   constructor(code: SpiffeErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
   }
 
+  /** The subclass name (e.g. `X509SvidError`), so stack traces and logs show which kind of error it is. */
   override get name(): string {
     return this.constructor.name;
   }
@@ -166,6 +173,7 @@ export class FederationError extends SpiffeError {
   }
 }
 
+/** True when `err` is a SpiffeError (of any subclass), narrowing it so `err.code` can be read. */
 export function isSpiffeError(err: unknown): err is SpiffeError {
   return err instanceof SpiffeError;
 }

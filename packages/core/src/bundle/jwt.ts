@@ -62,6 +62,7 @@ export class JwtBundle implements JwtBundleSource {
     return new JwtBundle(trustDomain, authorities);
   }
 
+  /** Builds a bundle from public keys by key ID. Throws a BundleError (`BUNDLE_INVALID`) on an empty key ID. */
   static fromKeys(trustDomain: TrustDomain | string, keys: Record<string, KeyObject>): JwtBundle {
     return new JwtBundle(
       trustDomain,
@@ -69,10 +70,12 @@ export class JwtBundle implements JwtBundleSource {
     );
   }
 
+  /** The authority with this key ID, or undefined. */
   findAuthority(keyId: string): JwtAuthority | undefined {
     return this.authorities.get(keyId);
   }
 
+  /** A new bundle with this key added (replacing any key with the same ID); this bundle is unchanged. */
   withAuthority(keyId: string, publicKey: KeyObject): JwtBundle {
     return new JwtBundle(this.trustDomain, [
       ...this.authorities.values(),
@@ -85,6 +88,7 @@ export class JwtBundle implements JwtBundleSource {
     return { keys: [...this.authorities.values()].map((a) => ({ ...a.jwk, kid: a.keyId })) };
   }
 
+  /** The JWKS document as a JSON string (see {@link JwtBundle.toJwks}). */
   marshal(): string {
     return JSON.stringify(this.toJwks());
   }

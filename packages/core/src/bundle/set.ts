@@ -9,44 +9,56 @@ import { notFound, X509Bundle } from './x509.js';
 export class BundleSet<B extends { readonly trustDomain: TrustDomain }> {
   readonly #byName: ReadonlyMap<string, B>;
 
+  /** A set of these bundles; a later bundle for the same trust domain replaces an earlier one. */
   constructor(bundles: Iterable<B> = []) {
     const map = new Map<string, B>();
     for (const b of bundles) map.set(b.trustDomain.name, b);
     this.#byName = map;
   }
 
+  /**
+   * The bundle of this trust domain, or undefined. A string is parsed as a trust domain (throws a SpiffeIdError
+   * if invalid).
+   */
   get(trustDomain: TrustDomain | string): B | undefined {
     return this.#byName.get(typeof trustDomain === 'string' ? toTrustDomain(trustDomain).name : trustDomain.name);
   }
 
+  /** True when the set holds a bundle for this trust domain (a string is parsed as in {@link BundleSet.get}). */
   has(trustDomain: TrustDomain | string): boolean {
     return this.get(trustDomain) !== undefined;
   }
 
+  /** A new set with this bundle added, replacing the one of the same trust domain; this set is unchanged. */
   with(bundle: B): this {
     const Ctor = this.constructor as new (b: Iterable<B>) => this;
     return new Ctor([...this.#byName.values(), bundle]);
   }
 
+  /** A new set without this trust domain's bundle; this set is unchanged. */
   without(trustDomain: TrustDomain | string): this {
     const name = typeof trustDomain === 'string' ? toTrustDomain(trustDomain).name : trustDomain.name;
     const Ctor = this.constructor as new (b: Iterable<B>) => this;
     return new Ctor([...this.#byName.values()].filter((b) => b.trustDomain.name !== name));
   }
 
+  /** Every bundle, sorted by trust domain name. */
   bundles(): B[] {
     return [...this.#byName.values()].sort((a, b) => a.trustDomain.name.localeCompare(b.trustDomain.name));
   }
 
+  /** Every trust domain of the set, sorted by name. */
   trustDomains(): TrustDomain[] {
     return this.bundles().map((b) => b.trustDomain);
   }
 
+  /** Number of trust domains in the set. */
   get size(): number {
     return this.#byName.size;
   }
 }
 
+/** X.509 bundles by trust domain: an X509BundleSource for verifying peers of several trust domains. */
 export class X509BundleSet extends BundleSet<X509Bundle> implements X509BundleSource {
   getX509BundleForTrustDomain(trustDomain: TrustDomain): X509Bundle {
     const b = this.get(trustDomain);
@@ -59,6 +71,7 @@ export class X509BundleSet extends BundleSet<X509Bundle> implements X509BundleSo
     return this.bundles().flatMap((b) => [...b.authorities]);
   }
 
+  /** True when both sets hold the same trust domains with the same authorities (see {@link X509Bundle.equals}). */
   equals(other: X509BundleSet): boolean {
     const a = this.bundles();
     const b = other.bundles();
@@ -66,6 +79,7 @@ export class X509BundleSet extends BundleSet<X509Bundle> implements X509BundleSo
   }
 }
 
+/** JWT bundles by trust domain: a JwtBundleSource for validating JWT-SVIDs of several trust domains. */
 export class JwtBundleSet extends BundleSet<JwtBundle> implements JwtBundleSource {
   getJwtBundleForTrustDomain(trustDomain: TrustDomain): JwtBundle {
     const b = this.get(trustDomain);
@@ -74,6 +88,7 @@ export class JwtBundleSet extends BundleSet<JwtBundle> implements JwtBundleSourc
   }
 }
 
+/** SPIFFE bundles by trust domain: serves both their X.509 and JWT bundles. */
 export class SpiffeBundleSet extends BundleSet<SpiffeBundle> implements X509BundleSource, JwtBundleSource {
   getX509BundleForTrustDomain(trustDomain: TrustDomain): X509Bundle {
     const b = this.get(trustDomain);

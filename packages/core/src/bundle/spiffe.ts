@@ -35,6 +35,10 @@ export class SpiffeBundle implements X509BundleSource, JwtBundleSource {
     Object.freeze(this);
   }
 
+  /**
+   * Parses a SPIFFE bundle document (JSON text, bytes or an already-parsed object) for this trust domain.
+   * Throws a BundleError (`BUNDLE_INVALID`) when the document is malformed; unusable entries are ignored.
+   */
   static parse(trustDomain: TrustDomain | string, input: string | Uint8Array | object): SpiffeBundle {
     const doc = parseJsonObject(input, 'SPIFFE bundle');
     const { keys, spiffe_refresh_hint: hint } = doc;
@@ -92,6 +96,10 @@ export class SpiffeBundle implements X509BundleSource, JwtBundleSource {
     });
   }
 
+  /**
+   * Combines an X.509 and a JWT bundle (either may be omitted) into one SPIFFE bundle. Throws a BundleError:
+   * `BUNDLE_INVALID` when both are missing, `BUNDLE_TRUST_DOMAIN_MISMATCH` when their trust domains differ.
+   */
   static fromBundles(x509?: X509Bundle, jwt?: JwtBundle): SpiffeBundle {
     const td = x509?.trustDomain ?? jwt?.trustDomain;
     if (!td) throw new BundleError('BUNDLE_INVALID', 'need at least one bundle');
@@ -105,14 +113,20 @@ export class SpiffeBundle implements X509BundleSource, JwtBundleSource {
     });
   }
 
+  /** The X.509 authorities as an X509Bundle. */
   x509Bundle(): X509Bundle {
     return new X509Bundle(this.trustDomain, this.x509Authorities);
   }
 
+  /** The JWT authorities as a JwtBundle. */
   jwtBundle(): JwtBundle {
     return new JwtBundle(this.trustDomain, this.jwtAuthorities.values());
   }
 
+  /**
+   * The bundle as a JSON object. A `spiffe_sequence` above 2^53 - 1 stays a bigint, so `JSON.stringify` throws
+   * on it: use {@link SpiffeBundle.marshal} for text.
+   */
   toJSON(): Record<string, unknown> {
     const keys: object[] = [
       ...this.x509Authorities.map((c) => ({

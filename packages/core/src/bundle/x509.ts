@@ -50,14 +50,17 @@ export class X509Bundle implements X509BundleSource {
     return new X509Bundle(trustDomain, []);
   }
 
+  /** True when this certificate (same SHA-256 fingerprint) is one of the authorities. */
   hasAuthority(cert: X509Certificate): boolean {
     return this.authorities.some((a) => a.fingerprint256 === cert.fingerprint256);
   }
 
+  /** A new bundle with this certificate added (no duplicate if already present); this bundle is unchanged. */
   withAuthority(cert: X509Certificate): X509Bundle {
     return new X509Bundle(this.trustDomain, [...this.authorities, cert]);
   }
 
+  /** A new bundle without this certificate; this bundle is unchanged. */
   withoutAuthority(cert: X509Certificate): X509Bundle {
     return new X509Bundle(
       this.trustDomain,
@@ -65,6 +68,7 @@ export class X509Bundle implements X509BundleSource {
     );
   }
 
+  /** True when both bundles have the same trust domain and the same authorities in the same order. */
   equals(other: X509Bundle): boolean {
     return (
       this.trustDomain.equals(other.trustDomain) &&
@@ -73,10 +77,12 @@ export class X509Bundle implements X509BundleSource {
     );
   }
 
+  /** The authorities as concatenated PEM certificates. */
   toPem(): string {
     return certificatesToPem(this.authorities);
   }
 
+  /** The authorities as concatenated DER certificates (the Workload API's encoding). */
   toDer(): Buffer {
     return Buffer.concat(this.authorities.map((a) => a.raw));
   }

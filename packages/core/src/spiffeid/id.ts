@@ -148,14 +148,17 @@ export class TrustDomain {
     return SpiffeId.fromPath(this, '');
   }
 
+  /** True when `other` has the same name; a string is compared with the name as is (not parsed). */
   equals(other: TrustDomain | string): boolean {
     return typeof other === 'string' ? other === this.name : other.name === this.name;
   }
 
+  /** The trust domain name, e.g. `example.org` (not the `spiffe://` form: see {@link TrustDomain.idString}). */
   toString(): string {
     return this.name;
   }
 
+  /** The trust domain name, so that `JSON.stringify` writes a string. */
   toJSON(): string {
     return this.name;
   }
@@ -163,6 +166,7 @@ export class TrustDomain {
 
 /** A SPIFFE ID, e.g. `spiffe://example.org/service/orders`. Immutable. */
 export class SpiffeId {
+  /** The trust domain the ID belongs to. */
   readonly trustDomain: TrustDomain;
   /** The path, `""` or starting with `/`. */
   readonly path: string;
@@ -234,14 +238,17 @@ export class SpiffeId {
     return SpiffeId.fromPath(this.trustDomain, this.path + segments.map((s) => `/${s}`).join(''));
   }
 
+  /** True when both IDs are the same string; a string is compared as is (not parsed or normalized). */
   equals(other: SpiffeId | string): boolean {
     return this.toString() === (typeof other === 'string' ? other : other.toString());
   }
 
+  /** The ID as a URI, e.g. `spiffe://example.org/service/orders`. */
   toString(): string {
     return this.#string;
   }
 
+  /** The ID as a URI string, so that `JSON.stringify` writes a string. */
   toJSON(): string {
     return this.toString();
   }
