@@ -1,4 +1,4 @@
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { JwtBundleSet, X509BundleSet } from '../bundle/set.js';
 import { SpiffeError, WorkloadApiError } from '../errors.js';
 import { SpiffeId, toSpiffeId } from '../spiffeid/id.js';
@@ -16,7 +16,7 @@ import {
   parseX509SvidResponse,
   type X509Context,
 } from './parse.js';
-import { structToJson, WORKLOAD_API_HEADER, type WorkloadApiMessages, workloadApiServiceDefinition } from './proto.js';
+import type { WorkloadApiMessages, WorkloadApiServiceDefinition } from './proto.js';
 import { resolveTimeoutMs } from './startup.js';
 import { GrpcStatus, mapGrpcError, statusError } from './status.js';
 
@@ -75,9 +75,37 @@ type Request<M extends Method> = WorkloadApiMessages[M]['request'];
 
 type Response<M extends Method> = WorkloadApiMessages[M]['response'];
 
+/** What a client needs from gRPC and protobuf, loaded on the first call of any client in the process. */
+interface Runtime {
+  readonly grpc: typeof grpc;
+  readonly proto: typeof import('./proto.js');
+  readonly definitions: WorkloadApiServiceDefinition;
+}
+
+// @grpc/grpc-js and protobufjs take tens of milliseconds to load: an application that never calls the Workload
+// API (static or file sources, JWT validation with its own bundles) does not pay for them at start-up.
+let runtime: Runtime | undefined;
+let runtimeLoading: Promise<Runtime> | undefined;
+
+function loadRuntime(): Promise<Runtime> {
+  runtimeLoading ??= Promise.all([import('@grpc/grpc-js'), import('./proto.js')]).then(
+    ([grpcModule, proto]) => {
+      runtime = { grpc: grpcModule, proto, definitions: proto.workloadApiServiceDefinition() };
+      return runtime;
+    },
+    (err: unknown) => {
+      runtimeLoading = undefined; // a later call tries again
+      throw err;
+    },
+  );
+  return runtimeLoading;
+}
+
 /** Decodes a response message of `method`; throws on bytes that are not one. */
 function decode<M extends Method>(method: M, bytes: Buffer): Response<M> {
-  return workloadApiServiceDefinition()[method].responseDeserialize(bytes) as Response<M>;
+  // Bytes only come from a call, made once the definitions were loaded.
+  if (runtime === undefined) throw new Error('Workload API definitions are not loaded');
+  return runtime.definitions[method].responseDeserialize(bytes) as Response<M>;
 }
 
 // Responses arrive as bytes (decoded by the client, not by grpc-js): undecodable bytes are then our typed
@@ -88,6 +116,19 @@ const closedError = (): WorkloadApiError => new WorkloadApiError('WORKLOADAPI_ER
 
 type StreamMethod = 'FetchX509SVID' | 'FetchX509Bundles' | 'FetchJWTBundles';
 
+/** A client's channel, with the loaded modules it was made from. */
+interface Connection {
+  readonly channel: grpc.Client;
+  readonly runtime: Runtime;
+}
+
+/** The Workload API's security header, on every call (a new object: grpc-js may add to it). */
+function metadata(loaded: Runtime): grpc.Metadata {
+  const md = new loaded.grpc.Metadata();
+  md.set(loaded.proto.WORKLOAD_API_HEADER, 'true');
+  return md;
+}
+
 type Run<T> = (deadline: number | undefined, onCancel: (cancel: () => void) => void) => Promise<T>;
 
 /**
@@ -96,8 +137,11 @@ type Run<T> = (deadline: number | undefined, onCancel: (cancel: () => void) => v
  * backoff.
  */
 export class WorkloadApiClient {
+  /** The gRPC target the client connects to (`unix:///path` or `ipv4:…`/`ipv6:…`), from `address`. */
   readonly target: string;
-  readonly #channel: grpc.Client;
+  readonly #channelOptions: grpc.ChannelOptions;
+  /** Made on the first call: grpc-js is loaded then, not when the client is constructed. */
+  #connection: Connection | undefined;
   readonly #backoff: BackoffOptions;
   readonly #timeoutMs: number;
   #closed = false;
@@ -116,7 +160,7 @@ export class WorkloadApiClient {
     this.target = resolveAddress(options.address);
     this.#backoff = options.backoff ?? {};
     this.#timeoutMs = resolveTimeoutMs(options.timeoutMs, 'WorkloadApiClient');
-    this.#channel = new grpc.Client(this.target, grpc.credentials.createInsecure(), {
+    this.#channelOptions = {
       // The agent is local: an HTTP proxy from the environment must never carry its traffic.
       'grpc.enable_http_proxy': 0,
       'grpc.max_receive_message_length': options.maxMessageBytes ?? 4 * 1024 * 1024,
@@ -128,18 +172,26 @@ export class WorkloadApiClient {
       'grpc.use_local_subchannel_pool': 1,
       // Nothing reads channelz: no per-call bookkeeping, no entry in its process-wide registry.
       'grpc.enable_channelz': 0,
-    });
+    };
   }
 
   #ensureOpen(): void {
     if (this.#closed) throw closedError();
   }
 
-  /** The Workload API's security header, on every call (a new object: grpc-js may add to it). */
-  #metadata(): grpc.Metadata {
-    const md = new grpc.Metadata();
-    md.set(WORKLOAD_API_HEADER, 'true');
-    return md;
+  /**
+   * The client's channel, made on first use; undefined while grpc-js is not loaded yet. Callers check that
+   * the client is open first: a closed client makes no channel.
+   */
+  #connect(): Connection | undefined {
+    if (this.#connection !== undefined) return this.#connection;
+    if (runtime === undefined) return undefined;
+    const { Client, credentials } = runtime.grpc;
+    this.#connection = {
+      channel: new Client(this.target, credentials.createInsecure(), this.#channelOptions),
+      runtime,
+    };
+    return this.#connection;
   }
 
   /** Runs a call, retrying UNAVAILABLE with backoff until the time limit or abort (the agent may be starting). */
@@ -222,8 +274,11 @@ export class WorkloadApiClient {
     read: (bytes: Buffer) => T,
   ): Promise<T> {
     if (this.#closed) return Promise.reject(closedError());
+    const connection = this.#connect();
+    if (connection === undefined) return this.#firstAfterLoad(method, request, deadline, onCancel, read);
+    const { channel, runtime } = connection;
     return new Promise<T>((resolve, reject) => {
-      const def = workloadApiServiceDefinition()[method];
+      const def = runtime.definitions[method];
       let settled = false;
       const done = (error: unknown, bytes: Buffer | undefined): void => {
         if (settled) return;
@@ -246,12 +301,12 @@ export class WorkloadApiClient {
       const options: grpc.CallOptions = deadline === undefined ? {} : { deadline };
       let call: grpc.ClientUnaryCall;
       if (def.responseStream) {
-        const stream = this.#channel.makeServerStreamRequest(
+        const stream = channel.makeServerStreamRequest(
           def.path,
           def.requestSerialize,
           asBytes,
           request,
-          this.#metadata(),
+          metadata(runtime),
           options,
         );
         stream.on('data', (bytes: Buffer) => {
@@ -267,12 +322,12 @@ export class WorkloadApiClient {
         });
         call = stream;
       } else {
-        call = this.#channel.makeUnaryRequest(
+        call = channel.makeUnaryRequest(
           def.path,
           def.requestSerialize,
           asBytes,
           request,
-          this.#metadata(),
+          metadata(runtime),
           options,
           (err, bytes) => done(err ?? undefined, bytes),
         );
@@ -282,6 +337,29 @@ export class WorkloadApiClient {
         this.#inFlight.add(cancel);
         onCancel(cancel);
       }
+    });
+  }
+
+  /**
+   * `#first` for the first call of the process: once grpc-js and the definitions are loaded (one load shared
+   * by concurrent calls). Cancelling meanwhile (abort) ends the wait; a client closed meanwhile fails as closed.
+   */
+  #firstAfterLoad<M extends Method, T>(
+    method: M,
+    request: Request<M>,
+    deadline: number | undefined,
+    onCancel: (cancel: () => void) => void,
+    read: (bytes: Buffer) => T,
+  ): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      let cancelled = false;
+      onCancel(() => {
+        cancelled = true;
+        reject(statusError(GrpcStatus.CANCELLED, `${method} cancelled before it started`));
+      });
+      loadRuntime().then(() => {
+        if (!cancelled) this.#first(method, request, deadline, onCancel, read).then(resolve, reject);
+      }, reject);
     });
   }
 
@@ -359,7 +437,8 @@ export class WorkloadApiClient {
     return this.#oneShot('ValidateJWTSVID', options, (deadline, onCancel) =>
       this.#first('ValidateJWTSVID', request, deadline, onCancel, (bytes) => {
         const res = decode('ValidateJWTSVID', bytes);
-        const claims = structToJson(res.claims);
+        // Bytes came from a call: the definitions are loaded.
+        const claims = (runtime as Runtime).proto.structToJson(res.claims);
         const aud = claims.aud;
         const exp = typeof claims.exp === 'number' ? claims.exp : 0;
         return new JwtSvid({
@@ -383,7 +462,6 @@ export class WorkloadApiClient {
     const stopper = new AbortController();
     const signal = options.signal ? AbortSignal.any([options.signal, stopper.signal]) : stopper.signal;
     const backoff = new Backoff(this.#backoff);
-    const def = workloadApiServiceDefinition()[method];
     const report = (err: WorkloadApiError) => {
       try {
         watcher.onError?.(err);
@@ -411,15 +489,10 @@ export class WorkloadApiClient {
       }
     };
     /** One stream, until it ends: resolves with why. */
-    const runOnce = () =>
+    const stream = ({ channel, runtime }: Connection) =>
       new Promise<unknown>((resolve) => {
-        const call = this.#channel.makeServerStreamRequest(
-          def.path,
-          def.requestSerialize,
-          asBytes,
-          {},
-          this.#metadata(),
-        );
+        const def = runtime.definitions[method];
+        const call = channel.makeServerStreamRequest(def.path, def.requestSerialize, asBytes, {}, metadata(runtime));
         const cancel = () => call.cancel();
         const end = (why: unknown) => {
           signal.removeEventListener('abort', cancel);
@@ -433,6 +506,21 @@ export class WorkloadApiClient {
           if (status.code === GrpcStatus.OK) end(statusError(GrpcStatus.UNAVAILABLE, 'stream closed by the server'));
         });
       });
+    /** A stream, once grpc-js is loaded (the first call of the process loads it): resolves with why it ended. */
+    const runOnce = async (): Promise<unknown> => {
+      let connection = this.#connect();
+      if (connection === undefined) {
+        try {
+          await loadRuntime();
+        } catch (err) {
+          return err;
+        }
+        // Stopped, or the client closed, while loading: no channel is made.
+        if (signal.aborted || this.#closed) return undefined;
+        connection = this.#connect() as Connection;
+      }
+      return stream(connection);
+    };
     const done = (async () => {
       while (!signal.aborted) {
         const err = await runOnce();
@@ -478,6 +566,7 @@ export class WorkloadApiClient {
     for (const w of watches) w.stop();
     for (const cancel of [...this.#inFlight]) cancel();
     await Promise.all(watches.map((w) => w.done));
-    this.#channel.close();
+    // No channel if no call was ever made.
+    this.#connection?.channel.close();
   }
 }

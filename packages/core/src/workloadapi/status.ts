@@ -1,4 +1,5 @@
-import * as grpc from '@grpc/grpc-js';
+// Type only: the values are checked against grpc-js's at compile time, grpc-js is not loaded with this module.
+import type * as grpc from '@grpc/grpc-js';
 import { SpiffeError, WorkloadApiError } from '../errors.js';
 
 /**
