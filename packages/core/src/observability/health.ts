@@ -19,6 +19,7 @@ export interface SourceHealth {
 
 /** Anything that can report its health: every Workload API source, or an object of your own. */
 export interface HealthReporter {
+  /** The current health report; should not throw (`checkReadiness` counts a reporter that throws as not ready). */
   health(): SourceHealth;
 }
 

@@ -5,9 +5,13 @@ import { debuglog } from 'node:util';
  * loggers) or `console`. Every call passes an object of fields first, then the message.
  */
 export interface SpiffeLogger {
+  /** Logs at error level. */
   error(fields: object, message: string): void;
+  /** Logs at warn level: denied requests, refused handshakes, a source still waiting for the Workload API. */
   warn(fields: object, message: string): void;
+  /** Logs at info level: e.g. a source that was waiting became ready. */
   info(fields: object, message: string): void;
+  /** Logs at debug level: e.g. connections reset during a handshake (probes and scanners). */
   debug(fields: object, message: string): void;
 }
 

@@ -13,6 +13,7 @@ import { X509Svid } from '../svid/x509.js';
 
 const debug = debuglog('spiffe');
 
+/** Options of {@link FileX509Source}: where the PEM files are, and how reloads behave. */
 export interface FileX509SourceOptions {
   /** PEM chain, leaf first (SPIFFE Helper: svid.pem; `spire-agent api fetch -write`: svid.0.pem). */
   certFile: string;
@@ -49,6 +50,10 @@ export class FileX509Source implements UpdatableSource {
   #debounce: NodeJS.Timeout | undefined;
   #closed = false;
 
+  /**
+   * Loads the files and starts watching them. Throws a SpiffeError when the initial material is unusable
+   * (`FILE_SOURCE_ERROR` for an unreadable file, or the parse or verification error's own code).
+   */
   constructor(options: FileX509SourceOptions) {
     this.#options = options;
     this.#load(); // throws on bad initial material: fail fast at startup
@@ -140,23 +145,31 @@ export class FileX509Source implements UpdatableSource {
     this.#stamp = stamp;
   }
 
+  /**
+   * The SVID last loaded. Throws a SourceError: `SOURCE_CLOSED` after close(), `SOURCE_SVID_EXPIRED` once it has
+   * expired (the files were not renewed in time).
+   */
   getX509Svid(): X509Svid {
     if (this.#closed) throw new SourceError('SOURCE_CLOSED', 'FileX509Source is closed');
     return checkNotExpired(this.#svid);
   }
 
+  /** Every bundle last loaded: the SVID's trust domain and the federated ones. */
   get bundles(): X509BundleSet {
     return this.#bundles;
   }
 
+  /** The bundle of this trust domain. Throws a BundleError (`BUNDLE_NOT_FOUND`) when none was loaded for it. */
   getX509BundleForTrustDomain(trustDomain: TrustDomain): X509Bundle {
     return this.#bundles.getX509BundleForTrustDomain(trustDomain);
   }
 
+  /** Registers a listener called after each successful reload; returns a function that removes it. */
   onUpdate(listener: () => void): () => void {
     return this.#listeners.add(listener);
   }
 
+  /** Stops watching the files and drops the listeners; getX509Svid() then throws `SOURCE_CLOSED`. */
   close(): void {
     this.#closed = true;
     for (const w of this.#watchers) w.close();

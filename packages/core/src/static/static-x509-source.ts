@@ -15,19 +15,23 @@ export class StaticX509Source implements UpdatableSource {
   #bundles: X509BundleSet;
   readonly #listeners = new UpdateListeners();
 
+  /** Serves this SVID and these bundles (one bundle, a list or a set). */
   constructor(svid: X509Svid, bundles: X509BundleSet | X509Bundle | readonly X509Bundle[]) {
     this.#svid = svid;
     this.#bundles = toSet(bundles);
   }
 
+  /** The SVID given. Throws a SourceError (`SOURCE_SVID_EXPIRED`) once it has expired. */
   getX509Svid(): X509Svid {
     return checkNotExpired(this.#svid);
   }
 
+  /** The bundles given, as a set. */
   get bundles(): X509BundleSet {
     return this.#bundles;
   }
 
+  /** The bundle of this trust domain. Throws a BundleError (`BUNDLE_NOT_FOUND`) when none was given for it. */
   getX509BundleForTrustDomain(trustDomain: TrustDomain): X509Bundle {
     return this.#bundles.getX509BundleForTrustDomain(trustDomain);
   }
@@ -39,6 +43,7 @@ export class StaticX509Source implements UpdatableSource {
     this.#listeners.emit();
   }
 
+  /** Registers a listener called after each update(); returns a function that removes it. */
   onUpdate(listener: () => void): () => void {
     return this.#listeners.add(listener);
   }

@@ -18,6 +18,7 @@ export const JWT_SVID_ALGORITHMS = [
   'PS512',
 ] as const;
 
+/** One of {@link JWT_SVID_ALGORITHMS}. */
 export type JwtSvidAlgorithm = (typeof JWT_SVID_ALGORITHMS)[number];
 
 const ALLOWED = new Set<string>(JWT_SVID_ALGORITHMS);
@@ -212,6 +213,7 @@ function cryptoKeyFor(j: Jose, authority: JwtAuthority, alg: string): Promise<Im
   return pending;
 }
 
+/** Options of {@link parseAndValidateJwtSvid}. */
 export interface ValidateJwtSvidOptions {
   /** Verification time (default: now). */
   now?: Date;

@@ -12,6 +12,10 @@ export interface X509SvidSource {
 
 /** Anything that can hand out JWT-SVIDs for an audience. */
 export interface JwtSvidSource {
+  /**
+   * A JWT-SVID for the audience (and, when the workload has several identities, the given subject). Rejects
+   * with a SpiffeError when none can be had.
+   */
   fetchJwtSvid(params: { audience: string | readonly string[]; subject?: SpiffeId | string }): Promise<JwtSvid>;
 }
 

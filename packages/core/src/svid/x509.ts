@@ -190,11 +190,13 @@ function wrapCertErrors<T>(fn: () => T): T {
   }
 }
 
+/** Options of {@link verifyX509Svid}. */
 export interface VerifyX509SvidOptions {
   /** Verification time (default: now). */
   now?: Date;
 }
 
+/** What {@link verifyX509Svid} returns for a chain that verified: the peer's ID and the chain it was verified by. */
 export interface VerifiedX509Svid {
   /** The verified SPIFFE ID of the leaf. */
   id: SpiffeId;
