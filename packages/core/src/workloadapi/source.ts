@@ -14,6 +14,7 @@ const debug = debuglog('spiffe');
 /** How long a source waits in silence before saying that the agent has not answered yet. */
 const SILENCE_NOTICE_MS = 5000;
 
+/** Options of every Workload API source (X509Source, JwtSource, BundleSource): the client's, plus these. */
 export interface SourceOptions extends WorkloadApiClientOptions {
   /** Use this client instead of creating one (the source will not close it). */
   client?: WorkloadApiClient;
@@ -33,7 +34,9 @@ export interface SourceOptions extends WorkloadApiClientOptions {
   logger?: SpiffeLogger;
 }
 
+/** Options of a source's `ready()` and `create()`. */
 export interface ReadyOptions {
+  /** Stop waiting when aborted (rejects with the signal's reason). */
   signal?: AbortSignal;
   /** Give up after this many ms (default: the source's `timeoutMs`, 30 s unless set; `Infinity`: never). */
   timeoutMs?: number;
@@ -80,6 +83,10 @@ export abstract class WorkloadApiSource implements UpdatableSource {
     this.#untrack = trackSvidExpiry(this);
   }
 
+  /**
+   * For subclasses: records a Workload API failure (health, metrics, start-up notices) and passes it to
+   * `onError`; the source keeps retrying.
+   */
   protected reportError = (err: SpiffeError): void => {
     this.#lastError = err;
     this.#lastErrorAt = new Date();
@@ -165,6 +172,7 @@ export abstract class WorkloadApiSource implements UpdatableSource {
     };
   }
 
+  /** True once the first update has arrived. */
   get isReady(): boolean {
     return this.#isReady;
   }
@@ -225,6 +233,7 @@ export abstract class WorkloadApiSource implements UpdatableSource {
     this.#listeners.emit();
   }
 
+  /** Registers a listener called after each adopted update; returns a function that removes it. */
   onUpdate(listener: () => void): () => void {
     return this.#listeners.add(listener);
   }
@@ -239,16 +248,22 @@ export abstract class WorkloadApiSource implements UpdatableSource {
     }
   }
 
+  /** For subclasses: throws a SourceError (`SOURCE_CLOSED`) once the source is closed. */
   protected assertOpen(): void {
     if (this.closed) throw new SourceError('SOURCE_CLOSED', `${this.constructor.name} is closed`);
   }
 
+  /** For subclasses: throws a SourceError, `SOURCE_CLOSED` once closed or `SOURCE_NOT_READY` before the first update. */
   protected assertReady(): void {
     this.assertOpen();
     if (!this.#isReady)
       throw new SourceError('SOURCE_NOT_READY', `${this.constructor.name} is not ready yet: await ready()`);
   }
 
+  /**
+   * Stops the Workload API streams and waits for them to end, drops the update listeners, and closes the client
+   * if the source created it. Calling it again does nothing.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -260,6 +275,7 @@ export abstract class WorkloadApiSource implements UpdatableSource {
     if (this.#ownsClient) await this.client.close();
   }
 
+  /** Same as close(), for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
