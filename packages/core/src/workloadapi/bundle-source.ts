@@ -9,6 +9,7 @@ export class BundleSource extends WorkloadApiSource {
   #x509: X509BundleSet | undefined;
   #jwt: JwtBundleSet | undefined;
 
+  /** Starts watching the X.509 and JWT bundles; use {@link BundleSource.create} to also wait until ready. */
   constructor(options: SourceOptions = {}) {
     super(options);
     this.watches.push(
@@ -40,21 +41,31 @@ export class BundleSource extends WorkloadApiSource {
     return 'X.509 and JWT bundles';
   }
 
+  /** The X.509 bundles of the last update. Throws a SourceError (`SOURCE_NOT_READY`, `SOURCE_CLOSED`). */
   get x509Bundles(): X509BundleSet {
     this.assertReady();
     return this.#x509 as X509BundleSet;
   }
 
+  /** The JWT bundles of the last update. Throws a SourceError (`SOURCE_NOT_READY`, `SOURCE_CLOSED`). */
   get jwtBundles(): JwtBundleSet {
     this.assertReady();
     return this.#jwt as JwtBundleSet;
   }
 
+  /**
+   * The X.509 bundle of this trust domain. Throws a SourceError (`SOURCE_NOT_READY`, `SOURCE_CLOSED`), or a
+   * BundleError (`BUNDLE_NOT_FOUND`) for a trust domain the Workload API sent no bundle for.
+   */
   getX509BundleForTrustDomain(trustDomain: TrustDomain): X509Bundle {
     this.assertReady();
     return bundleOrThrow(this.#x509, trustDomain, 'X.509');
   }
 
+  /**
+   * The JWT bundle of this trust domain. Throws a SourceError (`SOURCE_NOT_READY`, `SOURCE_CLOSED`), or a
+   * BundleError (`BUNDLE_NOT_FOUND`) for a trust domain the Workload API sent no bundle for.
+   */
   getJwtBundleForTrustDomain(trustDomain: TrustDomain): JwtBundle {
     this.assertReady();
     return bundleOrThrow(this.#jwt, trustDomain, 'JWT');

@@ -5,6 +5,7 @@ import { JwtSvid, unverifiedKeyId } from '../svid/jwt.js';
 import { type CallOptions, type JwtSvidParams } from './client.js';
 import { bundleOrThrow, type ReadyOptions, type SourceOptions, WorkloadApiSource } from './source.js';
 
+/** Options of {@link JwtSource}. */
 export interface JwtSourceOptions extends SourceOptions {
   /**
    * Refetch a cached JWT-SVID once less than this fraction of its lifetime remains (default 0.5, like the
@@ -20,12 +21,17 @@ export interface JwtSourceOptions extends SourceOptions {
 // Distinct (audience set, subject) questions a JwtSource remembers answers to; the least recently used goes.
 const JWT_CACHE_MAX = 256;
 
+/**
+ * A live JWT source: fetches JWT-SVIDs from the Workload API (cached per audience and subject) and keeps the
+ * JWT bundles current, for validating tokens of peers.
+ */
 export class JwtSource extends WorkloadApiSource {
   #bundles: JwtBundleSet | undefined;
   readonly #cache = new Map<string, { svid: JwtSvid; refreshAt: number }>();
   readonly #inflight = new Map<string, Promise<JwtSvid>>();
   readonly #refreshFraction: number;
 
+  /** Starts watching the JWT bundles; use {@link JwtSource.create} to also wait until ready. */
   constructor(options: JwtSourceOptions = {}) {
     super(options);
     this.#refreshFraction = options.refreshFraction ?? 0.5;
@@ -98,11 +104,16 @@ export class JwtSource extends WorkloadApiSource {
     return 'JWT bundles';
   }
 
+  /** The JWT bundles of the last update. Throws a SourceError (`SOURCE_NOT_READY`, `SOURCE_CLOSED`). */
   get bundles(): JwtBundleSet {
     this.assertReady();
     return this.#bundles as JwtBundleSet;
   }
 
+  /**
+   * The JWT bundle of this trust domain. Throws a SourceError (`SOURCE_NOT_READY`, `SOURCE_CLOSED`), or a
+   * BundleError (`BUNDLE_NOT_FOUND`) for a trust domain the Workload API sent no bundle for.
+   */
   getJwtBundleForTrustDomain(trustDomain: TrustDomain): JwtBundle {
     this.assertReady();
     return bundleOrThrow(this.#bundles, trustDomain, 'JWT');

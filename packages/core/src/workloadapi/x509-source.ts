@@ -9,6 +9,7 @@ import { X509Svid } from '../svid/x509.js';
 import { type X509Context } from './parse.js';
 import { bundleOrThrow, type ReadyOptions, type SourceOptions, WorkloadApiSource } from './source.js';
 
+/** Options of {@link X509Source}. */
 export interface X509SourceOptions extends SourceOptions {
   /** Choose among several SVIDs: by SPIFFE ID, by hint, or with a function. Default: the first. */
   pick?: { spiffeId: SpiffeId | string } | { hint: string } | ((svids: readonly X509Svid[]) => X509Svid | undefined);
@@ -29,6 +30,7 @@ export class X509Source extends WorkloadApiSource {
   readonly #pick: (svids: readonly X509Svid[]) => X509Svid | undefined;
   readonly #allowTrustDomainChange: boolean;
 
+  /** Starts watching the X.509 context; use {@link X509Source.create} to also wait until ready. */
   constructor(options: X509SourceOptions = {}) {
     super(options);
     this.#allowTrustDomainChange = options.allowTrustDomainChange ?? false;
@@ -105,11 +107,16 @@ export class X509Source extends WorkloadApiSource {
     return (this.#context as X509Context).svids;
   }
 
+  /** The X.509 bundles of the last update. Throws a SourceError (`SOURCE_NOT_READY`, `SOURCE_CLOSED`). */
   get bundles(): X509BundleSet {
     this.assertReady();
     return (this.#context as X509Context).bundles;
   }
 
+  /**
+   * The X.509 bundle of this trust domain. Throws a SourceError (`SOURCE_NOT_READY`, `SOURCE_CLOSED`), or a
+   * BundleError (`BUNDLE_NOT_FOUND`) for a trust domain the Workload API sent no bundle for.
+   */
   getX509BundleForTrustDomain(trustDomain: TrustDomain): X509Bundle {
     this.assertReady();
     return bundleOrThrow(this.#context?.bundles, trustDomain, 'X.509');
