@@ -142,10 +142,12 @@ export function toPem(der: Uint8Array, type: string): string {
   return `-----BEGIN ${type}-----\n${lines.join('\n')}\n-----END ${type}-----\n`;
 }
 
+/** Certificates as concatenated PEM blocks, in the order given. */
 export function certificatesToPem(certs: readonly X509Certificate[]): string {
   return certs.map((c) => toPem(c.raw, 'CERTIFICATE')).join('');
 }
 
+/** A private key as unencrypted PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`). */
 export function privateKeyToPem(key: KeyObject): string {
   return key.export({ format: 'pem', type: 'pkcs8' }).toString();
 }

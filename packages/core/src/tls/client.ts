@@ -10,6 +10,7 @@ import { type X509MaterialSource } from '../svid/source.js';
 import { clientContext, MIN_TLS_VERSION, NO_RENEGOTIATION, sharesContext, tlsMaterial } from './material.js';
 import { derChain, pinPeerCertificate, verifiedPeers, verifyPeer } from './peer.js';
 
+/** Options of the SPIFFE mTLS client helpers (connect options, sockets, https and undici agents). */
 export interface SpiffeTlsClientOptions {
   /** Our SVID (presented to the server) and the bundles we trust. */
   source: X509MaterialSource;

@@ -19,6 +19,7 @@ import { peerCertificateChain, pinPeerCertificate, verifiedPeers, verifyPeer } f
 
 const debug = debuglog('spiffe');
 
+/** Options of {@link createSpiffeTlsServer}. */
 export interface SpiffeTlsServerOptions {
   /** Our SVID and the bundles we trust. */
   source: X509MaterialSource;
@@ -54,6 +55,7 @@ export interface SpiffeTlsAttachOptions {
   logger?: SpiffeLogger;
 }
 
+/** A SPIFFE mTLS server wiring: node:tls options to create a server with, and `attach` to wire it. */
 export interface SpiffeTlsServer {
   /** Options for tls.createServer / https.createServer / http2.createSecureServer. */
   readonly options: tls.TlsOptions;
