@@ -1,16 +1,18 @@
 import { JwtBundle } from '../bundle/jwt.js';
 import { JwtBundleSet, X509BundleSet } from '../bundle/set.js';
+import { BundleReuse } from '../bundle/reuse.js';
 import { X509Bundle } from '../bundle/x509.js';
 import { WorkloadApiError } from '../errors.js';
 import { partsKey } from '../internal/x509util.js';
 import { TrustDomain } from '../spiffeid/id.js';
 import { insecureParseJwtSvid, JwtSvid } from '../svid/jwt.js';
 import { X509Svid } from '../svid/x509.js';
-import {
-  type JWTBundlesResponseMessage,
-  type JWTSVIDResponseMessage,
-  type X509BundlesResponseMessage,
-  type X509SVIDResponseMessage,
+// Type only: \`import { type … }\` would still load proto.ts (and protobufjs) under verbatimModuleSyntax.
+import type {
+  JWTBundlesResponseMessage,
+  JWTSVIDResponseMessage,
+  X509BundlesResponseMessage,
+  X509SVIDResponseMessage,
 } from './proto.js';
 
 /** What FetchX509SVID delivers: every SVID of the workload and the bundles it trusts. */
@@ -53,14 +55,16 @@ const svidCache = new ParseCache<X509Svid>(64);
 // Sized for thousands of trust domains; an entry is one bundle's few certificates.
 const BUNDLE_CACHE_MAX = 8192;
 
-const bundleCache = new ParseCache<X509Bundle>(BUNDLE_CACHE_MAX);
+// Keyed by the trust domain as written, reused only for byte-identical bytes (bundle/reuse.ts).
+const bundleCache = new BundleReuse<X509Bundle>(BUNDLE_CACHE_MAX);
 
-const jwtBundleCache = new ParseCache<JwtBundle>(BUNDLE_CACHE_MAX);
+const jwtBundleCache = new BundleReuse<JwtBundle>(BUNDLE_CACHE_MAX);
 
 export const bytes = (b: Uint8Array | null | undefined): Uint8Array => b ?? new Uint8Array(0);
 
-export function cachedBundle(td: TrustDomain, der: Uint8Array): X509Bundle {
-  return bundleCache.get([td.name, der], () => X509Bundle.parse(td, der));
+/** The bundle of trust domain `td` (as the message names it) read from `der`, reused while `der` is unchanged. */
+export function cachedBundle(td: string, der: Uint8Array): X509Bundle {
+  return bundleCache.get(td, der, () => X509Bundle.parse(TrustDomain.parse(td), der));
 }
 
 /** Parses a FetchX509SVID response into SVIDs and bundles. */
@@ -79,25 +83,25 @@ export function parseX509SvidResponse(resp: X509SVIDResponseMessage): X509Contex
         `SVID spiffe_id "${m.spiffe_id}" does not match its certificate (${svid.id})`,
       );
     }
-    if (m.bundle && m.bundle.length > 0) bundles.push(cachedBundle(svid.id.trustDomain, m.bundle));
+    if (m.bundle && m.bundle.length > 0) bundles.push(cachedBundle(svid.id.trustDomain.name, m.bundle));
     return svid;
   });
   for (const [td, der] of Object.entries(resp.federated_bundles ?? {})) {
-    bundles.push(cachedBundle(TrustDomain.parse(td), der));
+    bundles.push(cachedBundle(td, der));
   }
   return { svids, bundles: new X509BundleSet(bundles) };
 }
 
 export function parseX509BundlesResponse(resp: X509BundlesResponseMessage): X509BundleSet {
   return new X509BundleSet(
-    Object.entries(resp.bundles ?? {}).map(([td, der]) => cachedBundle(TrustDomain.parse(td), der)),
+    Object.entries(resp.bundles ?? {}).map(([td, der]) => cachedBundle(td, der)),
   );
 }
 
 export function parseJwtBundlesResponse(resp: JWTBundlesResponseMessage): JwtBundleSet {
   return new JwtBundleSet(
     Object.entries(resp.bundles ?? {}).map(([td, jwks]) =>
-      jwtBundleCache.get([td, jwks], () => JwtBundle.parse(TrustDomain.parse(td), jwks)),
+      jwtBundleCache.get(td, jwks, () => JwtBundle.parse(TrustDomain.parse(td), jwks)),
     ),
   );
 }
