@@ -1,6 +1,6 @@
 import { JwtBundle } from '../bundle/jwt.js';
-import { JwtBundleSet, X509BundleSet } from '../bundle/set.js';
 import { BundleReuse } from '../bundle/reuse.js';
+import { JwtBundleSet, X509BundleSet } from '../bundle/set.js';
 import { X509Bundle } from '../bundle/x509.js';
 import { WorkloadApiError } from '../errors.js';
 import { partsKey } from '../internal/x509util.js';
@@ -60,6 +60,7 @@ const bundleCache = new BundleReuse<X509Bundle>(BUNDLE_CACHE_MAX);
 
 const jwtBundleCache = new BundleReuse<JwtBundle>(BUNDLE_CACHE_MAX);
 
+/** Absent bytes fields as empty bytes. */
 export const bytes = (b: Uint8Array | null | undefined): Uint8Array => b ?? new Uint8Array(0);
 
 /** The bundle of trust domain `td` (as the message names it) read from `der`, reused while `der` is unchanged. */
@@ -92,12 +93,12 @@ export function parseX509SvidResponse(resp: X509SVIDResponseMessage): X509Contex
   return { svids, bundles: new X509BundleSet(bundles) };
 }
 
+/** A FetchX509Bundles response as a bundle set (the bundles are checked). */
 export function parseX509BundlesResponse(resp: X509BundlesResponseMessage): X509BundleSet {
-  return new X509BundleSet(
-    Object.entries(resp.bundles ?? {}).map(([td, der]) => cachedBundle(td, der)),
-  );
+  return new X509BundleSet(Object.entries(resp.bundles ?? {}).map(([td, der]) => cachedBundle(td, der)));
 }
 
+/** A FetchJWTBundles response as a bundle set (each JWKS is parsed). */
 export function parseJwtBundlesResponse(resp: JWTBundlesResponseMessage): JwtBundleSet {
   return new JwtBundleSet(
     Object.entries(resp.bundles ?? {}).map(([td, jwks]) =>
@@ -106,6 +107,7 @@ export function parseJwtBundlesResponse(resp: JWTBundlesResponseMessage): JwtBun
   );
 }
 
+/** A FetchJWTSVID response as its JWT-SVIDs (tokens parsed, not validated: they come from the agent). */
 export function parseJwtSvidResponse(res: JWTSVIDResponseMessage): readonly JwtSvid[] {
   if (!res.svids || res.svids.length === 0) {
     throw new WorkloadApiError('WORKLOADAPI_BAD_RESPONSE', 'FetchJWTSVID: there were no SVIDs in the response');
@@ -130,6 +132,7 @@ export class LastResponse<T> {
   }
 }
 
+/** Freezes a context (and its SVID list) so that one decoded response can be shared by callers. */
 export function freezeContext(ctx: X509Context): X509Context {
   Object.freeze(ctx.svids);
   return Object.freeze(ctx);
