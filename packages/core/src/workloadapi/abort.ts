@@ -1,3 +1,4 @@
+/** Does nothing: the unsubscribe when there is nothing to unsubscribe from. */
 export const noop = (): void => {};
 
 const abortListeners = new WeakMap<AbortSignal, { fns: Set<() => void>; listener: () => void }>();

@@ -12,6 +12,7 @@ export interface BackoffOptions {
   jitter?: number;
 }
 
+/** The delays of one reconnect sequence: `next()` for each wait, `reset()` after a success. */
 export class Backoff {
   readonly #initial: number;
   readonly #max: number;

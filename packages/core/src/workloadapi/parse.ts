@@ -93,7 +93,7 @@ export function parseX509SvidResponse(resp: X509SVIDResponseMessage): X509Contex
   return { svids, bundles: new X509BundleSet(bundles) };
 }
 
-/** A FetchX509Bundles response as a bundle set (the bundles are checked). */
+/** A FetchX509Bundles response as a bundle set (each bundle parsed). */
 export function parseX509BundlesResponse(resp: X509BundlesResponseMessage): X509BundleSet {
   return new X509BundleSet(Object.entries(resp.bundles ?? {}).map(([td, der]) => cachedBundle(td, der)));
 }

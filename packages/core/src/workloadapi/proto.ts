@@ -63,6 +63,7 @@ export const WORKLOAD_API_HEADER = 'workload.spiffe.io';
 // Message shapes as @grpc/proto-loader decodes// Message shapes as decoded here: field names as in the .proto, bytes as Buffer, every field present.
 export type X509SVIDRequestMessage = Record<string, never>;
 
+/** One X.509-SVID of an X509SVIDResponse. */
 export interface X509SVIDMessage {
   spiffe_id: string;
   x509_svid: Buffer;
@@ -71,45 +72,55 @@ export interface X509SVIDMessage {
   hint: string;
 }
 
+/** FetchX509SVID response: the workload's SVIDs, CRLs and federated bundles. */
 export interface X509SVIDResponseMessage {
   svids: X509SVIDMessage[];
   crl: Buffer[];
   federated_bundles: Record<string, Buffer>;
 }
 
+/** FetchX509Bundles request (no fields). */
 export type X509BundlesRequestMessage = Record<string, never>;
 
+/** FetchX509Bundles response: CRLs and bundles by trust domain. */
 export interface X509BundlesResponseMessage {
   crl: Buffer[];
   bundles: Record<string, Buffer>;
 }
 
+/** FetchJWTSVID request: audiences and, optionally, the SPIFFE ID wanted. */
 export interface JWTSVIDRequestMessage {
   audience: string[];
   spiffe_id: string;
 }
 
+/** One JWT-SVID of a JWTSVIDResponse. */
 export interface JWTSVIDMessage {
   spiffe_id: string;
   svid: string;
   hint: string;
 }
 
+/** FetchJWTSVID response. */
 export interface JWTSVIDResponseMessage {
   svids: JWTSVIDMessage[];
 }
 
+/** FetchJWTBundles request (no fields). */
 export type JWTBundlesRequestMessage = Record<string, never>;
 
+/** FetchJWTBundles response: JWKS bytes by trust domain. */
 export interface JWTBundlesResponseMessage {
   bundles: Record<string, Buffer>;
 }
 
+/** ValidateJWTSVID request. */
 export interface ValidateJWTSVIDRequestMessage {
   audience: string;
   svid: string;
 }
 
+/** A google.protobuf.Value, as decoded here (the set member named by `kind`). */
 export interface StructValue {
   nullValue?: 'NULL_VALUE' | 0;
   numberValue?: number;
@@ -120,10 +131,12 @@ export interface StructValue {
   kind?: string;
 }
 
+/** A google.protobuf.Struct, as decoded here. */
 export interface StructMessage {
   fields: Record<string, StructValue>;
 }
 
+/** ValidateJWTSVID response: the token's SPIFFE ID and claims. */
 export interface ValidateJWTSVIDResponseMessage {
   spiffe_id: string;
   claims: StructMessage | null;
@@ -138,6 +151,7 @@ export interface WorkloadApiMessages {
   ValidateJWTSVID: { request: ValidateJWTSVIDRequestMessage; response: ValidateJWTSVIDResponseMessage };
 }
 
+/** The name of a Workload API method. */
 export type WorkloadApiMethod = keyof WorkloadApiMessages;
 
 /** The SpiffeWorkloadAPI service, typed per method, for @grpc/grpc-js clients and servers. */

@@ -26,15 +26,18 @@ export const GrpcStatus = {
   DATA_LOSS: 15,
   UNAUTHENTICATED: 16,
 } as const satisfies { readonly [K in keyof typeof grpc.status]: (typeof grpc.status)[K] };
+/** One of the `GrpcStatus` values. */
 export type GrpcStatus = (typeof GrpcStatus)[keyof typeof GrpcStatus];
 
 /** A call's non-OK status, as @grpc/grpc-js reports it (a ServiceError) or as the client makes one. */
 export type StatusError = Error & { code: number; details: string };
 
+/** A status error made by the client itself (a stream that ended without a message, a lost connection). */
 export function statusError(code: GrpcStatus, details: string): StatusError {
   return Object.assign(new Error(details), { code, details });
 }
 
+/** Whether `err` carries a gRPC status (code and details). */
 export function isStatusError(err: unknown): err is StatusError {
   return (
     err instanceof Error &&
@@ -53,6 +56,7 @@ export function lostWithoutStatus(e: StatusError): boolean {
   return e.code === GrpcStatus.INTERNAL && e.details.startsWith('Received RST_STREAM');
 }
 
+/** A call's failure as a typed `WorkloadApiError` (code from the gRPC status), for the method `what`. */
 export function mapGrpcError(err: unknown, what: string): WorkloadApiError {
   if (err instanceof WorkloadApiError) return err;
   if (err instanceof SpiffeError) {
