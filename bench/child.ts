@@ -6,6 +6,9 @@
 //   fastify-spiffe-big                         fastify-spiffe with an allowlist of 10,000 IDs + 1,000 trust domains
 //   devserver [federated]                      dev Workload API (serving `federated` federated bundles, default 0);
 //                                              on IPC {rotate: n} re-issues SVIDs n times, answers {rotated, sentAt}
+//   rotation-clients <address> <port>          two SPIFFE clients (X509Source at <address>) handshaking with the
+//                                              rotation benchmark's server all the time; reports each new leaf
+//                                              {presented: base64 DER, at}; on IPC {stop} answers {failed, handshakes}
 import { constants as cryptoConstants } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as https from 'node:https';
@@ -13,11 +16,13 @@ import { join } from 'node:path';
 import * as tls from 'node:tls';
 import {
   createSpiffeTlsServer,
+  createSpiffeTlsSocket,
   matchAny,
   type SpiffeIdAllowlist,
   StaticX509Source,
   X509Bundle,
   X509BundleSet,
+  X509Source,
   X509Svid,
 } from '@spiffe-ts/core';
 import { DevCa, DevWorkloadApiServer } from '@spiffe-ts/dev-server';
@@ -137,9 +142,65 @@ async function main(): Promise<void> {
       ready({ node: dev.address('node'), go: dev.address('go') });
       break;
     }
+    case 'rotation-clients': {
+      // The rotation benchmark's load, in a process of its own: in the server's process its handshakes (client
+      // side included) shared the event loop that receives, verifies and swaps the new SVID.
+      const [address, port] = [process.argv[4] as string, Number(process.argv[5])];
+      const clientSource = await X509Source.create({ address });
+      let leaf: Buffer | undefined;
+      let failed = 0;
+      let handshakes = 0;
+      let running = true;
+      const one = () =>
+        new Promise<void>((resolve) => {
+          const socket = createSpiffeTlsSocket({
+            source: clientSource,
+            authorize: ['spiffe://example.org/bench-node'],
+            host: '127.0.0.1',
+            port,
+          });
+          socket.once('secureConnect', () => {
+            const at = performance.timeOrigin + performance.now();
+            handshakes++;
+            const presented = socket.getPeerX509Certificate()?.raw;
+            if (presented && !presented.equals(leaf ?? Buffer.alloc(0))) {
+              leaf = presented;
+              process.send?.({ presented: presented.toString('base64'), at });
+            }
+          });
+          socket.on('data', () => undefined);
+          socket.once('error', () => {
+            failed++;
+            resolve();
+          });
+          socket.once('close', () => resolve());
+        });
+      const loops = Array.from({ length: 2 }, async () => {
+        while (running) await one();
+      });
+      process.on('message', async (msg: { stop?: boolean }) => {
+        if (!msg.stop) return;
+        running = false;
+        await Promise.all(loops);
+        await clientSource.close();
+        process.send?.({ failed, handshakes });
+      });
+      ready({});
+      break;
+    }
     default:
       throw new Error(`unknown role ${role}`);
   }
 }
+
+// The load generator asks for this process's CPU time around each round (µs, user + system).
+process.on('message', (msg: { cpu?: boolean }) => {
+  if (msg.cpu) {
+    const { user, system } = process.cpuUsage();
+    process.send?.({ cpu: user + system });
+  }
+});
+// Stopped with SIGTERM: exit normally so that --cpu-prof (BENCH_CHILD_CPU_PROF in run.ts) writes its profile.
+process.once('SIGTERM', () => process.exit(0));
 
 void main();
