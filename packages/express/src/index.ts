@@ -8,6 +8,7 @@ import {
   matchMemberOf,
   matchSome,
   peerSpiffeId,
+  type ResolveRequestPeerOptions,
   reportDenial,
   resolveRequestPeer,
   type SpiffeAuthError,
@@ -173,6 +174,7 @@ export function createSpiffeHttpsServer(
  */
 export function spiffeIdentity(options: SpiffePeerOptions = {}): RequestHandler {
   const proxy = toTrustedProxy(options.trustedProxy);
+  const peerOptions: ResolveRequestPeerOptions = { proxy };
   return (req, _res, next) => {
     if (!proxy) {
       const id = peerSpiffeId(req.socket);
@@ -180,7 +182,7 @@ export function spiffeIdentity(options: SpiffePeerOptions = {}): RequestHandler 
       next();
       return;
     }
-    const decision = resolveRequestPeer(req.socket, headerOf(req, proxy.header), { proxy });
+    const decision = resolveRequestPeer(req.socket, headerOf(req, proxy.header), peerOptions);
     setPeer(req, decision.id, decision.source);
     if (!decision.ok) {
       deny(req, next, decision.error, options);
@@ -200,9 +202,11 @@ export function spiffeIdentity(options: SpiffePeerOptions = {}): RequestHandler 
 export function requirePeer(allow: SpiffeIdAllowlist, options: SpiffePeerOptions = {}): RequestHandler {
   const matcher: SpiffeIdMatcher = toMatcher(allow);
   const proxy = toTrustedProxy(options.trustedProxy);
+  // Built once: the per-request path allocates nothing but the decision.
+  const peerOptions: ResolveRequestPeerOptions = { allow: matcher, proxy };
   return (req, _res, next) => {
     const header = proxy ? headerOf(req, proxy.header) : undefined;
-    const decision = resolveRequestPeer(req.socket, header, { allow: matcher, proxy });
+    const decision = resolveRequestPeer(req.socket, header, peerOptions);
     // Only an ID that passed TLS verification (or came from a trusted proxy) is ever exposed.
     setPeer(req, decision.id, decision.source);
     if (!decision.ok) {

@@ -3,6 +3,7 @@ import {
   authenticateBearer,
   hasSpiffeTls,
   type JwtSvid,
+  type ResolveRequestPeerOptions,
   reportDenial,
   resolveRequestPeer,
   type SpiffeAuthError,
@@ -119,6 +120,8 @@ function noTlsError(where: string): SpiffeError {
 
 interface CompiledRoute {
   allow: SpiffeIdMatcher | undefined;
+  /** `{ allow, proxy }` for resolveRequestPeer, built once per route rather than per request. */
+  peer: ResolveRequestPeerOptions;
   jwt: boolean;
   jwtAllow: SpiffeIdMatcher | undefined;
 }
@@ -154,8 +157,10 @@ const plugin: FastifyPluginAsync<FastifySpiffeOptions> = async (fastify, options
   const compile = (cfg: SpiffeRouteConfig | undefined, url: string): CompiledRoute => {
     if (cfg?.jwt === true && !jwt) throw new Error(`route ${url}: config.spiffe.jwt needs the plugin's jwt option`);
     if (needsPeers(cfg?.allow) && !hasTls()) throw noTlsError(`route ${url} (config.spiffe.allow)`);
+    const allow = cfg?.allow !== undefined ? toMatcher(cfg.allow) : defaultAllow;
     return {
-      allow: cfg?.allow !== undefined ? toMatcher(cfg.allow) : defaultAllow,
+      allow,
+      peer: { allow, proxy },
       jwt: jwt !== undefined && (cfg?.jwt ?? !jwt.optIn),
       jwtAllow: cfg?.jwtAllow !== undefined ? toMatcher(cfg.jwtAllow) : defaultJwtAllow,
     };
@@ -211,9 +216,8 @@ const plugin: FastifyPluginAsync<FastifySpiffeOptions> = async (fastify, options
       done(err as Error);
       return;
     }
-    const allow = entry.allow;
     // Without an allowlist only a forwarded-identity failure denies (fail closed on a spoofed header).
-    const d = resolveRequestPeer(socket, proxy ? request.headers[proxy.header] : undefined, { allow, proxy });
+    const d = resolveRequestPeer(socket, proxy ? request.headers[proxy.header] : undefined, entry.peer);
     // The verified ID is exposed even when this route refuses it (for logging hooks); unverified never is.
     if (d.id) {
       request.spiffeId = d.id;
