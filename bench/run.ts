@@ -281,8 +281,11 @@ async function benchHttp(framework: 'fastify' | 'express'): Promise<void> {
   const baseCpu: number[] = [];
   const bigCpu: number[] = [];
   for (let r = 0; r < rounds; r++) {
+    // Every other round the bare server goes first, so that load from elsewhere on a shared machine that
+    // drifts during a round does not always favour the same side.
+    if (r % 2 === 1) base.push(await measuredRound(bare.child, bare.info.port as number, count, baseCpu));
     ours.push(await measuredRound(spiffe.child, spiffe.info.port as number, count, oursCpu));
-    base.push(await measuredRound(bare.child, bare.info.port as number, count, baseCpu));
+    if (r % 2 === 0) base.push(await measuredRound(bare.child, bare.info.port as number, count, baseCpu));
     if (big) bigs.push(await measuredRound(big.child, big.info.port as number, count, bigCpu));
   }
   // Server CPU per request is steadier than req/s on a shared machine (other load mostly shows as wall time).
