@@ -8,7 +8,7 @@ import { SpiffeId } from '../spiffeid/id.js';
 import { type SpiffeIdAllowlist, toMatcher } from '../spiffeid/match.js';
 import { type X509MaterialSource } from '../svid/source.js';
 import { clientContext, MIN_TLS_VERSION, NO_RENEGOTIATION, sharesContext, tlsMaterial } from './material.js';
-import { derChain, pinPeerCertificate, verifiedPeers, verifyPeer } from './peer.js';
+import { derChain, pinPeerCertificate, verifiedPeers, verifyTlsPeer } from './peer.js';
 
 /** Options of the SPIFFE mTLS client helpers (connect options, sockets, https and undici agents). */
 export interface SpiffeTlsClientOptions {
@@ -61,9 +61,14 @@ export function spiffeCheckServerIdentity(
   const authorizer = toMatcher(authorize);
   return (_host, cert) => {
     try {
-      const chain = derChain(cert as tls.DetailedPeerCertificate);
-      const id = verifyPeer(chain, bundles, authorizer);
-      onVerified?.(id, chain[0] as Buffer);
+      // node:tls calls checkServerIdentity only on a handshake OpenSSL verified: the verification of this very
+      // leaf may be reused (see verifyTlsPeer); the chain is read from `cert` only for a leaf not seen before.
+      const leaf = cert?.raw;
+      if (!leaf || leaf.length === 0) {
+        throw new TlsVerificationError('TLS_NO_PEER_CERTIFICATE', 'peer presented no certificate');
+      }
+      const id = verifyTlsPeer(leaf, () => derChain(cert as tls.DetailedPeerCertificate), bundles, authorizer);
+      onVerified?.(id, leaf);
       return undefined;
     } catch (err) {
       return err instanceof Error ? err : new TlsVerificationError('TLS_PEER_UNVERIFIED', String(err));

@@ -71,24 +71,80 @@ export function verifyPeer(chain: readonly Buffer[], bundles: X509BundleSource, 
 
 // Peers reconnect with the same SVID for its whole lifetime, and a full verification (certificate parsing,
 // extension decoding, signatures) costs more than the rest of a handshake's SPIFFE work. A chain that verified
-// is remembered by its exact DER, tied to the very bundle object that verified it (bundles are immutable, so
-// any bundle change is a new object and a miss) and to the chain's validity window. Failures are never cached;
-// the authorizer always runs.
+// is remembered, tied to the very bundle object that verified it (bundles are immutable, so any bundle change
+// is a new object and a miss) and to the chain's validity window. Failures are never cached; the authorizer
+// always runs.
 const VERIFY_CACHE_MAX = 1024;
 
-const verifyCache = new Map<string, ReusableVerification>();
+// verifyPeer: keyed by the whole chain's exact DER (the public function, and the federated path of the server,
+// where OpenSSL did not verify the chain).
+const chainCache = new Map<string, ReusableVerification>();
+
+// verifyTlsPeer: keyed by the leaf's exact DER alone, used only where OpenSSL has verified the handshake. A
+// kept entry records that this very leaf chained, through a path whose every certificate was valid over
+// [notBefore, notAfter], to the roots of the bundle object the source still hands out for its trust domain.
+// The leaf's signature is by that path's issuer whatever intermediates the peer sends this time, and SPIFFE
+// has no revocation, so verifying again would give the same answer; OpenSSL checks the TLS CertificateVerify
+// (possession of the leaf's key) on every handshake; the window and the bundle identity are checked on every
+// hit (stillVerified). A leaf not seen before is verified in full with the chain the peer sent.
+const leafCache = new Map<string, ReusableVerification>();
+
+function remember(cache: Map<string, ReusableVerification>, key: string, kept: ReusableVerification): void {
+  if (cache.size >= VERIFY_CACHE_MAX) cache.delete(cache.keys().next().value as string);
+  cache.set(key, kept);
+}
 
 function verifyChainCached(chain: readonly Buffer[], bundles: X509BundleSource): SpiffeId {
   const key = partsKey(chain);
   const now = Date.now();
-  const hit = verifyCache.get(key);
+  const hit = chainCache.get(key);
   if (hit && stillVerified(hit, bundles, now)) return hit.id;
   const { id, kept } = verifyForReuse(chain, bundles, now);
-  if (kept) {
-    if (verifyCache.size >= VERIFY_CACHE_MAX) verifyCache.delete(verifyCache.keys().next().value as string);
-    verifyCache.set(key, kept);
-  }
+  if (kept) remember(chainCache, key, kept);
   return id;
+}
+
+/**
+ * verifyPeer for a peer whose handshake OpenSSL verified (chain to a CA of its store, CertificateVerify):
+ * `leaf` is the DER of the certificate the peer presented, `readChain` gives the whole chain (leaf first) and
+ * is called only when this leaf has no verification to reuse (reading it costs more than the rest; see
+ * bench/README.md). Throws as verifyPeer does.
+ */
+export function verifyTlsPeer(
+  leaf: Buffer,
+  readChain: () => readonly Buffer[],
+  bundles: X509BundleSource,
+  authorizer: SpiffeIdMatcher,
+): SpiffeId {
+  // The exact DER as the key: no digest to compute, and equal keys are equal certificates.
+  const key = leaf.toString('latin1');
+  const now = Date.now();
+  const hit = leafCache.get(key);
+  let id: SpiffeId;
+  if (hit && stillVerified(hit, bundles, now)) id = hit.id;
+  else {
+    const chain = readChain();
+    if (chain.length === 0) throw new TlsVerificationError('TLS_NO_PEER_CERTIFICATE', 'peer presented no certificate');
+    if (!leaf.equals(chain[0] as Buffer)) {
+      throw new TlsVerificationError('TLS_PEER_UNVERIFIED', 'the peer chain does not start with the peer certificate');
+    }
+    const verified = verifyForReuse(chain, bundles, now);
+    if (verified.kept) remember(leafCache, key, verified.kept);
+    id = verified.id;
+  }
+  if (!allows(authorizer, id)) throw new AuthorizationError(id.toString(), `peer SPIFFE ID "${id}" is not authorized`);
+  return id;
+}
+
+/**
+ * The DER of the certificate a TLS peer presented (the leaf), or undefined. Read with the leaf-only
+ * `getPeerCertificate()`: the first `getPeerX509Certificate()` on a socket costs several times more (figures
+ * in bench/README.md).
+ */
+export function peerLeaf(socket: tls.TLSSocket): Buffer | undefined {
+  // null once the socket is destroyed, {} without a peer certificate.
+  const raw = (socket.getPeerCertificate() as tls.PeerCertificate | null)?.raw as Buffer | undefined;
+  return raw && raw.length > 0 ? raw : undefined;
 }
 
 /**
@@ -98,7 +154,12 @@ function verifyChainCached(chain: readonly Buffer[], bundles: X509BundleSource):
  */
 export function pinPeerCertificate(socket: tls.TLSSocket, leaf: Buffer): void {
   socket.on('secure', () => {
-    const now = socket.getPeerX509Certificate()?.raw;
+    let now: Buffer | undefined;
+    try {
+      now = peerLeaf(socket);
+    } catch {
+      now = undefined;
+    }
     if (now?.equals(leaf)) return;
     verifiedPeers.delete(socket);
     debug('peer certificate changed on a verified connection from %s: closing it', socket.remoteAddress);

@@ -15,7 +15,7 @@ import { type SpiffeId, toSpiffeId } from '../spiffeid/id.js';
 import { matchAny, type SpiffeIdAllowlist, toMatcher } from '../spiffeid/match.js';
 import { type X509MaterialSource } from '../svid/source.js';
 import { MIN_TLS_VERSION, NO_RENEGOTIATION, ownTrustDomainMaterial, tlsMaterial } from './material.js';
-import { peerCertificateChain, pinPeerCertificate, verifiedPeers, verifyPeer } from './peer.js';
+import { peerCertificateChain, peerLeaf, pinPeerCertificate, verifiedPeers, verifyPeer, verifyTlsPeer } from './peer.js';
 
 const debug = debuglog('spiffe');
 
@@ -119,6 +119,15 @@ function issuedByKnownCa(chain: readonly Buffer[], source: X509MaterialSource): 
   }
 }
 
+/** The peer's whole chain (leaf first), empty if node:tls cannot give it. */
+function readChain(socket: tls.TLSSocket): Buffer[] {
+  try {
+    return peerCertificateChain(socket);
+  } catch {
+    return [];
+  }
+}
+
 function tryId(id: string): SpiffeId | undefined {
   try {
     return toSpiffeId(id);
@@ -160,13 +169,13 @@ export function createSpiffeTlsServer(options: SpiffeTlsServerOptions): SpiffeTl
   };
 
   const onSecureConnection = (socket: tls.TLSSocket, logger: SpiffeLogger | undefined): void => {
-    let chain: Buffer[];
+    let leaf: Buffer | undefined;
     try {
-      chain = peerCertificateChain(socket);
+      leaf = peerLeaf(socket);
     } catch {
-      chain = [];
+      leaf = undefined;
     }
-    if (chain.length === 0) {
+    if (!leaf) {
       refuse(socket, logger, 'TLS_NO_PEER_CERTIFICATE', noCertificate());
       return;
     }
@@ -174,52 +183,14 @@ export function createSpiffeTlsServer(options: SpiffeTlsServerOptions): SpiffeTl
     // they are reported. A certificate it did not verify goes no further, except a federated peer's chain,
     // whose roots an attached server does not give OpenSSL (see ownTrustDomainMaterial).
     if (socket.authorized !== true) {
-      const code = String(socket.authorizationError ?? 'unknown');
-      const reason = certificateRefusalReason(code);
-      const unverified = new TlsVerificationError(
-        'TLS_PEER_UNVERIFIED',
-        `peer certificate refused by TLS verification: ${code}`,
-        { cause: code },
-      );
-      if (!ISSUER_NOT_IN_STORE.has(code)) {
-        refuse(socket, logger, reason, unverified);
-        return;
-      }
-      let id: SpiffeId;
-      try {
-        id = verifyPeer(chain, source, authorizer);
-      } catch (err) {
-        // A chain that verified against a federated trust domain's bundle, refused by the authorizer, is
-        // reported as such; anything else stays what OpenSSL found: an unknown CA.
-        const e = err as Error;
-        const verifiedId = e instanceof AuthorizationError ? tryId(e.spiffeId) : undefined;
-        if (verifiedId && !isOwnTrustDomain(verifiedId)) {
-          refuse(socket, logger, (e as SpiffeError).code as HandshakeRefusalReason, e, verifiedId);
-        } else if (e instanceof SpiffeError && !verifiedId && issuedByKnownCa(chain, source)) {
-          // A CA of some trust domain we trust, used where it may not be (e.g. another trust domain's ID):
-          // the SPIFFE finding, as when OpenSSL held every trust domain's CAs.
-          refuse(socket, logger, e.code as HandshakeRefusalReason, e);
-        } else refuse(socket, logger, reason, unverified);
-        return;
-      }
-      // Our own trust domain's CAs are in OpenSSL's store: a peer of ours that OpenSSL could not verify is
-      // refused whatever SPIFFE verification says.
-      if (isOwnTrustDomain(id)) {
-        refuse(socket, logger, reason, unverified);
-        return;
-      }
-      const verdict = socket as unknown as Verdict;
-      verdict.authorized = true;
-      verdict.authorizationError = null;
-      verifiedPeers.set(socket, id);
-      pinPeerCertificate(socket, chain[0] as Buffer);
-      reportHandshakeAccepted();
+      onUnauthorized(socket, logger);
       return;
     }
     try {
-      const id = verifyPeer(chain, source, authorizer);
+      // OpenSSL verified this handshake: the verification of this very leaf may be reused (see verifyTlsPeer).
+      const id = verifyTlsPeer(leaf, () => readChain(socket), source, authorizer);
       verifiedPeers.set(socket, id);
-      pinPeerCertificate(socket, chain[0] as Buffer);
+      pinPeerCertificate(socket, leaf);
       reportHandshakeAccepted();
     } catch (err) {
       debug('rejecting TLS peer %s: %s', socket.remoteAddress, (err as Error).message);
@@ -229,6 +200,56 @@ export function createSpiffeTlsServer(options: SpiffeTlsServerOptions): SpiffeTl
       const verifiedId = e instanceof AuthorizationError ? tryId(e.spiffeId) : undefined;
       refuse(socket, logger, reason, e, verifiedId);
     }
+  };
+
+  // A peer OpenSSL did not verify: refused, unless its chain ends at an issuer missing from OpenSSL's store and
+  // it is a federated peer that SPIFFE verification admits (the whole chain, keyed by its whole DER).
+  const onUnauthorized = (socket: tls.TLSSocket, logger: SpiffeLogger | undefined): void => {
+    const code = String(socket.authorizationError ?? 'unknown');
+    const reason = certificateRefusalReason(code);
+    const unverified = new TlsVerificationError(
+      'TLS_PEER_UNVERIFIED',
+      `peer certificate refused by TLS verification: ${code}`,
+      { cause: code },
+    );
+    if (!ISSUER_NOT_IN_STORE.has(code)) {
+      refuse(socket, logger, reason, unverified);
+      return;
+    }
+    const chain = readChain(socket);
+    if (chain.length === 0) {
+      refuse(socket, logger, 'TLS_NO_PEER_CERTIFICATE', noCertificate());
+      return;
+    }
+    let id: SpiffeId;
+    try {
+      id = verifyPeer(chain, source, authorizer);
+    } catch (err) {
+      // A chain that verified against a federated trust domain's bundle, refused by the authorizer, is
+      // reported as such; anything else stays what OpenSSL found: an unknown CA.
+      const e = err as Error;
+      const verifiedId = e instanceof AuthorizationError ? tryId(e.spiffeId) : undefined;
+      if (verifiedId && !isOwnTrustDomain(verifiedId)) {
+        refuse(socket, logger, (e as SpiffeError).code as HandshakeRefusalReason, e, verifiedId);
+      } else if (e instanceof SpiffeError && !verifiedId && issuedByKnownCa(chain, source)) {
+        // A CA of some trust domain we trust, used where it may not be (e.g. another trust domain's ID):
+        // the SPIFFE finding, as when OpenSSL held every trust domain's CAs.
+        refuse(socket, logger, e.code as HandshakeRefusalReason, e);
+      } else refuse(socket, logger, reason, unverified);
+      return;
+    }
+    // Our own trust domain's CAs are in OpenSSL's store: a peer of ours that OpenSSL could not verify is
+    // refused whatever SPIFFE verification says.
+    if (isOwnTrustDomain(id)) {
+      refuse(socket, logger, reason, unverified);
+      return;
+    }
+    const verdict = socket as unknown as Verdict;
+    verdict.authorized = true;
+    verdict.authorizationError = null;
+    verifiedPeers.set(socket, id);
+    pinPeerCertificate(socket, chain[0] as Buffer);
+    reportHandshakeAccepted();
   };
 
   // Fails closed: with no usable SVID every peer counts as ours, so OpenSSL's verdict stands.
