@@ -7,8 +7,11 @@ import { notFound } from './x509.js';
 
 /** A JWT authority: its key ID, the public key, and the JWK it came from. */
 export interface JwtAuthority {
+  /** The key ID (`kid`) JWT-SVIDs name in their header. */
   readonly keyId: string;
+  /** The public key that verifies their signatures. */
   readonly publicKey: KeyObject;
+  /** The key as a public JWK. */
   readonly jwk: JsonWebKey;
 }
 
@@ -32,9 +35,12 @@ export function publicJwk(key: KeyObject, keyId: string): JsonWebKey {
 
 /** The JWT authorities (signing keys by key ID) of one trust domain. Immutable. */
 export class JwtBundle implements JwtBundleSource {
+  /** The trust domain whose JWT-SVIDs these keys verify. */
   readonly trustDomain: TrustDomain;
+  /** The authorities by key ID. */
   readonly authorities: ReadonlyMap<string, JwtAuthority>;
 
+  /** A bundle of these authorities. Throws a BundleError (`BUNDLE_INVALID`) on an empty key ID. */
   constructor(trustDomain: TrustDomain | string, authorities: Iterable<JwtAuthority> = []) {
     this.trustDomain = toTrustDomain(trustDomain);
     const map = new Map<string, JwtAuthority>();
@@ -93,6 +99,7 @@ export class JwtBundle implements JwtBundleSource {
     return JSON.stringify(this.toJwks());
   }
 
+  /** This bundle, if it is the trust domain's; else throws a BundleError (`BUNDLE_NOT_FOUND`). */
   getJwtBundleForTrustDomain(trustDomain: TrustDomain): JwtBundle {
     if (!this.trustDomain.equals(trustDomain)) throw notFound('JWT', trustDomain);
     return this;

@@ -60,6 +60,7 @@ export class BundleSet<B extends { readonly trustDomain: TrustDomain }> {
 
 /** X.509 bundles by trust domain: an X509BundleSource for verifying peers of several trust domains. */
 export class X509BundleSet extends BundleSet<X509Bundle> implements X509BundleSource {
+  /** The trust domain's X.509 bundle; throws a BundleError (`BUNDLE_NOT_FOUND`) when the set has none. */
   getX509BundleForTrustDomain(trustDomain: TrustDomain): X509Bundle {
     const b = this.get(trustDomain);
     if (!b) throw notFound('X.509', trustDomain);
@@ -81,6 +82,7 @@ export class X509BundleSet extends BundleSet<X509Bundle> implements X509BundleSo
 
 /** JWT bundles by trust domain: a JwtBundleSource for validating JWT-SVIDs of several trust domains. */
 export class JwtBundleSet extends BundleSet<JwtBundle> implements JwtBundleSource {
+  /** The trust domain's JWT bundle; throws a BundleError (`BUNDLE_NOT_FOUND`) when the set has none. */
   getJwtBundleForTrustDomain(trustDomain: TrustDomain): JwtBundle {
     const b = this.get(trustDomain);
     if (!b) throw notFound('JWT', trustDomain);
@@ -90,12 +92,14 @@ export class JwtBundleSet extends BundleSet<JwtBundle> implements JwtBundleSourc
 
 /** SPIFFE bundles by trust domain: serves both their X.509 and JWT bundles. */
 export class SpiffeBundleSet extends BundleSet<SpiffeBundle> implements X509BundleSource, JwtBundleSource {
+  /** The trust domain's X.509 bundle; throws a BundleError (`BUNDLE_NOT_FOUND`) when the set has none. */
   getX509BundleForTrustDomain(trustDomain: TrustDomain): X509Bundle {
     const b = this.get(trustDomain);
     if (!b) throw notFound('X.509', trustDomain);
     return b.x509Bundle();
   }
 
+  /** The trust domain's JWT bundle; throws a BundleError (`BUNDLE_NOT_FOUND`) when the set has none. */
   getJwtBundleForTrustDomain(trustDomain: TrustDomain): JwtBundle {
     const b = this.get(trustDomain);
     if (!b) throw notFound('JWT', trustDomain);

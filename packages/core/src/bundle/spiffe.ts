@@ -12,8 +12,11 @@ import { notFound, X509Bundle } from './x509.js';
  * Keys with another `use` are ignored, as the standard asks.
  */
 export class SpiffeBundle implements X509BundleSource, JwtBundleSource {
+  /** The trust domain the bundle is for. */
   readonly trustDomain: TrustDomain;
+  /** The X.509 authorities (root certificates). */
   readonly x509Authorities: readonly X509Certificate[];
+  /** The JWT authorities by key ID. */
   readonly jwtAuthorities: ReadonlyMap<string, JwtAuthority>;
   /** `spiffe_sequence`, when set. */
   readonly sequenceNumber: bigint | undefined;
@@ -156,11 +159,13 @@ export class SpiffeBundle implements X509BundleSource, JwtBundleSource {
     return `{${members.join(',')}}`;
   }
 
+  /** The X.509 part of this bundle, if it is the trust domain's; else throws a BundleError (`BUNDLE_NOT_FOUND`). */
   getX509BundleForTrustDomain(trustDomain: TrustDomain): X509Bundle {
     if (!this.trustDomain.equals(trustDomain)) throw notFound('X.509', trustDomain);
     return this.x509Bundle();
   }
 
+  /** The JWT part of this bundle, if it is the trust domain's; else throws a BundleError (`BUNDLE_NOT_FOUND`). */
   getJwtBundleForTrustDomain(trustDomain: TrustDomain): JwtBundle {
     if (!this.trustDomain.equals(trustDomain)) throw notFound('JWT', trustDomain);
     return this.jwtBundle();

@@ -10,9 +10,12 @@ export function notFound(kind: string, td: TrustDomain): BundleError {
 
 /** The X.509 authorities (root CAs) of one trust domain. Immutable. */
 export class X509Bundle implements X509BundleSource {
+  /** The trust domain whose X.509-SVIDs these authorities verify. */
   readonly trustDomain: TrustDomain;
+  /** The root certificates, without duplicates, in the order given. */
   readonly authorities: readonly X509Certificate[];
 
+  /** A bundle of these certificates (a certificate given twice is kept once). */
   constructor(trustDomain: TrustDomain | string, authorities: readonly X509Certificate[]) {
     this.trustDomain = toTrustDomain(trustDomain);
     // Deduplicate by DER so re-adding the same CA is harmless.
@@ -87,6 +90,7 @@ export class X509Bundle implements X509BundleSource {
     return Buffer.concat(this.authorities.map((a) => a.raw));
   }
 
+  /** This bundle, if it is the trust domain's; else throws a BundleError (`BUNDLE_NOT_FOUND`). */
   getX509BundleForTrustDomain(trustDomain: TrustDomain): X509Bundle {
     if (!this.trustDomain.equals(trustDomain)) throw notFound('X.509', trustDomain);
     return this;

@@ -52,9 +52,13 @@ const DECODED: unique symbol = Symbol('decoded');
 
 /** A JWT-SVID: its SPIFFE ID (`sub`), audience, expiry and all claims. */
 export class JwtSvid {
+  /** The SPIFFE ID in `sub`. */
   readonly id: SpiffeId;
+  /** The audiences of `aud`, as a list (a single string becomes one entry). */
   readonly audience: readonly string[];
+  /** When the token expires (`exp`). */
   readonly expiresAt: Date;
+  /** Every claim of the payload, frozen. */
   readonly claims: Readonly<JWTPayload>;
   /** The compact JWS serialization. */
   readonly token: string;

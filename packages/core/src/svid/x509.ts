@@ -113,8 +113,11 @@ function sameKey(a: KeyObject, b: KeyObject): boolean {
 
 /** An X.509-SVID: a SPIFFE ID, its certificate chain (leaf first) and the private key of the leaf. */
 export class X509Svid {
+  /** The SPIFFE ID in the leaf's URI SAN. */
   readonly id: SpiffeId;
+  /** The chain: the leaf first, then any intermediates. */
   readonly certificates: readonly X509Certificate[];
+  /** The leaf's private key. */
   readonly privateKey: KeyObject;
   /** Operator-supplied hint to tell several SVIDs apart (Workload API `hint`). */
   readonly hint: string;
@@ -162,14 +165,17 @@ export class X509Svid {
     return new X509Svid(id, certs, key, options.hint ?? '');
   }
 
+  /** The leaf certificate (the first of `certificates`). */
   get leaf(): X509Certificate {
     return this.certificates[0] as X509Certificate;
   }
 
+  /** The leaf's notAfter. */
   get expiresAt(): Date {
     return new Date(this.leaf.validTo);
   }
 
+  /** The leaf's notBefore. */
   get notBefore(): Date {
     return new Date(this.leaf.validFrom);
   }

@@ -8,8 +8,11 @@ import { X509Svid } from '../svid/x509.js';
 
 /** PEM strings node:tls needs to present our SVID and trust every bundle authority. */
 export interface TlsMaterial {
+  /** The SVID's private key, PKCS#8 PEM. */
   key: string;
+  /** The SVID's chain, leaf first, as PEM. */
   cert: string;
+  /** Every bundle authority, one PEM certificate per entry. */
   ca: string[];
 }
 

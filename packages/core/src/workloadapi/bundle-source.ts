@@ -37,6 +37,7 @@ export class BundleSource extends WorkloadApiSource {
     return WorkloadApiSource.readyOrClose(new BundleSource(options), options);
   }
 
+  /** What the source waits for at start-up, for messages. */
   protected override get awaited(): string {
     return 'X.509 and JWT bundles';
   }

@@ -100,6 +100,7 @@ export class JwtSource extends WorkloadApiSource {
     return typeof kid === 'string' && bundle?.findAuthority(kid) !== undefined;
   }
 
+  /** What the source waits for at start-up, for messages. */
   protected override get awaited(): string {
     return 'JWT bundles';
   }

@@ -44,10 +44,13 @@ export interface ReadyOptions {
 
 /** Common machinery: owns (or borrows) a client, a readiness promise, update listeners and close. */
 export abstract class WorkloadApiSource implements UpdatableSource {
+  /** For subclasses: the Workload API client (the source's own, or the one given in `client`). */
   protected readonly client: WorkloadApiClient;
   readonly #ownsClient: boolean;
   readonly #listeners: UpdateListeners;
+  /** For subclasses: the streams to stop on close(). */
   protected readonly watches: Watch[] = [];
+  /** For subclasses: true once close() was called. */
   protected closed = false;
   #lastError: SpiffeError | undefined;
   #lastErrorAt: Date | undefined;

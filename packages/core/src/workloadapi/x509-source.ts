@@ -81,10 +81,12 @@ export class X509Source extends WorkloadApiSource {
     this.emitUpdate();
   }
 
+  /** What the source waits for at start-up, for messages. */
   protected override get awaited(): string {
     return 'X.509-SVID';
   }
 
+  /** Usable while the current SVID has not expired. */
   protected override get usable(): boolean {
     return this.#svid !== undefined && this.#svid.expiresAt.getTime() > Date.now();
   }
