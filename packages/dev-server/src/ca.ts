@@ -50,7 +50,9 @@ const KEY_ALGS: Record<KeyType, { gen: EcKeyGenParams | RsaHashedKeyGenParams; s
 
 /** A generated key pair and its type. */
 export interface KeyPair {
+  /** The key algorithm. */
   type: KeyType;
+  /** The WebCrypto key pair (extractable). */
   keys: webcrypto.CryptoKeyPair;
 }
 
@@ -62,14 +64,19 @@ async function generateKeyPair(type: KeyType): Promise<KeyPair> {
 
 /** A certificate authority: its certificate and key. */
 export interface Authority {
+  /** The CA certificate. */
   readonly certificate: X509Certificate;
+  /** The CA's key pair (its private key signs what it issues). */
   readonly keyPair: KeyPair;
 }
 
 /** An extra extension to add to a crafted certificate (value: the DER inside extnValue). */
 export interface ExtraExtension {
+  /** The extension's OID, dotted (e.g. `1.2.3.4`). */
   oid: string;
+  /** Whether the extension is marked critical. */
   critical: boolean;
+  /** The DER inside extnValue. */
   value: Uint8Array;
 }
 
@@ -105,8 +112,11 @@ async function craftedExtensions(signer: KeyPair, options: CraftOptions): Promis
 export interface IssueX509Options extends CraftOptions {
   /** Lifetime from `notBefore` (default: the CA's svidTtlSeconds). */
   ttlSeconds?: number;
+  /** Start of validity (default: 30 s ago). */
   notBefore?: Date;
+  /** End of validity (default: `notBefore` + `ttlSeconds` + 30 s). */
   notAfter?: Date;
+  /** Key type of the leaf (default 'ec-p256'). */
   keyType?: KeyType;
   /** Override the URI SANs (default: the one SPIFFE ID). */
   uris?: string[];
@@ -122,16 +132,23 @@ export interface IssueX509Options extends CraftOptions {
   chain?: X509Certificate[];
 }
 
+/** Options of {@link createAuthority}. */
 export interface CreateAuthorityOptions extends CraftOptions {
+  /** Subject DN, e.g. `CN=my CA, O=acme` (default: a generated `CN=spiffe-ts dev CA …`). */
   subject?: string;
+  /** Key type of the CA (default 'ec-p256'). */
   keyType?: KeyType;
+  /** Lifetime from `notBefore` in seconds (default 86400). */
   ttlSeconds?: number;
+  /** Start of validity (default: one minute ago). */
   notBefore?: Date;
+  /** End of validity (default: `notBefore` + `ttlSeconds`). */
   notAfter?: Date;
   /** Set to false to create a "CA" without the cA flag. */
   isCa?: boolean;
   /** Key usage flags; default keyCertSign|cRLSign|digitalSignature. Null omits the extension. */
   keyUsage?: number | null;
+  /** basicConstraints pathLenConstraint (default: none). */
   pathLength?: number;
   /** SPIFFE ID for the URI SAN (trust domain ID by default). */
   uri?: string | null;
@@ -288,10 +305,15 @@ interface JwtKey {
  * like a real CA's overlap window.
  */
 export class DevCa {
+  /** The trust domain the CA issues for. */
   readonly trustDomain: TrustDomain;
+  /** Lifetime of issued X.509-SVIDs, in seconds. */
   readonly svidTtlSeconds: number;
+  /** Lifetime of issued JWT-SVIDs, in seconds. */
   readonly jwtTtlSeconds: number;
+  /** Lifetime of the CA certificates it creates, in seconds. */
   readonly caTtlSeconds: number;
+  /** Key type of the CA and of issued X.509-SVIDs. */
   readonly keyType: KeyType;
   #current!: Authority;
   #authorities: Authority[] = [];

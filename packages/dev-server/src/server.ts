@@ -107,9 +107,13 @@ function grpcError(code: grpc.status, details: string): Partial<grpc.StatusObjec
  * of a SPIRE agent.
  */
 export class DevWorkloadApiServer {
+  /** The in-process CA that issues the workloads' SVIDs. */
   readonly ca: DevCa;
+  /** The directory holding the workloads' sockets. */
   readonly socketDir: string;
+  /** Lifetime of issued X.509-SVIDs, in seconds. */
   readonly svidTtlSeconds: number;
+  /** Lifetime of issued JWT-SVIDs, in seconds. */
   readonly jwtTtlSeconds: number;
   readonly #ownsDir: boolean;
   readonly #autoRotate: boolean;
