@@ -35,6 +35,7 @@ export class CliError extends Error {
     this.exitCode = code === 'CLI_USAGE' || code === 'HELPER_CONFIG_INVALID' ? 2 : 1;
   }
 
+  /** Always `CliError`. */
   override get name(): string {
     return 'CliError';
   }
