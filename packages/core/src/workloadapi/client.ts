@@ -58,6 +58,7 @@ export interface JwtSvidParams {
 
 /** Receives updates from a Workload API stream. */
 export interface Watcher<T> {
+  /** Called with each update, the first one included; a handler that throws is reported to `onError`. */
   onUpdate(value: T): void;
   /** Called for each failure; the watch keeps retrying unless the error is fatal (InvalidArgument). */
   onError?(error: WorkloadApiError): void;
