@@ -11,7 +11,7 @@ pnpm run build || exit 1
 checks=0
 node scripts/check-packages.mjs || checks=1   # packed tarballs: publint + Are The Types Wrong
 node scripts/check-snippets.mjs || checks=1   # every ts block of the READMEs compiles against dist
-node scripts/docs.mjs || checks=1   # API reference (TypeDoc): broken links and other warnings fail
+node scripts/docs.mjs || checks=1   # API reference (TypeDoc): broken links, other warnings and undocumented exports fail
 pnpm run lint || checks=1
 node scripts/api-report.mjs || checks=1   # public API == packages/*/etc/*.api.md
 pnpm run typecheck || checks=1
