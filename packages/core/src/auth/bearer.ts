@@ -109,8 +109,40 @@ export async function authenticateBearer(
   options: BearerOptions,
 ): Promise<BearerDecision> {
   const realm = options.realm ?? 'spiffe';
-  const denied = (code: SpiffeAuthErrorCode, statusCode: 401 | 403, extra: { cause?: unknown; subject?: JwtSvid }) => ({
-    ok: false as const,
+  const token = bearerToken(authorization);
+  if (!token) return denied(realm, options, 'JWTSVID_MISSING', 401, {});
+  let svid: JwtSvid;
+  try {
+    svid = await parseAndValidateJwtSvid(token, options.bundles, options.audience, options);
+  } catch (err) {
+    // Fail closed on anything: unknown failures are JWTSVID_INVALID, the original kept as the cause.
+    const code = err instanceof JwtSvidError && err.code.startsWith('JWTSVID_') ? err.code : 'JWTSVID_INVALID';
+    return denied(realm, options, code as SpiffeAuthErrorCode, 401, { cause: err });
+  }
+  if (options.allow !== undefined && !allows(matcherOf(options.allow), svid.id)) {
+    return denied(realm, options, 'UNAUTHORIZED_SPIFFE_ID', 403, { subject: svid });
+  }
+  if (
+    options.bindToPeer !== undefined &&
+    options.bindToPeer !== false &&
+    !boundToPeer(options.bindToPeer, svid.id, options.peer)
+  ) {
+    return denied(realm, options, 'JWTSVID_NOT_BOUND_TO_PEER', 401, { subject: svid });
+  }
+  return { ok: true, svid };
+}
+
+// A module-level function, not a closure per call: this runs on every bearer-authenticated request, and the
+// build's keepNames renames each closure it creates (an Object.defineProperty per call).
+function denied(
+  realm: string,
+  options: BearerOptions,
+  code: SpiffeAuthErrorCode,
+  statusCode: 401 | 403,
+  extra: { cause?: unknown; subject?: JwtSvid },
+): BearerDecision {
+  return {
+    ok: false,
     error: new SpiffeAuthError(code, {
       statusCode,
       headers: { 'WWW-Authenticate': bearerChallenge(realm, code, statusCode) },
@@ -118,26 +150,5 @@ export async function authenticateBearer(
       subject: extra.subject?.id,
       cause: extra.cause,
     }),
-  });
-  const token = bearerToken(authorization);
-  if (!token) return denied('JWTSVID_MISSING', 401, {});
-  let svid: JwtSvid;
-  try {
-    svid = await parseAndValidateJwtSvid(token, options.bundles, options.audience, options);
-  } catch (err) {
-    // Fail closed on anything: unknown failures are JWTSVID_INVALID, the original kept as the cause.
-    const code = err instanceof JwtSvidError && err.code.startsWith('JWTSVID_') ? err.code : 'JWTSVID_INVALID';
-    return denied(code as SpiffeAuthErrorCode, 401, { cause: err });
-  }
-  if (options.allow !== undefined && !allows(matcherOf(options.allow), svid.id)) {
-    return denied('UNAUTHORIZED_SPIFFE_ID', 403, { subject: svid });
-  }
-  if (
-    options.bindToPeer !== undefined &&
-    options.bindToPeer !== false &&
-    !boundToPeer(options.bindToPeer, svid.id, options.peer)
-  ) {
-    return denied('JWTSVID_NOT_BOUND_TO_PEER', 401, { subject: svid });
-  }
-  return { ok: true, svid };
+  };
 }
