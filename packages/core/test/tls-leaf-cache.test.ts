@@ -159,10 +159,7 @@ describe('client: a kept server leaf is verified again once its trust domain bun
   test('rotation of the bundle: the same leaf is refused once the new bundle no longer trusts its CA', async () => {
     const partnerRoots = partner.x509Bundle().authorities;
     const both = new X509Bundle('example.org', [...ca.x509Bundle().authorities, ...partnerRoots]);
-    const source = new MutableSource(
-      await ca.issueX509Svid(CLIENT),
-      new X509BundleSet([both, partner.x509Bundle()]),
-    );
+    const source = new MutableSource(await ca.issueX509Svid(CLIENT), new X509BundleSet([both, partner.x509Bundle()]));
     const connect = () => connectSpiffeTls({ source, authorize: [SERVER], host: '127.0.0.1', port });
     for (let i = 0; i < 2; i++) {
       const socket = await connect();

@@ -51,7 +51,8 @@ export function spiffeTlsConnectOptions(
 /**
  * A `checkServerIdentity` for node:tls (and libraries that take one, like @grpc/grpc-js): verifies the
  * server's chain against the bundle of the server's own trust domain (read from the source at each
- * handshake, so bundle rotation applies) and authorizes its SPIFFE ID; the hostname is ignored.
+ * handshake, so bundle rotation applies) and authorizes its SPIFFE ID; the hostname is ignored. node:tls calls
+ * it only on a handshake OpenSSL verified; a verification of the same leaf against the same bundle is reused.
  */
 export function spiffeCheckServerIdentity(
   bundles: X509BundleSource,

@@ -138,8 +138,8 @@ export function verifyTlsPeer(
 
 /**
  * The DER of the certificate a TLS peer presented (the leaf), or undefined. Read with the leaf-only
- * `getPeerCertificate()`: the first `getPeerX509Certificate()` on a socket costs several times more (figures
- * in bench/README.md).
+ * `getPeerCertificate()`: the first `getPeerX509Certificate()` on a socket copies the next certificate of the
+ * chain node:tls holds (X509_dup, a full OpenSSL 3 decode) and costs 2–3 times more (bench/README.md).
  */
 export function peerLeaf(socket: tls.TLSSocket): Buffer | undefined {
   // null once the socket is destroyed, {} without a peer certificate.

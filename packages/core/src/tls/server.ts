@@ -15,7 +15,14 @@ import { type SpiffeId, toSpiffeId } from '../spiffeid/id.js';
 import { matchAny, type SpiffeIdAllowlist, toMatcher } from '../spiffeid/match.js';
 import { type X509MaterialSource } from '../svid/source.js';
 import { MIN_TLS_VERSION, NO_RENEGOTIATION, ownTrustDomainMaterial, tlsMaterial } from './material.js';
-import { peerCertificateChain, peerLeaf, pinPeerCertificate, verifiedPeers, verifyPeer, verifyTlsPeer } from './peer.js';
+import {
+  peerCertificateChain,
+  peerLeaf,
+  pinPeerCertificate,
+  verifiedPeers,
+  verifyPeer,
+  verifyTlsPeer,
+} from './peer.js';
 
 const debug = debuglog('spiffe');
 
