@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -313,5 +314,37 @@ describe('metrics through @opentelemetry/api', () => {
     const errors = await reader.points(SpiffeMetric.WORKLOAD_API_ERRORS);
     const denied = errors.find((p) => p.attributes.code === 'WORKLOADAPI_PERMISSION_DENIED');
     assert.ok(denied && denied.value >= 1, JSON.stringify(errors));
+  });
+});
+
+describe('NODE_DEBUG=spiffe', () => {
+  // Denials are formatted for the debug channel only when it is on; it must still show them when it is.
+  const script = `
+    import { reportDenial, SpiffeAuthError } from '@spiffe-ts/core';
+    reportDenial(new SpiffeAuthError('UNAUTHORIZED_SPIFFE_ID', { statusCode: 403 }), { route: '/orders' });
+  `;
+  test('shows a denial with its reason when on, nothing when off', () => {
+    const on = spawnSync(
+      process.execPath,
+      ['--conditions=source', '--import', 'tsx', '--input-type=module', '-e', script],
+      {
+        cwd: import.meta.dirname,
+        env: { ...process.env, NODE_DEBUG: 'spiffe' },
+        encoding: 'utf8',
+      },
+    );
+    assert.equal(on.status, 0, on.stderr);
+    assert.match(on.stderr, /SPIFFE \d+: SPIFFE: request denied .*reason="UNAUTHORIZED_SPIFFE_ID".*route="\/orders"/);
+    const off = spawnSync(
+      process.execPath,
+      ['--conditions=source', '--import', 'tsx', '--input-type=module', '-e', script],
+      {
+        cwd: import.meta.dirname,
+        env: { ...process.env, NODE_DEBUG: '' },
+        encoding: 'utf8',
+      },
+    );
+    assert.equal(off.status, 0, off.stderr);
+    assert.doesNotMatch(off.stderr, /request denied/);
   });
 });

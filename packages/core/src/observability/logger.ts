@@ -41,7 +41,8 @@ export function logEvent(
   fields: Readonly<Record<string, unknown>>,
   message: string,
 ): void {
-  debug('%s %s', message, formatFields(fields));
+  // Formatted only when NODE_DEBUG=spiffe is on: denials can come in floods.
+  if (debug.enabled) debug('%s %s', message, formatFields(fields));
   if (!logger) return;
   try {
     logger[level](fields, message);
