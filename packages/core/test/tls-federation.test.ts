@@ -16,6 +16,7 @@ import {
   type X509Svid,
 } from '@spiffe-ts/core';
 import { createAuthority, DevCa, issueX509SvidWith } from '@spiffe-ts/dev-server';
+import { presentChain } from './raw-tls.js';
 
 const SERVER = 'spiffe://example.org/service/orders';
 const PARTNER = 'spiffe://partner.test/billing';
@@ -29,23 +30,7 @@ const rejects: SpiffeRejectEvent[] = [];
 let detach: () => void;
 
 /** Connects with the given PEM chain and key (no checks on our side); resolves with what the server answered. */
-function connect(certificates: string, privateKey: string): Promise<string> {
-  return new Promise((resolve) => {
-    let data = '';
-    const socket = tls.connect({
-      host: '127.0.0.1',
-      port,
-      cert: certificates,
-      key: privateKey,
-      rejectUnauthorized: false,
-    });
-    socket.on('data', (d: Buffer) => {
-      data += d.toString();
-    });
-    socket.on('error', () => undefined);
-    socket.on('close', () => resolve(data));
-  });
-}
+const connect = (certificates: string, privateKey: string) => presentChain(port, certificates, privateKey);
 
 const present = (svid: X509Svid) => {
   const { certificates, privateKey } = svid.toPem();

@@ -18,6 +18,7 @@ import {
   type X509Svid,
 } from '@spiffe-ts/core';
 import { DevCa } from '@spiffe-ts/dev-server';
+import { presentChain } from './raw-tls.js';
 
 const SERVER = 'spiffe://example.org/server';
 const CLIENT = 'spiffe://example.org/client';
@@ -33,21 +34,7 @@ describe('server: the leaf-keyed cache never answers for a leaf it did not verif
 
   function present(svid: X509Svid, extraPem = ''): Promise<string> {
     const { certificates, privateKey } = svid.toPem();
-    return new Promise((resolve) => {
-      let data = '';
-      const socket = tls.connect({
-        host: '127.0.0.1',
-        port,
-        cert: certificates + extraPem,
-        key: privateKey,
-        rejectUnauthorized: false,
-      });
-      socket.on('data', (d: Buffer) => {
-        data += d.toString();
-      });
-      socket.on('error', () => undefined);
-      socket.on('close', () => resolve(data));
-    });
+    return presentChain(port, certificates + extraPem, privateKey);
   }
 
   async function refused(attempt: Promise<string>, code: string): Promise<void> {
