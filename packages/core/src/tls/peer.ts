@@ -64,7 +64,14 @@ export function derChain<C extends LinkedCertificate<C>>(leaf: C | undefined): B
  */
 export function verifyPeer(chain: readonly Buffer[], bundles: X509BundleSource, authorizer: SpiffeIdMatcher): SpiffeId {
   if (chain.length === 0) throw new TlsVerificationError('TLS_NO_PEER_CERTIFICATE', 'peer presented no certificate');
-  const id = verifyChainCached(chain, bundles);
+  return authorized(
+    verifyCached(chainCache, partsKey(chain), () => chain, bundles),
+    authorizer,
+  );
+}
+
+/** `id` if the authorizer accepts it; else throws AuthorizationError. Runs on every verification, cached or not. */
+function authorized(id: SpiffeId, authorizer: SpiffeIdMatcher): SpiffeId {
   if (!allows(authorizer, id)) throw new AuthorizationError(id.toString(), `peer SPIFFE ID "${id}" is not authorized`);
   return id;
 }
@@ -94,13 +101,18 @@ function remember(cache: Map<string, ReusableVerification>, key: string, kept: R
   cache.set(key, kept);
 }
 
-function verifyChainCached(chain: readonly Buffer[], bundles: X509BundleSource): SpiffeId {
-  const key = partsKey(chain);
+/** The kept verification under `key` while it still holds, else a full verification of `readChain()`, kept. */
+function verifyCached(
+  cache: Map<string, ReusableVerification>,
+  key: string,
+  readChain: () => readonly Buffer[],
+  bundles: X509BundleSource,
+): SpiffeId {
   const now = Date.now();
-  const hit = chainCache.get(key);
+  const hit = cache.get(key);
   if (hit && stillVerified(hit, bundles, now)) return hit.id;
-  const { id, kept } = verifyForReuse(chain, bundles, now);
-  if (kept) remember(chainCache, key, kept);
+  const { id, kept } = verifyForReuse(readChain(), bundles, now);
+  if (kept) remember(cache, key, kept);
   return id;
 }
 
@@ -116,24 +128,16 @@ export function verifyTlsPeer(
   bundles: X509BundleSource,
   authorizer: SpiffeIdMatcher,
 ): SpiffeId {
-  // The exact DER as the key: no digest to compute, and equal keys are equal certificates.
-  const key = leaf.toString('latin1');
-  const now = Date.now();
-  const hit = leafCache.get(key);
-  let id: SpiffeId;
-  if (hit && stillVerified(hit, bundles, now)) id = hit.id;
-  else {
+  const chainFromLeaf = (): readonly Buffer[] => {
     const chain = readChain();
     if (chain.length === 0) throw new TlsVerificationError('TLS_NO_PEER_CERTIFICATE', 'peer presented no certificate');
     if (!leaf.equals(chain[0] as Buffer)) {
       throw new TlsVerificationError('TLS_PEER_UNVERIFIED', 'the peer chain does not start with the peer certificate');
     }
-    const verified = verifyForReuse(chain, bundles, now);
-    if (verified.kept) remember(leafCache, key, verified.kept);
-    id = verified.id;
-  }
-  if (!allows(authorizer, id)) throw new AuthorizationError(id.toString(), `peer SPIFFE ID "${id}" is not authorized`);
-  return id;
+    return chain;
+  };
+  // The exact DER as the key: no digest to compute, and equal keys are equal certificates.
+  return authorized(verifyCached(leafCache, leaf.toString('latin1'), chainFromLeaf, bundles), authorizer);
 }
 
 /**
