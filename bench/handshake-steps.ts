@@ -16,18 +16,12 @@ import {
   verifyPeer,
   X509Bundle,
 } from '@spiffe-ts/core';
-import { DevCa } from '@spiffe-ts/dev-server';
+import { tlsMaterial } from './material.js';
 
 const N = Number(process.argv[2] ?? 3000);
 const SERVER_ID = 'spiffe://example.org/server';
 const CLIENT_ID = 'spiffe://example.org/client';
-const ca = await DevCa.create({ trustDomain: 'example.org', svidTtlSeconds: 86_400 });
-const serverSvid = await ca.issueX509Svid(SERVER_ID);
-const clientSvid = await ca.issueX509Svid(CLIENT_ID);
-const bundlePem = ca
-  .x509Bundle()
-  .authorities.map((c) => c.toString())
-  .join('');
+const { serverSvid, clientSvid, bundlePem } = await tlsMaterial(SERVER_ID, CLIENT_ID);
 const serverSource = new StaticX509Source(serverSvid, X509Bundle.parse('example.org', bundlePem));
 const clientSource = new StaticX509Source(clientSvid, X509Bundle.parse('example.org', bundlePem));
 const sp = serverSvid.toPem();

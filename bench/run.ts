@@ -19,10 +19,10 @@ import {
   X509BundleSet,
   X509Source,
 } from '@spiffe-ts/core';
-import { DevCa } from '@spiffe-ts/dev-server';
 import { importJWK, jwtVerify } from 'jose';
 import { Agent, request } from 'undici';
 import { federatedBundles, federatedTd } from './federated.js';
+import { tlsMaterial } from './material.js';
 
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
@@ -63,13 +63,7 @@ const pct = (xs: number[], p: number) =>
 // ---- material -----------------------------------------------------------------------------------------------
 
 const dir = mkdtempSync(join(tmpdir(), 'spiffe-bench-'));
-const ca = await DevCa.create({ trustDomain: 'example.org', svidTtlSeconds: 86_400 });
-const serverSvid = await ca.issueX509Svid(SERVER_ID);
-const clientSvid = await ca.issueX509Svid(CLIENT_ID);
-const bundlePem = ca
-  .x509Bundle()
-  .authorities.map((c) => c.toString())
-  .join('');
+const { ca, serverSvid, clientSvid, bundlePem } = await tlsMaterial(SERVER_ID, CLIENT_ID);
 const pem = (s: typeof serverSvid) => s.toPem();
 writeFileSync(join(dir, 'server.pem'), pem(serverSvid).certificates);
 writeFileSync(join(dir, 'server.key'), pem(serverSvid).privateKey);
