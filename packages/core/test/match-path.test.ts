@@ -4,14 +4,14 @@ import { describe, test } from 'node:test';
 import {
   matchPath,
   matchPathPrefix,
-  SpiffeId,
+  type SpiffeErrorCode,
   SpiffeIdError,
   type SpiffeIdMatcher,
   TrustDomain,
   toMatcher,
 } from '@spiffe-ts/core';
+import { id, throwsIdError } from './ids.js';
 
-const id = (s: string) => SpiffeId.parse(s);
 const ok = (m: SpiffeIdMatcher, s: string) => m(id(s)) === true;
 
 describe('matchPath', () => {
@@ -31,7 +31,7 @@ describe('matchPath', () => {
     assert.ok(!ok(m2, 'spiffe://example.org/ns/a/sa'));
   });
   test('invalid patterns throw SpiffeIdError with the ID codes at construction', () => {
-    const cases: Array<[() => unknown, string]> = [
+    const cases: Array<[() => unknown, SpiffeErrorCode]> = [
       [() => matchPath('spiffe://example.org/ns/prod*'), 'SPIFFEID_BAD_PATH_SEGMENT_CHAR'],
       [() => matchPath('spiffe://example.org/ns//sa'), 'SPIFFEID_EMPTY_SEGMENT'],
       [() => matchPath('spiffe://example.org/ns/../sa'), 'SPIFFEID_DOT_SEGMENT'],
@@ -43,7 +43,7 @@ describe('matchPath', () => {
       [() => matchPath('example.org', '/ns/**'), 'SPIFFEID_BAD_PATH_SEGMENT_CHAR'],
     ];
     for (const [fn, code] of cases) {
-      assert.throws(fn, (e: unknown) => e instanceof SpiffeIdError && e.code === code, code);
+      throwsIdError(fn, code);
     }
   });
 });

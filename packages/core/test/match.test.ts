@@ -12,15 +12,12 @@ import {
   matchSome,
   matchWhen,
   SpiffeError,
-  type SpiffeErrorCode,
-  SpiffeId,
-  SpiffeIdError,
   type SpiffeIdMatcher,
   TrustDomain,
   toMatcher,
 } from '@spiffe-ts/core';
+import { id, throwsIdError } from './ids.js';
 
-const id = (s: string) => SpiffeId.parse(s);
 const ORDERS = id('spiffe://example.org/service/orders');
 const PAYMENTS = id('spiffe://example.org/service/payments');
 const TD_ROOT = id('spiffe://example.org');
@@ -31,14 +28,6 @@ const ALL = [ORDERS, PAYMENTS, TD_ROOT, PARTNER, SUBDOMAIN];
 /** The IDs of ALL the matcher accepts, as strings (so assertions show which ones). */
 function accepted(m: SpiffeIdMatcher): string[] {
   return ALL.filter((x) => m(x)).map(String);
-}
-
-function throwsIdError(fn: () => unknown, code: SpiffeErrorCode): void {
-  assert.throws(fn, (err: unknown) => {
-    assert.ok(err instanceof SpiffeIdError, String(err));
-    assert.equal(err.code, code);
-    return true;
-  });
 }
 
 describe('matcher constructors', () => {

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { metrics } from '@opentelemetry/api';
-import { AggregationTemporality, MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
+import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import {
   BundleSource,
   checkReadiness,
@@ -15,50 +15,14 @@ import {
   healthHandler,
   JwtSource,
   type SourceError,
-  type SpiffeLogger,
   SpiffeMetric,
   WorkloadApiClient,
   X509Source,
 } from '@spiffe-ts/core';
 import { DevWorkloadApiServer } from '@spiffe-ts/dev-server';
+import { recordingLogger, TestReader } from './telemetry.js';
 
 const ORDERS = 'spiffe://example.org/service/orders';
-
-interface Line {
-  level: string;
-  fields: Record<string, unknown>;
-  message: string;
-}
-
-/** A logger that records every call, pino-style (fields, message). */
-function recordingLogger(): SpiffeLogger & { lines: Line[] } {
-  const lines: Line[] = [];
-  const at = (level: string) => (fields: object, message: string) =>
-    lines.push({ level, fields: fields as Record<string, unknown>, message });
-  return { lines, error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') };
-}
-
-/** A metric reader the test pulls from. */
-class TestReader extends MetricReader {
-  constructor() {
-    super({ aggregationTemporalitySelector: () => AggregationTemporality.CUMULATIVE });
-  }
-  protected async onForceFlush(): Promise<void> {}
-  protected async onShutdown(): Promise<void> {}
-  /** Data points of one metric: attributes and value. */
-  async points(name: string): Promise<Array<{ attributes: Record<string, unknown>; value: number }>> {
-    const { resourceMetrics } = await this.collect();
-    const out: Array<{ attributes: Record<string, unknown>; value: number }> = [];
-    for (const scope of resourceMetrics.scopeMetrics) {
-      if (scope.scope.name !== '@spiffe-ts/core') continue;
-      for (const m of scope.metrics) {
-        if (m.descriptor.name !== name) continue;
-        for (const p of m.dataPoints) out.push({ attributes: p.attributes, value: p.value as number });
-      }
-    }
-    return out;
-  }
-}
 
 describe('start-up: time limit, waiting notices, typed error', () => {
   let dir: string;

@@ -8,14 +8,13 @@ import { after, before, describe, test } from 'node:test';
 import * as tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { metrics } from '@opentelemetry/api';
-import { AggregationTemporality, MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
+import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import {
   authorizeSocketPeer,
   hasSpiffeTls,
   matchId,
   reportDenial,
   SpiffeAuthError,
-  type SpiffeLogger,
   SpiffeMetric,
   type SpiffeRejectEvent,
   StaticX509Source,
@@ -24,38 +23,11 @@ import {
   type X509Svid,
 } from '@spiffe-ts/core';
 import { createAuthority, DevCa, KeyUsage } from '@spiffe-ts/dev-server';
+import { type LogLine, recordingLogger, TestReader } from './telemetry.js';
 
 const SERVER = 'spiffe://example.org/service/orders';
 const ALLOWED = 'spiffe://example.org/service/payment-processor';
 const OTHER = 'spiffe://example.org/service/other';
-
-interface Line {
-  level: string;
-  fields: Record<string, unknown>;
-  message: string;
-}
-
-function recordingLogger(): SpiffeLogger & { lines: Line[] } {
-  const lines: Line[] = [];
-  const at = (level: string) => (fields: object, message: string) =>
-    lines.push({ level, fields: fields as Record<string, unknown>, message });
-  return { lines, error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') };
-}
-
-class TestReader extends MetricReader {
-  constructor() {
-    super({ aggregationTemporalitySelector: () => AggregationTemporality.CUMULATIVE });
-  }
-  protected async onForceFlush(): Promise<void> {}
-  protected async onShutdown(): Promise<void> {}
-  async points(name: string): Promise<Array<{ attributes: Record<string, unknown>; value: number }>> {
-    const { resourceMetrics } = await this.collect();
-    return resourceMetrics.scopeMetrics
-      .filter((s) => s.scope.name === '@spiffe-ts/core')
-      .flatMap((s) => s.metrics.filter((m) => m.descriptor.name === name))
-      .flatMap((m) => m.dataPoints.map((p) => ({ attributes: p.attributes, value: p.value as number })));
-  }
-}
 
 const pem = (svid: X509Svid) => ({
   cert: svid.certificates.map((c) => c.toString()).join('\n'),
@@ -109,7 +81,7 @@ describe('refused handshakes are reported with their reason', () => {
   }
 
   /** The next log line with this reason (the server may log just after the client sees the close). */
-  async function lineFor(reason: string): Promise<Line> {
+  async function lineFor(reason: string): Promise<LogLine> {
     for (let i = 0; i < 100; i++) {
       const l = logger.lines.find((x) => x.fields.reason === reason);
       if (l) return l;
