@@ -611,6 +611,22 @@ describe('verifyX509Svid', () => {
     throwsSvid(() => verifyX509Svid([withBadPublicKey(svid.leaf)], bundles), 'X509SVID_UNTRUSTED');
   });
 
+  test('the same malformed certificate object is refused on every check, not only the first', async () => {
+    // One ASN.1 parse per certificate object serves its facts and its names, and the outcome is kept: a kept
+    // failure must refuse again, with the same code, whatever is asked first (names on the path, or facts).
+    const svid = await issue(interA, { chain: [interA.certificate] });
+    const brokenLeaf = withBrokenSan(svid.leaf, ID);
+    const brokenInter = withBrokenSan(interA.certificate, 'spiffe://example.org');
+    for (let i = 0; i < 3; i++) {
+      throwsSvid(() => verifyX509Svid([brokenLeaf, interA.certificate], bundles), 'X509SVID_INVALID', `leaf ${i}`);
+      throwsSvid(() => verifyX509Svid([svid.leaf, brokenInter], bundles), 'X509SVID_INVALID', `intermediate ${i}`);
+      throwsSvid(() => idFromCertificate(brokenLeaf), 'X509SVID_INVALID', `id ${i}`);
+      assert.equal(tryIdFromCertificate(brokenInter), undefined);
+    }
+    // and a good chain sharing the intermediate object still verifies (its own kept outcome is a success)
+    assert.equal(String(verifyX509Svid([svid.leaf, interA.certificate], bundles).id), ID);
+  });
+
   test('random corruption of a valid chain never escapes as a non-X509SvidError (seeded)', async () => {
     const svid = await issue(interA, { chain: [interA.certificate] });
     const der = Buffer.concat(svid.certificates.map((c) => c.raw));

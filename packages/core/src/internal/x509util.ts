@@ -233,19 +233,54 @@ export const KEY_USAGE = {
   cRLSign: 64,
 } as const;
 
-const factsCache = new WeakMap<X509Certificate, CertificateFacts>();
+// One schema parse per certificate object serves both its extension facts and its names: a full ASN.1 parse
+// costs about as much as OpenSSL's own (bench/README.md), and verifying a new chain needs both for every
+// certificate. The outcome is kept per X509Certificate (immutable bytes, so the same answer every time).
+interface Decoded {
+  /** The facts, or why they cannot be read (a fresh CertificateError is thrown from it on each call). */
+  readonly facts: CertificateFacts | { readonly message: string; readonly cause: unknown };
+  /** The parsed subject and issuer Names; null when the certificate does not parse. */
+  readonly names: { readonly subject: Name; readonly issuer: Name } | null;
+}
+const decodedCache = new WeakMap<X509Certificate, Decoded>();
 
-export function certificateFacts(cert: X509Certificate): CertificateFacts {
-  const cached = factsCache.get(cert);
-  if (cached) return cached;
+function decoded(cert: X509Certificate): Decoded {
+  let result = decodedCache.get(cert);
+  if (!result) {
+    result = decode(cert);
+    decodedCache.set(cert, result);
+  }
+  return result;
+}
+
+function decode(cert: X509Certificate): Decoded {
   let parsed: Certificate;
   try {
     parsed = AsnConvert.parse(cert.raw, Certificate);
   } catch (err) {
-    throw new CertificateError('CERTIFICATE_INVALID', `cannot parse certificate: ${(err as Error).message}`, {
-      cause: err,
-    });
+    return { facts: { message: `cannot parse certificate: ${(err as Error).message}`, cause: err }, names: null };
   }
+  const names = { subject: parsed.tbsCertificate.subject, issuer: parsed.tbsCertificate.issuer };
+  try {
+    return { facts: factsOf(parsed), names };
+  } catch (err) {
+    if (!(err instanceof CertificateError)) throw err;
+    return { facts: { message: err.message, cause: err.cause }, names };
+  }
+}
+
+function isFacts(f: Decoded['facts']): f is CertificateFacts {
+  return 'uris' in f;
+}
+
+/** The extension facts of a certificate (throws CertificateError when it or an extension is malformed). */
+export function certificateFacts(cert: X509Certificate): CertificateFacts {
+  const { facts } = decoded(cert);
+  if (isFacts(facts)) return facts;
+  throw new CertificateError('CERTIFICATE_INVALID', facts.message, { cause: facts.cause });
+}
+
+function factsOf(parsed: Certificate): CertificateFacts {
   const uris: string[] = [];
   let isCa = false;
   let pathLen: number | undefined;
@@ -293,7 +328,7 @@ export function certificateFacts(cert: X509Certificate): CertificateFacts {
   } catch (err) {
     throw new CertificateError('CERTIFICATE_INVALID', 'malformed signature algorithm parameters', { cause: err });
   }
-  const facts: CertificateFacts = Object.freeze({
+  return Object.freeze({
     uris: Object.freeze(uris),
     isCa,
     pathLen,
@@ -303,11 +338,10 @@ export function certificateFacts(cert: X509Certificate): CertificateFacts {
     weakSignature,
     nameConstraints,
   });
-  factsCache.set(cert, facts);
-  return facts;
 }
 
-const namesCache = new WeakMap<X509Certificate, { subject: Buffer; issuer: Buffer } | null>();
+// Names as DER, built on first use: most certificates' names are compared once per path step.
+const namesDerCache = new WeakMap<X509Certificate, { subject: Buffer; issuer: Buffer } | null>();
 
 function nameDer(name: Name): Buffer {
   return Buffer.from(AsnConvert.serialize(name));
@@ -325,16 +359,18 @@ export function issuerNameMatches(child: X509Certificate, issuer: X509Certificat
 }
 
 function certificateNames(cert: X509Certificate): { subject: Buffer; issuer: Buffer } | null {
-  const cached = namesCache.get(cert);
+  const cached = namesDerCache.get(cert);
   if (cached !== undefined) return cached;
-  let names: { subject: Buffer; issuer: Buffer } | null;
-  try {
-    const tbs = AsnConvert.parse(cert.raw, Certificate).tbsCertificate;
-    names = { subject: nameDer(tbs.subject), issuer: nameDer(tbs.issuer) };
-  } catch {
-    names = null;
+  const parsed = decoded(cert).names;
+  let names: { subject: Buffer; issuer: Buffer } | null = null;
+  if (parsed) {
+    try {
+      names = { subject: nameDer(parsed.subject), issuer: nameDer(parsed.issuer) };
+    } catch {
+      names = null;
+    }
   }
-  namesCache.set(cert, names);
+  namesDerCache.set(cert, names);
   return names;
 }
 

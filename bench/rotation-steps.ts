@@ -1,0 +1,64 @@
+// CPU cost of each synchronous step between a new X.509-SVID arriving and a server presenting it, and of a
+// client's first verification of that new leaf (bench/README.md, "Rotation latency"). Each SVID is fresh (its
+// own key and certificate), as after a real rotation, so nothing is served from a cache keyed by bytes or
+// objects; the trust domain's CA is the same object throughout, as it is across rotations.
+//
+// Usage (after pnpm build): cd bench && node --import tsx rotation-steps.ts [svids=200]
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import * as tls from 'node:tls';
+import { verifyX509Svid, X509BundleSet, X509Svid } from '@spiffe-ts/core';
+import { DevCa } from '@spiffe-ts/dev-server';
+
+const N = Number(process.argv[2] ?? 200);
+const ID = 'spiffe://example.org/server';
+const ca = await DevCa.create({ trustDomain: 'example.org' });
+const bundles = new X509BundleSet([ca.x509Bundle()]);
+const caPem = ca.x509Bundle().authorities.map((c) => c.toString());
+
+// What the Workload API delivers: the chain as DER and the key as PKCS#8 DER.
+const wire: { chain: Buffer; key: Buffer }[] = [];
+for (let i = 0; i < N; i++) {
+  const s = await ca.issueX509Svid(ID);
+  wire.push({
+    chain: Buffer.concat(s.certificates.map((c) => c.raw)),
+    key: s.privateKey.export({ format: 'der', type: 'pkcs8' }) as Buffer,
+  });
+}
+
+const samples = new Map<string, number[]>();
+function time<T>(step: string, f: () => T): T {
+  const t0 = process.hrtime.bigint();
+  const out = f();
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  const list = samples.get(step) ?? [];
+  list.push(ms);
+  samples.set(step, list);
+  return out;
+}
+
+for (const { chain, key } of wire) {
+  // The parts of X509Svid.parse, timed alone (on their own copies, so the next line starts cold).
+  time('  of which: certificate (OpenSSL)', () => new X509Certificate(chain));
+  time('  of which: private key (OpenSSL)', () => createPrivateKey({ key, format: 'der', type: 'pkcs8' }));
+  const svid = time('server: X509Svid.parse (all X.509-SVID rules)', () => X509Svid.parse(chain, key));
+  time('server: verify against own bundle', () => verifyX509Svid(svid.certificates, bundles));
+  const pem = time('server: key and chain as PEM', () => svid.toPem());
+  time('server: tls.createSecureContext', () =>
+    tls.createSecureContext({ key: pem.privateKey, cert: pem.certificates, ca: caPem }),
+  );
+  // A client meets the new leaf in a handshake: a fresh certificate object, verified in full.
+  time('client: first verification of the new leaf', () => verifyX509Svid([new X509Certificate(chain)], bundles));
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1] as number;
+const warm = Math.min(20, N >> 2); // the first SVIDs also pay JIT compilation
+console.log(`rotation steps, ${N - warm} fresh SVIDs (after ${warm} warm-up), CPU ms: min / median`);
+let serverTotal = 0;
+for (const [step, xs] of samples) {
+  const kept = xs.slice(warm);
+  const min = Math.min(...kept);
+  const med = median(kept);
+  if (step.startsWith('server:')) serverTotal += med;
+  console.log(`  ${step.padEnd(50)} ${min.toFixed(3).padStart(7)} / ${med.toFixed(3).padStart(7)}`);
+}
+console.log(`  ${'server: sum of medians before setSecureContext'.padEnd(50)} ${serverTotal.toFixed(3).padStart(17)}`);
