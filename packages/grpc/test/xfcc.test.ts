@@ -1,11 +1,10 @@
 // Identity behind a proxy (trustedProxy + x-forwarded-client-cert metadata), tokens bound to the peer, and
 // path allowlists, over real connections: mTLS from a "proxy" workload to a listenSpiffe port, and plain h2c
-// on loopback as a local sidecar. XFCC values follow Envoy's documented format (no Envoy binary available).
+// on loopback as a local sidecar. The identities, XFCC headers and attack cases are shared with the other
+// adapters (test/support/adapters.ts).
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { JwtBundleSet, X509Source } from '@spiffe-ts/core';
 import { DevWorkloadApiServer } from '@spiffe-ts/dev-server';
 import {
@@ -21,36 +20,20 @@ import {
   spiffeIdentity,
   spiffeServerTls,
 } from '@spiffe-ts/grpc';
-
-const SERVER = 'spiffe://example.org/ns/prod/sa/orders';
-const PROXY = 'spiffe://example.org/ns/prod/sa/envoy';
-const ROGUE_PROXY = 'spiffe://example.org/ns/prod/sa/rogue-envoy';
-const CLIENT = 'spiffe://example.org/ns/prod/sa/frontend';
-const HASH = '468ed33be74eee6556d90c0149c1309e9ba61d6425303443c0748a02dd8de688';
-const xfcc = (uri: string, by = PROXY) => `By=${by};Hash=${HASH};Subject="";URI=${uri}`;
-
-interface HelloReply {
-  message: string;
-  caller: string;
-  tokenSubject: string;
-}
-type Unary = (
-  req: { name: string },
-  md: grpc.Metadata,
-  options: grpc.CallOptions,
-  cb: (err: grpc.ServiceError | null, res?: HelloReply) => void,
-) => grpc.ClientUnaryCall;
-interface GreeterClient extends grpc.Client {
-  sayHello: Unary;
-  whoami: Unary;
-}
-
-const definition = protoLoader.loadSync(fileURLToPath(new URL('./fixtures/greeter.proto', import.meta.url)), {
-  keepCase: false,
-});
-const proto = grpc.loadPackageDefinition(definition) as unknown as {
-  helloworld: { Greeter: grpc.ServiceClientConstructor };
-};
+import {
+  CLIENT,
+  MALFORMED_XFCC,
+  MULTI_HOP_XFCC,
+  PROD_PREFIX_XFCC,
+  PROXY,
+  SERVER,
+  UNTRUSTED_XFCC,
+  XFCC_HEADER,
+  XFCC_WORKLOADS,
+  type XfccOutcome,
+  xfcc,
+} from '../../../test/support/adapters.js';
+import { type GreeterClient, type HelloReply, proto, type Unary } from './greeter.js';
 
 const handler = (call: grpc.ServerUnaryCall<{ name: string }, HelloReply>, cb: grpc.sendUnaryData<HelloReply>) => {
   cb(null, {
@@ -61,10 +44,9 @@ const handler = (call: grpc.ServerUnaryCall<{ name: string }, HelloReply>, cb: g
 };
 const handlers = { sayHello: handler, whoami: handler };
 
-function call(
-  fn: Unary,
-  headers: Record<string, string>,
-): Promise<{ ok: true; res: HelloReply } | { ok: false; code: string | undefined; status: number }> {
+type Result = { ok: true; res: HelloReply } | { ok: false; code: string | undefined; status: number };
+
+function call(fn: Unary, headers: Record<string, string>): Promise<Result> {
   const md = new grpc.Metadata();
   for (const [k, v] of Object.entries(headers)) md.set(k, v);
   return new Promise((resolve) => {
@@ -82,7 +64,7 @@ const clients: grpc.Client[] = [];
 
 before(async () => {
   dev = await DevWorkloadApiServer.start({
-    workloads: { server: SERVER, proxy: PROXY, rogue: ROGUE_PROXY, client: CLIENT },
+    workloads: XFCC_WORKLOADS,
   });
   serverSource = await X509Source.create({ address: dev.address('server'), timeoutMs: 5000 });
 });
@@ -136,9 +118,20 @@ describe('@spiffe-ts/grpc trustedProxy over mTLS (proxy identified by SPIFFE ID)
     server.forceShutdown();
   });
 
+  /** Asserts a call's result against an expected outcome: the forwarded ID admitted, or PERMISSION_DENIED. */
+  const assertOutcome = (r: Result, expected: XfccOutcome, what: string) => {
+    if (expected.id !== undefined) {
+      assert.ok(r.ok, `${what}: ${JSON.stringify(r)}`);
+      assert.deepEqual([r.res.caller, r.res.message], [expected.id, 'proxy'], what);
+    } else {
+      assert.equal(!r.ok && r.code, expected.code, what);
+      assert.equal(!r.ok && r.status, grpc.status.PERMISSION_DENIED, what);
+    }
+  };
+
   test('the trusted proxy forwards the client ID; handlers see it came from the proxy', async () => {
     const proxy = await greeterFor('proxy');
-    const r = await call(proxy.whoami.bind(proxy), { 'x-forwarded-client-cert': xfcc(CLIENT) });
+    const r = await call(proxy.whoami.bind(proxy), { [XFCC_HEADER]: xfcc(CLIENT) });
     assert.ok(r.ok, JSON.stringify(r));
     assert.equal(r.res.caller, CLIENT);
     assert.equal(r.res.message, 'proxy');
@@ -149,32 +142,33 @@ describe('@spiffe-ts/grpc trustedProxy over mTLS (proxy identified by SPIFFE ID)
 
   test('multi-hop and path allowlists: the last element is checked against the same lists', async () => {
     const proxy = await greeterFor('proxy');
-    const hops = `${xfcc('spiffe://example.org/ns/prod/sa/not-me', 'spiffe://edge')},${xfcc(CLIENT)}`;
-    const r = await call(proxy.whoami.bind(proxy), { 'x-forwarded-client-cert': hops });
-    assert.ok(r.ok && r.res.caller === CLIENT);
-    const out = await call(proxy.whoami.bind(proxy), {
-      'x-forwarded-client-cert': xfcc('spiffe://example.org/ns/production/sa/frontend'),
-    });
-    assert.equal(out.ok, false);
-    assert.equal(!out.ok && out.code, 'UNAUTHORIZED_SPIFFE_ID');
-    assert.equal(!out.ok && out.status, grpc.status.PERMISSION_DENIED);
+    // SayHello allows the frontend IDs (and wants a token bound to the forwarded peer); Whoami the /ns/prod prefix.
+    const token = (await dev.ca.issueJwtSvid(CLIENT, ['orders'])).token;
+    for (const c of MULTI_HOP_XFCC) {
+      const r = await call(proxy.sayHello.bind(proxy), { [XFCC_HEADER]: c.header, authorization: `Bearer ${token}` });
+      assertOutcome(r, c, c.header);
+    }
+    for (const c of PROD_PREFIX_XFCC) {
+      assertOutcome(await call(proxy.whoami.bind(proxy), { [XFCC_HEADER]: c.header }), c, c.header);
+    }
   });
 
   test('spoofing: a direct client, or a proxy not on the list, sending XFCC is refused', async () => {
     denials.length = 0;
-    for (const w of ['client', 'rogue']) {
-      const c = await greeterFor(w);
-      const r = await call(c.whoami.bind(c), { 'x-forwarded-client-cert': xfcc(CLIENT) });
-      assert.equal(r.ok, false, w);
-      assert.equal(!r.ok && r.code, 'XFCC_UNTRUSTED_PEER', w);
+    const senders = { client: await greeterFor('client'), rogue: await greeterFor('rogue') };
+    for (const c of UNTRUSTED_XFCC) {
+      const sender = senders[c.from];
+      const r = await call(sender.whoami.bind(sender), { [XFCC_HEADER]: c.header });
+      assert.equal(r.ok, false, `${c.from} ${c.header}`);
+      assert.equal(!r.ok && r.code, 'XFCC_UNTRUSTED_PEER', `${c.from} ${c.header}`);
     }
     assert.equal(denials[0]?.spiffeId?.toString(), CLIENT, 'the denial names the verified connection');
   });
 
   test('malformed metadata from the trusted proxy is refused', async () => {
     const proxy = await greeterFor('proxy');
-    for (const h of [`URI=${CLIENT};`, `Foo=bar;URI=${CLIENT}`, `URI=${CLIENT};URI=${PROXY}`]) {
-      const r = await call(proxy.whoami.bind(proxy), { 'x-forwarded-client-cert': h });
+    for (const h of MALFORMED_XFCC) {
+      const r = await call(proxy.whoami.bind(proxy), { [XFCC_HEADER]: h });
       assert.equal(!r.ok && r.code, 'XFCC_MALFORMED', h);
     }
   });
@@ -182,7 +176,7 @@ describe('@spiffe-ts/grpc trustedProxy over mTLS (proxy identified by SPIFFE ID)
   test('bindToPeer: the token subject must be the (forwarded) peer', async () => {
     const proxy = await greeterFor('proxy');
     const token = (await dev.ca.issueJwtSvid(CLIENT, ['orders'])).token;
-    const h = { 'x-forwarded-client-cert': xfcc(CLIENT), authorization: `Bearer ${token}` };
+    const h = { [XFCC_HEADER]: xfcc(CLIENT), authorization: `Bearer ${token}` };
     const r = await call(proxy.sayHello.bind(proxy), h);
     assert.ok(r.ok, JSON.stringify(r));
     assert.equal(r.res.tokenSubject, CLIENT);
@@ -216,11 +210,11 @@ describe('@spiffe-ts/grpc trustedProxy as a local sidecar (plain h2c on loopback
   });
 
   test('spiffeIdentity takes the sidecar-forwarded ID; no header, no ID', async () => {
-    const r = await call(client.whoami.bind(client), { 'x-forwarded-client-cert': xfcc(CLIENT) });
+    const r = await call(client.whoami.bind(client), { [XFCC_HEADER]: xfcc(CLIENT) });
     assert.ok(r.ok && r.res.caller === CLIENT && r.res.message === 'proxy', JSON.stringify(r));
     const none = await call(client.whoami.bind(client), {});
     assert.ok(none.ok && none.res.caller === '' && none.res.message === '');
-    const bad = await call(client.whoami.bind(client), { 'x-forwarded-client-cert': 'URI=' });
+    const bad = await call(client.whoami.bind(client), { [XFCC_HEADER]: 'URI=' });
     assert.equal(!bad.ok && bad.code, 'XFCC_MALFORMED');
   });
 

@@ -1,6 +1,7 @@
 // Identity behind a proxy (trustedProxy + x-forwarded-client-cert), tokens bound to the peer, and path
 // allowlists, on both platforms over real sockets: mTLS from a "proxy" workload, and plain HTTP on loopback
-// as a local sidecar. XFCC values follow Envoy's documented format (no Envoy binary in the registries).
+// as a local sidecar. The identities, XFCC headers and attack cases are shared with the other adapters
+// (test/support/adapters.ts).
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import type * as http from 'node:http';
@@ -9,8 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { Controller, Get, type INestApplication, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
-import { JwtBundleSet, matchId, type SpiffeId, X509Source } from '@spiffe-ts/core';
-import { createSpiffeDispatcher } from '@spiffe-ts/core/undici';
+import { JwtBundleSet, type SpiffeId, X509Source } from '@spiffe-ts/core';
 import { DevWorkloadApiServer } from '@spiffe-ts/dev-server';
 import {
   AllowSpiffeIds,
@@ -22,14 +22,21 @@ import {
   SpiffeModule,
   spiffeServerTls,
 } from '@spiffe-ts/nestjs';
-import { type Dispatcher, request } from 'undici';
-
-const SERVER = 'spiffe://example.org/ns/prod/sa/orders';
-const PROXY = 'spiffe://example.org/ns/prod/sa/envoy';
-const ROGUE_PROXY = 'spiffe://example.org/ns/prod/sa/rogue-envoy';
-const CLIENT = 'spiffe://example.org/ns/prod/sa/frontend';
-const HASH = '468ed33be74eee6556d90c0149c1309e9ba61d6425303443c0748a02dd8de688';
-const xfcc = (uri: string, by = PROXY) => `By=${by};Hash=${HASH};Subject="";URI=${uri}`;
+import {
+  assertXfccAnswer,
+  CLIENT,
+  forwarded,
+  MALFORMED_XFCC,
+  MULTI_HOP_XFCC,
+  PROD_PREFIX_XFCC,
+  PROXY,
+  SERVER,
+  send,
+  spiffeClients,
+  UNTRUSTED_XFCC,
+  XFCC_WORKLOADS,
+  xfcc,
+} from '../../../test/support/adapters.js';
 
 @Controller()
 @AllowSpiffeIds([{ trustDomain: 'example.org', path: '/ns/*/sa/frontend' }, PROXY])
@@ -54,32 +61,17 @@ class WhoController {
 
 let dev: DevWorkloadApiServer;
 let serverSource: X509Source;
-const clients: Array<{ source: X509Source; dispatcher: Dispatcher }> = [];
-
-async function clientFor(workload: string): Promise<Dispatcher> {
-  const source = await X509Source.create({ address: dev.address(workload), timeoutMs: 5000 });
-  const dispatcher = createSpiffeDispatcher({ source, authorize: matchId(SERVER) });
-  clients.push({ source, dispatcher });
-  return dispatcher;
-}
-
-async function get(url: string, headers: Record<string, string>, dispatcher?: Dispatcher) {
-  const res = await request(url, { headers, ...(dispatcher ? { dispatcher } : {}) });
-  const body = await res.body.text();
-  return { status: res.statusCode, body, json: () => JSON.parse(body) as Record<string, unknown> };
-}
+const clients = spiffeClients(SERVER);
+const clientFor = (workload: string) => clients.dispatcher(dev, workload);
 
 before(async () => {
   dev = await DevWorkloadApiServer.start({
-    workloads: { server: SERVER, proxy: PROXY, rogue: ROGUE_PROXY, client: CLIENT },
+    workloads: XFCC_WORKLOADS,
   });
   serverSource = await X509Source.create({ address: dev.address('server'), timeoutMs: 5000 });
 });
 after(async () => {
-  for (const c of clients) {
-    await c.dispatcher.close();
-    await c.source.close();
-  }
+  await clients.close();
   await serverSource.close();
   await dev.stop();
 });
@@ -116,38 +108,39 @@ for (const platform of ['express', 'fastify'] as const) {
 
     test('the trusted proxy forwards the client ID; @PeerSpiffeIdSource says proxy', async () => {
       const proxy = await clientFor('proxy');
-      const res = await get(`${base}/who`, { 'x-forwarded-client-cert': xfcc(CLIENT) }, proxy);
+      const res = await send(`${base}/who`, { headers: forwarded(xfcc(CLIENT)), dispatcher: proxy });
       assert.equal(res.status, 200);
       assert.deepEqual(res.json(), { id: CLIENT, source: 'proxy' });
-      assert.deepEqual((await get(`${base}/who`, {}, proxy)).json(), { id: PROXY, source: 'connection' });
+      assert.deepEqual((await send(`${base}/who`, { dispatcher: proxy })).json(), { id: PROXY, source: 'connection' });
     });
 
     test('multi-hop: only the last element counts; path allowlists apply to forwarded IDs', async () => {
       const proxy = await clientFor('proxy');
-      const spoofLast = `${xfcc(CLIENT)},${xfcc('spiffe://example.org/ns/prod/sa/admin')}`;
-      const denied = await get(`${base}/who`, { 'x-forwarded-client-cert': spoofLast }, proxy);
-      assert.equal(denied.status, 403);
-      assert.equal(denied.json().code, 'UNAUTHORIZED_SPIFFE_ID');
-      const h = { 'x-forwarded-client-cert': xfcc('spiffe://example.org/ns/production/sa/frontend') };
-      assert.equal((await get(`${base}/prod`, h, proxy)).status, 403);
-      assert.equal((await get(`${base}/prod`, { 'x-forwarded-client-cert': xfcc(CLIENT) }, proxy)).status, 200);
+      for (const c of MULTI_HOP_XFCC) {
+        const res = await send(`${base}/who`, { headers: forwarded(c.header), dispatcher: proxy });
+        assertXfccAnswer(res, c, (id) => ({ id, source: 'proxy' }), c.header);
+      }
+      for (const c of PROD_PREFIX_XFCC) {
+        const res = await send(`${base}/prod`, { headers: forwarded(c.header), dispatcher: proxy });
+        assertXfccAnswer(res, c, (id) => ({ id }), c.header);
+      }
     });
 
     test('spoofing: a direct client, or a proxy not on the list, sending XFCC is refused', async () => {
       denials.length = 0;
-      for (const w of ['client', 'rogue']) {
-        const d = await clientFor(w);
-        const res = await get(`${base}/who`, { 'x-forwarded-client-cert': xfcc(CLIENT) }, d);
-        assert.equal(res.status, 403, w);
-        assert.equal(res.json().code, 'XFCC_UNTRUSTED_PEER', w);
+      const senders = { client: await clientFor('client'), rogue: await clientFor('rogue') };
+      for (const c of UNTRUSTED_XFCC) {
+        const res = await send(`${base}/who`, { headers: forwarded(c.header), dispatcher: senders[c.from] });
+        assert.equal(res.status, 403, `${c.from} ${c.header}`);
+        assert.equal(res.json().code, 'XFCC_UNTRUSTED_PEER', `${c.from} ${c.header}`);
       }
       assert.equal(denials[0]?.spiffeId?.toString(), CLIENT, 'the denial names the verified connection');
     });
 
     test('malformed headers from the trusted proxy are refused', async () => {
       const proxy = await clientFor('proxy');
-      for (const h of [`URI=${CLIENT};`, `Foo=bar;URI=${CLIENT}`, `URI=${CLIENT};URI=${PROXY}`]) {
-        const res = await get(`${base}/who`, { 'x-forwarded-client-cert': h }, proxy);
+      for (const h of MALFORMED_XFCC) {
+        const res = await send(`${base}/who`, { headers: forwarded(h), dispatcher: proxy });
         assert.equal(res.status, 403, h);
         assert.equal(res.json().code, 'XFCC_MALFORMED', h);
       }
@@ -156,12 +149,12 @@ for (const platform of ['express', 'fastify'] as const) {
     test('bindToPeer: the token subject must be the (forwarded) peer', async () => {
       const proxy = await clientFor('proxy');
       const good = (await dev.ca.issueJwtSvid(CLIENT, ['orders'])).token;
-      const h = { 'x-forwarded-client-cert': xfcc(CLIENT) };
-      const ok = await get(`${base}/bound`, { ...h, authorization: `Bearer ${good}` }, proxy);
+      const h = forwarded(xfcc(CLIENT));
+      const ok = await send(`${base}/bound`, { headers: { ...h, authorization: `Bearer ${good}` }, dispatcher: proxy });
       assert.equal(ok.status, 200);
       assert.deepEqual(ok.json(), { sub: CLIENT });
       // The same token from the proxy without the header: the peer is the proxy, not the token's subject.
-      const unbound = await get(`${base}/bound`, { authorization: `Bearer ${good}` }, proxy);
+      const unbound = await send(`${base}/bound`, { headers: { authorization: `Bearer ${good}` }, dispatcher: proxy });
       assert.equal(unbound.status, 401);
       assert.equal(unbound.json().code, 'JWTSVID_NOT_BOUND_TO_PEER');
     });
@@ -186,10 +179,10 @@ describe('@spiffe-ts/nestjs trustedProxy as a local sidecar (plain HTTP on loopb
   });
 
   test('the sidecar forwards the ID; without it there is none', async () => {
-    const res = await get(`${url}/who`, { 'x-forwarded-client-cert': xfcc(CLIENT) });
+    const res = await send(`${url}/who`, { headers: forwarded(xfcc(CLIENT)) });
     assert.equal(res.status, 200);
     assert.deepEqual(res.json(), { id: CLIENT, source: 'proxy' });
-    const none = await get(`${url}/who`, {});
+    const none = await send(`${url}/who`);
     assert.equal(none.status, 403);
     assert.equal(none.json().code, 'PEER_NOT_VERIFIED');
   });
