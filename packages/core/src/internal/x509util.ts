@@ -63,7 +63,7 @@ export function pemBlocks(pem: string, type: string): Buffer[] {
  * reads one certificate from the front and leaves what follows, and that certificate's encoding says how
  * many bytes it took. Those bytes must be exactly its encoding (DER has only one), else the input is refused,
  * as are trailing bytes that are not a certificate. Decoding the whole chain with asn1js only to find the
- * boundaries cost more than OpenSSL's own parse (0.6–1.2 ms per SVID, on every rotation; bench/README.md).
+ * boundaries cost more than OpenSSL's own parse, on every rotation (bench/README.md).
  */
 function certificatesFromDer(der: Uint8Array): X509Certificate[] {
   const buf = Buffer.from(der.buffer, der.byteOffset, der.byteLength);

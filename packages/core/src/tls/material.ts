@@ -18,9 +18,9 @@ export interface TlsMaterial {
 
 // Rebuilding PEM on every handshake is wasteful; cache by the identity of the immutable svid and of the
 // trust store's content (see caPems), so that an update that changes neither yields the very same material
-// object: node:tls contexts built from it (clients) are reused and servers skip setSecureContext. Loading a
-// CA into an OpenSSL context costs ~0.5 ms (OpenSSL 3 decoding), which with a thousand federated trust
-// domains is most of a rotation (bench/README.md).
+// object: node:tls contexts built from it (clients) are reused and servers skip setSecureContext. Loading
+// CAs into an OpenSSL context (OpenSSL 3 decoding) is, with a thousand federated trust domains, most of a
+// rotation (bench/README.md).
 const materialCache = new WeakMap<X509Svid, WeakMap<readonly string[], TlsMaterial>>();
 
 export function material(svid: X509Svid, bundles: X509BundleSet): TlsMaterial {
@@ -83,7 +83,7 @@ function caPems(certs: readonly X509Certificate[]): readonly string[] {
 /**
  * What an attached server hands OpenSSL: our SVID, and the authorities of **our own trust domain** only.
  * Peers of federated trust domains are verified by SPIFFE verification alone (server.ts): OpenSSL loads
- * every CA of its store into each context (~0.5 ms each with OpenSSL 3) and names each one in every
+ * every CA of its store into each context (an OpenSSL 3 decode each) and names each one in every
  * CertificateRequest, so a store of a thousand federated CAs halved the handshake rate and made a rotation
  * take half a second (bench/README.md).
  */

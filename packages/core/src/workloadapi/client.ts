@@ -173,10 +173,10 @@ export class WorkloadApiClient {
       // an agent that comes back would go unseen for that long. Its waits follow ours instead.
       'grpc.initial_reconnect_backoff_ms': this.#backoff.initialMs ?? 100,
       'grpc.max_reconnect_backoff_ms': this.#backoff.maxMs ?? 10_000,
-      // HTTP/2's default receive window is 64 KiB: an update of ~0.5 MB (a thousand federated bundles) then
-      // arrives in eight window round trips through both event loops: 168 ms p50 from send to receipt under
-      // load here, 22 ms with this window (bench/README.md, "Rotation latency"). A window as large as the
-      // largest accepted message lets the agent send it at once; it is a permission, not a buffer.
+      // HTTP/2's default receive window is 64 KiB: an update carrying a thousand federated bundles then
+      // arrives in several window round trips through both event loops (bench/README.md, "Rotation latency").
+      // A window as large as the largest accepted message lets the agent send it at once; it is a permission,
+      // not a buffer.
       'grpc-node.flow_control_window': options.maxMessageBytes ?? 4 * 1024 * 1024,
       // A connection of its own: closing this client closes it, whatever other clients of the address do.
       'grpc.use_local_subchannel_pool': 1,

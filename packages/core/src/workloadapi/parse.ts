@@ -50,8 +50,8 @@ export class ParseCache<T> {
 
 const svidCache = new ParseCache<X509Svid>(64);
 
-// An agent may deliver hundreds or thousands of federated bundles in every update, and a certificate parse
-// in OpenSSL 3 costs ~0.5 ms: with fewer entries than trust domains the cache would never hit (bench/README.md).
+// An agent may deliver hundreds or thousands of federated bundles in every update, and parsing certificates is
+// the costly part of an update: with fewer entries than trust domains the cache would never hit (bench/README.md).
 // Sized for thousands of trust domains; an entry is one bundle's few certificates.
 const BUNDLE_CACHE_MAX = 8192;
 
