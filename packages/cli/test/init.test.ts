@@ -10,26 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { runCli } from '@spiffe-ts/cli';
 import { exampleNames, initExample, loadTemplates } from '../src/init.js';
+import { cli } from './run-cli.js';
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 const BIN = fileURLToPath(new URL('../src/bin.ts', import.meta.url));
 const EXAMPLES = ['express-jwt', 'fastify-mtls', 'federation', 'grpc-mtls', 'nestjs-cjs', 'nestjs-mtls'];
-
-async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await runCli(args, {
-    out: (s) => {
-      out += `${s}\n`;
-    },
-    err: (s) => {
-      err += `${s}\n`;
-    },
-  });
-  return { code, out, err };
-}
 
 type Pkg = Record<string, Record<string, string> | string | boolean | undefined>;
 const readPkg = async (dir: string) => JSON.parse(await readFile(join(dir, 'package.json'), 'utf8')) as Pkg;

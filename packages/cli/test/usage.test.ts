@@ -9,27 +9,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { cliVersion, runCli } from '@spiffe-ts/cli';
+import { cliVersion } from '@spiffe-ts/cli';
 import { DevCa, DevWorkloadApiServer } from '@spiffe-ts/dev-server';
+import { cli } from './run-cli.js';
 
 const BIN = fileURLToPath(new URL('../src/bin.ts', import.meta.url));
 const NODE_ARGS = ['--conditions=source', '--import', 'tsx', BIN];
-
-async function cli(args: string[], signal?: AbortSignal): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await runCli(args, {
-    out: (s) => {
-      out += `${s}\n`;
-    },
-    err: (s) => {
-      err += `${s}\n`;
-    },
-    stdin: () => '',
-    signal,
-  });
-  return { code, out, err };
-}
 
 /** Runs the real executable; resolves with its exit code and output. */
 function spawnCli(args: string[], env: NodeJS.ProcessEnv = process.env): ChildProcess {
