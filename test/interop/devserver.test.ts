@@ -45,6 +45,10 @@ describe(`our dev Workload API server, used by go-spiffe ${GO_SPIFFE_VERSION} an
     await dev?.stop();
   });
 
+  /** go-spiffe's jwtsvid.ParseAndValidate of `token` for `audience`, with the JWT bundles our server serves. */
+  const goValidate = (token: string, audience: string) =>
+    runJson(bin.fetch, ['-workload-api', addr, '-mode', 'validate', '-token', token, '-audience', audience]);
+
   test('go-spiffe fetches the X.509 context (unix and TCP): SVID, own and federated bundles', async () => {
     for (const address of [addr, dev.tcpAddress as string]) {
       const r = await runJson(bin.fetch, ['-workload-api', address, '-mode', 'x509']);
@@ -82,44 +86,17 @@ describe(`our dev Workload API server, used by go-spiffe ${GO_SPIFFE_VERSION} an
     const jwt = await JwtSource.create({ address: dev.address('node'), timeoutMs: 10_000 });
     try {
       const svid = await jwt.fetchJwtSvid({ audience: 'go-service' });
-      const ok = await runJson(bin.fetch, [
-        '-workload-api',
-        addr,
-        '-mode',
-        'validate',
-        '-token',
-        svid.token,
-        '-audience',
-        'go-service',
-      ]);
+      const ok = await goValidate(svid.token, 'go-service');
       assert.equal(ok.code, 0, JSON.stringify(ok.lines));
       assert.equal(ok.lines[0]?.id, 'spiffe://example.org/node');
 
-      const aud = await runJson(bin.fetch, [
-        '-workload-api',
-        addr,
-        '-mode',
-        'validate',
-        '-token',
-        svid.token,
-        '-audience',
-        'other',
-      ]);
+      const aud = await goValidate(svid.token, 'other');
       assert.equal(aud.code, 1);
       assert.match(String(aud.lines[0]?.error), /audience/i);
 
       const [h, p, s] = svid.token.split('.') as [string, string, string];
       const flipped = `${h}.${p}.${s.slice(0, -4)}${s.slice(-4) === 'AAAA' ? 'BBBB' : 'AAAA'}`;
-      const bad = await runJson(bin.fetch, [
-        '-workload-api',
-        addr,
-        '-mode',
-        'validate',
-        '-token',
-        flipped,
-        '-audience',
-        'go-service',
-      ]);
+      const bad = await goValidate(flipped, 'go-service');
       assert.equal(bad.code, 1);
     } finally {
       await jwt.close();

@@ -18,20 +18,18 @@ import {
   X509Source,
 } from '@spiffe-ts/core';
 import { type Authority, createAuthority, DevCa, DevWorkloadApiServer, issueX509SvidWith } from '@spiffe-ts/dev-server';
-import { fastifySpiffe, spiffeHttpsOptions } from '@spiffe-ts/fastify';
-import Fastify, { type FastifyInstance } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import {
   bin,
   binariesPresent,
   GO_SPIFFE_VERSION,
-  runJson,
-  SPIRE_VERSIONS,
+  goFetchBundle,
+  goMtlsGet,
   Spire,
-  spirePresent,
   startJson,
   waitFor,
-  workloadBinary,
 } from './harness.js';
+import { describeEachSpireVersion, startHelloService } from './suite.js';
 
 /** The same bundle with another `spiffe_refresh_hint`. */
 function withHint(b: SpiffeBundle, seconds: number): SpiffeBundle {
@@ -97,8 +95,6 @@ describe(`federation: our client and server against go-spiffe ${GO_SPIFFE_VERSIO
   });
 
   describe('go-spiffe federation.FetchBundle → our createBundleEndpointServer', () => {
-    const goFetch = (args: string[]) => runJson(bin.federation, ['-mode', 'fetch', '-td', TD, ...args]);
-
     test('https_spiffe: go-spiffe authenticates our endpoint SVID and reads our bundle (and its rotation)', async () => {
       const svid = await ca.issueX509Svid(ENDPOINT_ID);
       const server = await createBundleEndpointServer({
@@ -109,16 +105,7 @@ describe(`federation: our client and server against go-spiffe ${GO_SPIFFE_VERSIO
       try {
         write('bootstrap.json', ca.spiffeBundle().marshal());
         const fetch = (id: string) =>
-          goFetch([
-            '-url',
-            server.url,
-            '-profile',
-            'https_spiffe',
-            '-endpoint-id',
-            id,
-            '-bundle',
-            file('bootstrap.json'),
-          ]);
+          goFetchBundle(TD, server.url, { type: 'https_spiffe', endpointId: id, bundleFile: file('bootstrap.json') });
         const r = await fetch(ENDPOINT_ID);
         assert.equal(r.code, 0, JSON.stringify(r.lines) + r.stderr);
         assert.deepEqual(r.lines[0], {
@@ -153,7 +140,7 @@ describe(`federation: our client and server against go-spiffe ${GO_SPIFFE_VERSIO
       });
       try {
         const url = server.url.replace('127.0.0.1', 'localhost');
-        const r = await goFetch(['-url', url, '-profile', 'https_web', '-ca', file('web-root.pem')]);
+        const r = await goFetchBundle(TD, url, { type: 'https_web', caFile: file('web-root.pem') });
         assert.equal(r.code, 0, JSON.stringify(r.lines) + r.stderr);
         assert.equal(r.lines[0]?.trustDomain, TD);
         assert.equal(r.lines[0]?.x509Authorities, ca.x509Bundle().authorities.length);
@@ -161,10 +148,10 @@ describe(`federation: our client and server against go-spiffe ${GO_SPIFFE_VERSIO
 
         // Roots that did not issue our certificate, and a URL host our certificate does not name: refused.
         write('other-root.pem', (await createAuthority({ uri: null })).certificate.toString());
-        const untrusted = await goFetch(['-url', url, '-profile', 'https_web', '-ca', file('other-root.pem')]);
+        const untrusted = await goFetchBundle(TD, url, { type: 'https_web', caFile: file('other-root.pem') });
         assert.equal(untrusted.code, 1);
         assert.match(String(untrusted.lines[0]?.error), /certificate/);
-        const wrongHost = await goFetch(['-url', server.url, '-profile', 'https_web', '-ca', file('web-root.pem')]);
+        const wrongHost = await goFetchBundle(TD, server.url, { type: 'https_web', caFile: file('web-root.pem') });
         assert.equal(wrongHost.code, 1);
         assert.match(String(wrongHost.lines[0]?.error), /certificate|IP SANs|127\.0\.0\.1/);
       } finally {
@@ -328,10 +315,9 @@ describe(`federation: our client and server against go-spiffe ${GO_SPIFFE_VERSIO
 
 // SPIRE (example.org) and our trust domain ours.test (a dev Workload API serving its bundle endpoint), federated
 // both ways through bundle endpoints over https_spiffe.
-for (const version of SPIRE_VERSIONS)
-  describe(`federation: SPIRE ${version} and our bundle endpoint and client`, {
-    skip: !spirePresent(version) && 'run test/interop/run.sh',
-  }, () => {
+describeEachSpireVersion(
+  (version) => `federation: SPIRE ${version} and our bundle endpoint and client`,
+  (version) => {
     const TD = 'example.org';
     const OURS = 'ours.test';
     const ID = {
@@ -357,9 +343,7 @@ for (const version of SPIRE_VERSIONS)
     });
 
     before(async () => {
-      workDir = mkdtempSync(join(tmpdir(), 'interop-fed-bin-'));
-      go.client = workloadBinary(bin.mtlsClient, workDir, 'go-client');
-      go.rogue = workloadBinary(bin.mtlsClient, workDir, 'rogue-client');
+      workDir = mkdtempSync(join(tmpdir(), 'interop-fed-spire-'));
       // Our trust domain: its endpoint asks to be refreshed every second (SPIRE polls at most every 15 s).
       ours = await DevWorkloadApiServer.start({
         trustDomain: OURS,
@@ -387,15 +371,9 @@ for (const version of SPIRE_VERSIONS)
         endpointSpiffeId: String(ours.bundleEndpointSpiffeId),
         bundleJson: bootstrap.marshal(),
       });
-      for (const [id, binary] of [
-        [ID.goClient, go.client],
-        [ID.rogue, go.rogue],
-      ] as const)
-        await spire.createEntry({
-          spiffeId: id,
-          selectors: [`unix:path:${binary}`],
-          federatesWith: [`spiffe://${OURS}`],
-        });
+      const federatesWith = [`spiffe://${OURS}`];
+      go.client = await spire.registerProgram(bin.mtlsClient, 'go-client', { spiffeId: ID.goClient, federatesWith });
+      go.rogue = await spire.registerProgram(bin.mtlsClient, 'rogue-client', { spiffeId: ID.rogue, federatesWith });
       await spire.startAgent();
     });
 
@@ -561,12 +539,7 @@ for (const version of SPIRE_VERSIONS)
           minRefreshMs: 500,
           onError: (e) => errors.push(e),
         });
-        const spiffe = spiffeHttpsOptions(withFederatedBundles(source, fed));
-        app = Fastify({ https: spiffe.https });
-        await app.register(fastifySpiffe, { tls: spiffe, allow: [ID.goClient] });
-        app.get('/hello', async (req) => ({ peer: req.spiffeId?.toString() ?? null }));
-        await app.listen({ port: 0, host: '127.0.0.1' });
-        url = `https://127.0.0.1:${(app.server.address() as { port: number }).port}/hello`;
+        ({ app, url } = await startHelloService(withFederatedBundles(source, fed), [ID.goClient]));
       });
       after(async () => {
         await app?.close();
@@ -574,8 +547,7 @@ for (const version of SPIRE_VERSIONS)
         await source?.close();
       });
 
-      const call = (binary: string) =>
-        runJson(binary, ['-workload-api', spire.workloadApiAddress, '-url', url, '-server-id', ID.svc]);
+      const call = (client: string) => goMtlsGet(client, spire.workloadApiAddress, url, { id: ID.svc });
 
       test('go-spiffe client allowed: 200 and seen as itself; another SPIRE workload: 403', async () => {
         // The agent learns ours.test's bundle (which SPIRE fetched from our endpoint) on its next sync.
@@ -606,13 +578,13 @@ for (const version of SPIRE_VERSIONS)
         assert.equal(r.lines[0]?.status, 200, JSON.stringify(r.lines) + r.stderr);
       });
     });
-  });
+  },
+);
 
 // SPIRE's bundle endpoint with the https_web profile (serving_cert_file): a server of its own, no agent.
-for (const version of SPIRE_VERSIONS)
-  describe(`federation: SPIRE ${version} bundle endpoint over https_web`, {
-    skip: !spirePresent(version) && 'run test/interop/run.sh',
-  }, () => {
+describeEachSpireVersion(
+  (version) => `federation: SPIRE ${version} bundle endpoint over https_web`,
+  (version) => {
     let spire: Spire | undefined;
     let dir: string;
 
@@ -653,4 +625,5 @@ for (const version of SPIRE_VERSIONS)
         'FEDERATION_ENDPOINT_UNTRUSTED',
       );
     });
-  });
+  },
+);

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createAuthority, DevCa, issueX509SvidWith } from '@spiffe-ts/dev-server';
-import { bin, binariesPresent, GO_SPIFFE_VERSION, runJson, startJson } from './harness.js';
+import { bin, binariesPresent, GO_SPIFFE_VERSION, goFetchBundle, startJson } from './harness.js';
 
 const TD = 'fed.example';
 const ENDPOINT_ID = `spiffe://${TD}/bundle-endpoint`;
@@ -56,20 +56,7 @@ describe(`go-spiffe ${GO_SPIFFE_VERSION} federation program: serve and fetch`, {
     try {
       const url = srv.first.url as string;
       const fetch = (endpointId: string) =>
-        runJson(bin.federation, [
-          '-mode',
-          'fetch',
-          '-td',
-          TD,
-          '-url',
-          url,
-          '-profile',
-          'https_spiffe',
-          '-endpoint-id',
-          endpointId,
-          '-bundle',
-          file('bundle.json'),
-        ]);
+        goFetchBundle(TD, url, { type: 'https_spiffe', endpointId, bundleFile: file('bundle.json') });
       const r = await fetch(ENDPOINT_ID);
       assert.equal(r.code, 0, JSON.stringify(r.lines) + r.stderr);
       const served = ca.spiffeBundle();
@@ -115,8 +102,7 @@ describe(`go-spiffe ${GO_SPIFFE_VERSION} federation program: serve and fetch`, {
     ]);
     try {
       const port = (srv.first.address as string).split(':').pop();
-      const fetch = (url: string, ca: string) =>
-        runJson(bin.federation, ['-mode', 'fetch', '-td', TD, '-url', url, '-profile', 'https_web', '-ca', ca]);
+      const fetch = (url: string, ca: string) => goFetchBundle(TD, url, { type: 'https_web', caFile: ca });
       const r = await fetch(`https://localhost:${port}/`, file('web-ca.pem'));
       assert.equal(r.code, 0, JSON.stringify(r.lines) + r.stderr);
       assert.equal(r.lines[0]?.trustDomain, TD);

@@ -148,6 +148,53 @@ export async function startJson(
   return { child, first, stop };
 }
 
+/** The peer a go-spiffe mTLS program accepts: one SPIFFE ID, or any member of a trust domain. */
+export type GoPeer = { id: string } | { trustDomain: string };
+
+/**
+ * go-spiffe's mtls-client (`client`: `bin.mtlsClient` or a registered copy of it) as a workload of the Workload
+ * API at `workloadApi`: one GET of `url`, accepting only the server `server`. Prints `{"status","body"}`.
+ */
+export function goMtlsGet(
+  client: string,
+  workloadApi: string,
+  url: string,
+  server: GoPeer,
+): ReturnType<typeof runJson> {
+  const expect = 'id' in server ? ['-server-id', server.id] : ['-server-td', server.trustDomain];
+  return runJson(client, ['-workload-api', workloadApi, '-url', url, ...expect]);
+}
+
+/**
+ * Starts go-spiffe's mtls-server (`server`: `bin.mtlsServer` or a registered copy) as a workload of the Workload
+ * API at `workloadApi`, allowing only the client `allow`; its first line is `{"address","id"}`.
+ */
+export function goMtlsServe(server: string, workloadApi: string, allow: GoPeer): ReturnType<typeof startJson> {
+  const allowed = 'id' in allow ? ['-allow', allow.id] : ['-allow-td', allow.trustDomain];
+  return startJson(server, ['-workload-api', workloadApi, ...allowed]);
+}
+
+/** How go-spiffe's federation program authenticates a bundle endpoint (files hold PEM or SPIFFE JSON). */
+export type GoEndpointProfile =
+  | { type: 'https_spiffe'; endpointId: string; bundleFile: string }
+  | { type: 'https_web'; caFile: string };
+
+/**
+ * go-spiffe's `federation.FetchBundle` (`bin.federation -mode fetch`): the bundle of `trustDomain` from the
+ * endpoint at `url`. Prints `{"trustDomain","x509Authorities","jwtKids","sequenceNumber","refreshHint"}`.
+ */
+export function goFetchBundle(
+  trustDomain: string,
+  url: string,
+  profile: GoEndpointProfile,
+): ReturnType<typeof runJson> {
+  const auth =
+    profile.type === 'https_spiffe'
+      ? ['-profile', 'https_spiffe', '-endpoint-id', profile.endpointId, '-bundle', profile.bundleFile]
+      : ['-profile', 'https_web', '-ca', profile.caFile];
+  return runJson(bin.federation, ['-mode', 'fetch', '-td', trustDomain, '-url', url, ...auth]);
+}
+
 export interface EntryOptions {
   spiffeId: string;
   selectors: string[];
@@ -340,6 +387,16 @@ plugins {
     for (const f of e.federatesWith ?? []) args.push('-federatesWith', f);
     if (e.hint !== undefined) args.push('-hint', e.hint);
     await this.server(args);
+  }
+
+  /**
+   * Registers a Go program as a workload of its own: copies `file` into this SPIRE's directory as `name` (so it
+   * has its own `unix:path:` selector) and creates an entry for that copy. Returns the copy's path.
+   */
+  async registerProgram(file: string, name: string, entry: Omit<EntryOptions, 'selectors'>): Promise<string> {
+    const path = workloadBinary(file, this.dir, name);
+    await this.createEntry({ ...entry, selectors: [`unix:path:${path}`] });
+    return path;
   }
 
   /** Loads another trust domain's SPIFFE bundle (JSON) as a federated bundle. */

@@ -13,7 +13,8 @@ import {
   WorkloadApiClient,
   X509Source,
 } from '@spiffe-ts/core';
-import { nodeSelector, SPIRE_VERSIONS, Spire, spirePresent, waitFor } from './harness.js';
+import { nodeSelector, Spire, waitFor } from './harness.js';
+import { describeEachSpireVersion } from './suite.js';
 
 const TD = 'rotation.example';
 const ID = { a: `spiffe://${TD}/node-a`, b: `spiffe://${TD}/node-b` };
@@ -37,10 +38,9 @@ function authorityId(state: AuthorityState | undefined): string | undefined {
   return state?.authority_id ?? state?.authorityId;
 }
 
-for (const version of SPIRE_VERSIONS)
-  describe(`SPIRE ${version}: JWT authority rotation (localauthority jwt) and SVID hints`, {
-    skip: !spirePresent(version) && 'run test/interop/run.sh',
-  }, () => {
+describeEachSpireVersion(
+  (version) => `SPIRE ${version}: JWT authority rotation (localauthority jwt) and SVID hints`,
+  (version) => {
     let spire: Spire;
     let jwtSource: JwtSource;
     let client: WorkloadApiClient;
@@ -172,4 +172,5 @@ for (const version of SPIRE_VERSIONS)
         assert.equal(authorityId((await localAuthority(['show'])).active), newKid);
       });
     });
-  });
+  },
+);

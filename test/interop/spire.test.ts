@@ -1,9 +1,6 @@
 // Interoperability with a real SPIRE server + agent and go-spiffe programs (directions 1, 2 and 4 of the
 // issue, plus federation with a second trust domain), once per SPIRE version. Run with test/interop/run.sh.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
   JwtSource,
@@ -19,21 +16,10 @@ import {
 } from '@spiffe-ts/core';
 import { createSpiffeDispatcher } from '@spiffe-ts/core/undici';
 import { DevWorkloadApiServer } from '@spiffe-ts/dev-server';
-import { fastifySpiffe, spiffeHttpsOptions } from '@spiffe-ts/fastify';
-import Fastify, { type FastifyInstance } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { request } from 'undici';
-import {
-  bin,
-  GO_SPIFFE_VERSION,
-  nodeSelector,
-  runJson,
-  SPIRE_VERSIONS,
-  Spire,
-  spirePresent,
-  startJson,
-  waitFor,
-  workloadBinary,
-} from './harness.js';
+import { bin, GO_SPIFFE_VERSION, goMtlsGet, goMtlsServe, nodeSelector, runJson, Spire, waitFor } from './harness.js';
+import { describeEachSpireVersion, startHelloService } from './suite.js';
 
 const TD = 'example.org';
 const ID = {
@@ -48,24 +34,16 @@ const ID = {
 const NODE_SVID_TTL = 20;
 
 // The whole suite runs against every SPIRE version build.sh built, newest first.
-for (const version of SPIRE_VERSIONS)
-  describe(`SPIRE ${version} and go-spiffe ${GO_SPIFFE_VERSION}`, {
-    skip: !spirePresent(version) && 'run test/interop/run.sh',
-  }, () => {
+describeEachSpireVersion(
+  (version) => `SPIRE ${version} and go-spiffe ${GO_SPIFFE_VERSION}`,
+  (version) => {
     let spire: Spire;
     let other: DevWorkloadApiServer; // a second trust domain (other.org), federated with SPIRE's
-    let workDir: string;
     const go = { server: '', client: '', rogue: '', fetch: '' };
     let source: X509Source;
     let jwtSource: JwtSource;
 
     before(async () => {
-      workDir = mkdtempSync(join(tmpdir(), 'interop-bin-'));
-      go.server = workloadBinary(bin.mtlsServer, workDir, 'go-server');
-      go.client = workloadBinary(bin.mtlsClient, workDir, 'go-client');
-      go.rogue = workloadBinary(bin.mtlsClient, workDir, 'rogue-client');
-      go.fetch = workloadBinary(bin.fetch, workDir, 'go-fetch');
-
       spire = await Spire.startServer(TD, { version });
       other = await DevWorkloadApiServer.start({ trustDomain: 'other.org', workloads: { node: ID.otherNode } });
       // Federation, both ways through the SPIFFE bundle format: our marshalled bundle goes into SPIRE, and
@@ -73,10 +51,17 @@ for (const version of SPIRE_VERSIONS)
       await spire.setFederatedBundle('spiffe://other.org', other.ca.spiffeBundle().marshal());
       const fed = ['spiffe://other.org'];
       await spire.createEntry({ spiffeId: ID.node, selectors: [nodeSelector()], x509SvidTtl: NODE_SVID_TTL });
-      await spire.createEntry({ spiffeId: ID.goServer, selectors: [`unix:path:${go.server}`], federatesWith: fed });
-      await spire.createEntry({ spiffeId: ID.goClient, selectors: [`unix:path:${go.client}`], federatesWith: fed });
-      await spire.createEntry({ spiffeId: ID.rogue, selectors: [`unix:path:${go.rogue}`] });
-      await spire.createEntry({ spiffeId: ID.goFetch, selectors: [`unix:path:${go.fetch}`] });
+      // Each Go program is copied under its own name, so it has its own selector, entry and ID.
+      go.server = await spire.registerProgram(bin.mtlsServer, 'go-server', {
+        spiffeId: ID.goServer,
+        federatesWith: fed,
+      });
+      go.client = await spire.registerProgram(bin.mtlsClient, 'go-client', {
+        spiffeId: ID.goClient,
+        federatesWith: fed,
+      });
+      go.rogue = await spire.registerProgram(bin.mtlsClient, 'rogue-client', { spiffeId: ID.rogue });
+      go.fetch = await spire.registerProgram(bin.fetch, 'go-fetch', { spiffeId: ID.goFetch });
       await spire.startAgent();
 
       // Entries reach the agent on its next sync; both sources wait (and retry) until the SVID is there.
@@ -89,7 +74,6 @@ for (const version of SPIRE_VERSIONS)
       await jwtSource?.close();
       await other?.stop();
       if (spire) await spire.stop();
-      if (workDir) rmSync(workDir, { recursive: true, force: true });
     });
 
     describe('1. our Workload API client and sources against the SPIRE agent', () => {
@@ -186,59 +170,33 @@ for (const version of SPIRE_VERSIONS)
       let url: string;
 
       before(async () => {
-        const spiffe = spiffeHttpsOptions(source);
-        app = Fastify({ https: spiffe.https });
-        await app.register(fastifySpiffe, { tls: spiffe, allow: [ID.goClient] });
-        app.get('/hello', async (req) => ({ peer: req.spiffeId?.toString() ?? null }));
-        await app.listen({ port: 0, host: '127.0.0.1' });
-        url = `https://127.0.0.1:${(app.server.address() as { port: number }).port}/hello`;
+        ({ app, url } = await startHelloService(source, [ID.goClient]));
       });
       after(async () => {
         await app?.close();
       });
 
       test('go-spiffe client → our Fastify server: allowed ID gets 200 and is seen as itself', async () => {
-        const r = await runJson(go.client, [
-          '-workload-api',
-          spire.workloadApiAddress,
-          '-url',
-          url,
-          '-server-id',
-          ID.node,
-        ]);
+        const r = await goMtlsGet(go.client, spire.workloadApiAddress, url, { id: ID.node });
         assert.equal(r.code, 0, JSON.stringify(r.lines) + r.stderr);
         assert.equal(r.lines[0]?.status, 200);
         assert.deepEqual(JSON.parse(r.lines[0]?.body as string), { peer: ID.goClient });
       });
 
       test('go-spiffe client with an ID not on the allowlist → 403', async () => {
-        const r = await runJson(go.rogue, [
-          '-workload-api',
-          spire.workloadApiAddress,
-          '-url',
-          url,
-          '-server-id',
-          ID.node,
-        ]);
+        const r = await goMtlsGet(go.rogue, spire.workloadApiAddress, url, { id: ID.node });
         assert.equal(r.lines[0]?.status, 403, JSON.stringify(r.lines) + r.stderr);
       });
 
       test('go-spiffe client expecting another server ID refuses our server', async () => {
-        const r = await runJson(go.client, [
-          '-workload-api',
-          spire.workloadApiAddress,
-          '-url',
-          url,
-          '-server-id',
-          `spiffe://${TD}/somebody-else`,
-        ]);
+        const r = await goMtlsGet(go.client, spire.workloadApiAddress, url, { id: `spiffe://${TD}/somebody-else` });
         assert.equal(r.code, 1);
         assert.match(String(r.lines[0]?.error), /unexpected ID|somebody-else|certificate/i);
       });
 
       test('our client → go-spiffe server: allowed both ways, rejected when either side says no', async () => {
-        const srv = await startJson(go.server, ['-workload-api', spire.workloadApiAddress, '-allow', ID.node]);
-        const strict = await startJson(go.server, ['-workload-api', spire.workloadApiAddress, '-allow', ID.goClient]);
+        const srv = await goMtlsServe(go.server, spire.workloadApiAddress, { id: ID.node });
+        const strict = await goMtlsServe(go.server, spire.workloadApiAddress, { id: ID.goClient });
         try {
           assert.equal(srv.first.id, ID.goServer);
           const ok = createSpiffeDispatcher({ source, authorize: [ID.goServer] });
@@ -287,26 +245,14 @@ for (const version of SPIRE_VERSIONS)
           otherSource.getX509Svid(),
           new X509BundleSet([otherSource.getX509BundleForTrustDomain(other.trustDomain), spireBundle]),
         );
-        const spiffe = spiffeHttpsOptions(fedSource);
-        const app = Fastify({ https: spiffe.https });
-        await app.register(fastifySpiffe, { tls: spiffe, allow: { trustDomain: TD } });
-        app.get('/', async (req) => ({ peer: req.spiffeId?.toString() ?? null }));
-        await app.listen({ port: 0, host: '127.0.0.1' });
+        const { app, url } = await startHelloService(fedSource, { trustDomain: TD });
         try {
-          const url = `https://127.0.0.1:${(app.server.address() as { port: number }).port}/`;
-          const r = await runJson(go.client, [
-            '-workload-api',
-            spire.workloadApiAddress,
-            '-url',
-            url,
-            '-server-td',
-            'other.org',
-          ]);
+          const r = await goMtlsGet(go.client, spire.workloadApiAddress, url, { trustDomain: 'other.org' });
           assert.equal(r.code, 0, JSON.stringify(r.lines) + r.stderr);
           assert.deepEqual(JSON.parse(r.lines[0]?.body as string), { peer: ID.goClient });
 
           // And the other way: our other.org client → go-spiffe server (example.org) allowing other.org.
-          const srv = await startJson(go.server, ['-workload-api', spire.workloadApiAddress, '-allow-td', 'other.org']);
+          const srv = await goMtlsServe(go.server, spire.workloadApiAddress, { trustDomain: 'other.org' });
           try {
             const d = createSpiffeDispatcher({ source: fedSource, authorize: { trustDomain: TD } });
             const res = await request(`https://${srv.first.address}/`, { dispatcher: d });
@@ -322,4 +268,5 @@ for (const version of SPIRE_VERSIONS)
         }
       });
     });
-  });
+  },
+);
