@@ -6,7 +6,15 @@
 // (tsconfig includes src and test) follows the import and checks it too.
 import assert from 'node:assert/strict';
 import { KeyObject } from 'node:crypto';
-import { JwtSource, matchId, StaticX509Source, X509BundleSet, X509Source, type X509Svid } from '@spiffe-ts/core';
+import {
+  JwtSource,
+  matchId,
+  type SpiffeDenial,
+  StaticX509Source,
+  X509BundleSet,
+  X509Source,
+  type X509Svid,
+} from '@spiffe-ts/core';
 import { createSpiffeDispatcher } from '@spiffe-ts/core/undici';
 import { createAuthority, DevCa, DevWorkloadApiServer, KeyUsage } from '@spiffe-ts/dev-server';
 import { type RotationUnderLoadResult, rotationUnderLoad } from '@spiffe-ts/dev-server/testing';
@@ -249,6 +257,29 @@ export async function sendBearer(url: string, token?: string): Promise<Answer & 
   return { ...res, code };
 }
 
+/**
+ * Asserts how a server refuses OTHER (verified, not allowed) on `route`: the standard 403 body, and the
+ * onDenied event naming the peer, the route and the loopback address.
+ */
+export function assertOtherRefused(res: Answer, denials: readonly SpiffeDenial[], route: string): void {
+  assert.equal(res.status, 403);
+  assert.deepEqual(res.json(), {
+    statusCode: 403,
+    error: 'Forbidden',
+    code: 'UNAUTHORIZED_SPIFFE_ID',
+    message: 'SPIFFE ID not authorized',
+  });
+  const event = denials.find((e) => String(e.spiffeId) === OTHER && e.route === route);
+  assert.deepEqual(event && { ...event, spiffeId: String(event.spiffeId) }, {
+    code: 'UNAUTHORIZED_SPIFFE_ID',
+    message: 'SPIFFE ID not authorized',
+    statusCode: 403,
+    spiffeId: OTHER,
+    route,
+    remoteAddress: '127.0.0.1',
+  });
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // JWT-SVID bearer tokens.
 
@@ -319,6 +350,26 @@ export function denialKinds(
   ];
 }
 
+/**
+ * Sends one request per kind of denial (`requestFor[code]`) and asserts that the app's own error handler reshaped
+ * each (status, WWW-Authenticate, body `{ problem: code }`) and that it received them as {@link denialKinds} says.
+ */
+export async function assertReshapedDenials(
+  realm: string,
+  requestFor: Record<string, () => Promise<Pick<Answer, 'status' | 'www' | 'json'>>>,
+  seen: unknown[],
+): Promise<void> {
+  for (const kind of denialKinds(realm)) {
+    const send = requestFor[kind.code];
+    assert.ok(send, `a request for ${kind.code}`);
+    const res = await send();
+    assert.equal(res.status, kind.statusCode, kind.code);
+    assert.equal(res.www, kind.headers['WWW-Authenticate'], kind.code);
+    assert.deepEqual(res.json(), { problem: kind.code }, kind.code);
+  }
+  assert.deepEqual(seen, denialKinds(realm));
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Identity behind a proxy (trustedProxy + x-forwarded-client-cert). XFCC values follow Envoy's documented format.
 
@@ -385,21 +436,87 @@ export const PROD_PREFIX_XFCC: ReadonlyArray<{ header: string } & XfccOutcome> =
   { header: xfcc('spiffe://example.org/ns/production/sa/x'), code: 'UNAUTHORIZED_SPIFFE_ID' },
 ];
 
+/** A function sending one XFCC header to `url` (over `dispatcher`, if given) and reading the answer. */
+export const xfccSender =
+  (url: string, dispatcher?: Dispatcher) =>
+  (header: string): Promise<Answer> =>
+    send(url, { headers: forwarded(header), ...(dispatcher ? { dispatcher } : {}) });
+
+/** The headers of {@link UNTRUSTED_XFCC} sent by one workload. */
+export const untrustedXfccFrom = (from: 'client' | 'rogue'): string[] =>
+  UNTRUSTED_XFCC.filter((u) => u.from === from).map((u) => u.header);
+
 /**
- * Asserts an HTTP answer against an expected outcome: 200 with the body `admitted(id)`, or 403 with the code.
- * `what` names the case in a failure.
+ * Sends each case's header with `sendHeader` and asserts the outcome: 200 with the body `admitted(id)`, or 403
+ * with the case's code.
  */
-export function assertXfccAnswer(
-  res: Answer,
-  expected: XfccOutcome,
+export async function assertXfccCases(
+  cases: ReadonlyArray<{ header: string } & XfccOutcome>,
+  sendHeader: (header: string) => Promise<Answer>,
   admitted: (id: string) => object,
-  what: string,
-): void {
-  if (expected.id !== undefined) {
-    assert.equal(res.status, 200, what);
-    assert.deepEqual(res.json(), admitted(expected.id), what);
-  } else {
-    assert.equal(res.status, 403, what);
-    assert.equal(res.json().code, expected.code, what);
+): Promise<void> {
+  for (const c of cases) {
+    const res = await sendHeader(c.header);
+    if (c.id !== undefined) {
+      assert.equal(res.status, 200, c.header);
+      assert.deepEqual(res.json(), admitted(c.id), c.header);
+    } else {
+      assert.equal(res.status, 403, c.header);
+      assert.equal(res.json().code, c.code, c.header);
+    }
   }
+}
+
+/** Sends each header with `sendHeader` and asserts that it is refused: HTTP 403 with `code`. */
+export async function assertXfccRefused(
+  headers: readonly string[],
+  code: string,
+  sendHeader: (header: string) => Promise<Answer>,
+): Promise<void> {
+  for (const h of headers) {
+    const res = await sendHeader(h);
+    assert.equal(res.status, 403, h);
+    assert.equal(res.json().code, code, h);
+  }
+}
+
+/**
+ * Asserts the trusted proxy's two faces at `url` (a route answering `{ id, source }`): with an XFCC header it
+ * forwards the client's ID (source 'proxy'); without one it is just an mTLS peer (source 'connection').
+ */
+export async function assertProxyForwards(url: string, proxy: Dispatcher): Promise<void> {
+  const res = await xfccSender(url, proxy)(xfcc(CLIENT));
+  assert.equal(res.status, 200);
+  assert.deepEqual(res.json(), { id: CLIENT, source: 'proxy' });
+  // Without the header the proxy is just an mTLS peer.
+  assert.deepEqual((await send(url, { dispatcher: proxy })).json(), { id: PROXY, source: 'connection' });
+}
+
+/**
+ * Asserts a local sidecar set-up at `url` (plain HTTP on loopback, a route answering `{ id, source }` that needs a
+ * peer): the forwarded ID is taken, and without the header there is no peer (403 PEER_NOT_VERIFIED).
+ */
+export async function assertSidecarForwards(url: string): Promise<void> {
+  const res = await xfccSender(url)(xfcc(CLIENT));
+  assert.equal(res.status, 200);
+  assert.deepEqual(res.json(), { id: CLIENT, source: 'proxy' });
+  const none = await send(url);
+  assert.equal(none.status, 403);
+  assert.equal(none.json().code, 'PEER_NOT_VERIFIED');
+}
+
+/**
+ * Asserts bindToPeer behind a local sidecar at `url` (a route answering `{ sub }` that takes tokens for audience
+ * 'orders' signed by `ca`): a token for the forwarded peer is accepted, one for anyone else is not (401).
+ */
+export async function assertSidecarBindsTokens(ca: DevCa, url: string): Promise<void> {
+  const good = (await ca.issueJwtSvid(CLIENT, ['orders'])).token;
+  const other = (await ca.issueJwtSvid('spiffe://example.org/ns/prod/sa/someone-else', ['orders'])).token;
+  const h = forwarded(xfcc(CLIENT));
+  const ok = await send(url, { headers: { ...h, authorization: `Bearer ${good}` } });
+  assert.equal(ok.status, 200);
+  assert.deepEqual(ok.json(), { sub: CLIENT });
+  const unbound = await send(url, { headers: { ...h, authorization: `Bearer ${other}` } });
+  assert.equal(unbound.status, 401);
+  assert.equal(unbound.json().code, 'JWTSVID_NOT_BOUND_TO_PEER');
 }

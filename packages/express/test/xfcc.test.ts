@@ -19,7 +19,11 @@ import {
 } from '@spiffe-ts/express';
 import express from 'express';
 import {
-  assertXfccAnswer,
+  assertProxyForwards,
+  assertSidecarBindsTokens,
+  assertSidecarForwards,
+  assertXfccCases,
+  assertXfccRefused,
   CLIENT,
   forwarded,
   MALFORMED_XFCC,
@@ -29,9 +33,10 @@ import {
   SERVER,
   send,
   spiffeClients,
-  UNTRUSTED_XFCC,
+  untrustedXfccFrom,
   XFCC_WORKLOADS,
   xfcc,
+  xfccSender,
 } from '../../../test/support/adapters.js';
 
 let dev: DevWorkloadApiServer;
@@ -87,60 +92,36 @@ describe('@spiffe-ts/express trustedProxy over mTLS (proxy identified by SPIFFE 
 
   test('the trusted proxy forwards the client ID; the request shows it came from the proxy', async () => {
     const proxy = await clientFor('proxy');
-    const res = await send(`${base}/who`, { headers: forwarded(xfcc(CLIENT)), dispatcher: proxy });
-    assert.equal(res.status, 200);
-    assert.deepEqual(res.json(), { id: CLIENT, source: 'proxy' });
-    const own = await send(`${base}/who`, { dispatcher: proxy });
-    assert.deepEqual(own.json(), { id: PROXY, source: 'connection' });
+    await assertProxyForwards(`${base}/who`, proxy);
     const identity = await send(`${base}/whoami`, { headers: forwarded(xfcc(CLIENT)), dispatcher: proxy });
     assert.deepEqual(identity.json(), { id: CLIENT, source: 'proxy' });
   });
 
   test('multi-hop: the last element (added by the nearest proxy) is the one used', async () => {
-    const proxy = await clientFor('proxy');
-    for (const c of MULTI_HOP_XFCC) {
-      const res = await send(`${base}/who`, { headers: forwarded(c.header), dispatcher: proxy });
-      assertXfccAnswer(res, c, (id) => ({ id, source: 'proxy' }), c.header);
-    }
+    const who = xfccSender(`${base}/who`, await clientFor('proxy'));
+    await assertXfccCases(MULTI_HOP_XFCC, who, (id) => ({ id, source: 'proxy' }));
   });
 
   test('a forwarded ID goes through the same allowlists (path prefix)', async () => {
-    const proxy = await clientFor('proxy');
-    for (const c of PROD_PREFIX_XFCC) {
-      const res = await send(`${base}/prod`, { headers: forwarded(c.header), dispatcher: proxy });
-      assertXfccAnswer(res, c, (id) => ({ id }), c.header);
-    }
+    await assertXfccCases(PROD_PREFIX_XFCC, xfccSender(`${base}/prod`, await clientFor('proxy')), (id) => ({ id }));
   });
 
   test('spoofing: a direct client sending XFCC is refused, by requirePeer and by spiffeIdentity', async () => {
     const client = await clientFor('client');
     denials.length = 0;
-    for (const c of UNTRUSTED_XFCC.filter((u) => u.from === 'client')) {
-      for (const path of ['/who', '/whoami']) {
-        const res = await send(`${base}${path}`, { headers: forwarded(c.header), dispatcher: client });
-        assert.equal(res.status, 403, `${path} ${c.header}`);
-        assert.equal(res.json().code, 'XFCC_UNTRUSTED_PEER', `${path} ${c.header}`);
-      }
+    for (const path of ['/who', '/whoami']) {
+      await assertXfccRefused(untrustedXfccFrom('client'), 'XFCC_UNTRUSTED_PEER', xfccSender(`${base}${path}`, client));
     }
     assert.equal(denials[0]?.spiffeId?.toString(), CLIENT, 'the denial names the verified connection');
   });
 
   test('spoofing: a proxy not on the trusted list is refused', async () => {
-    const rogue = await clientFor('rogue');
-    for (const c of UNTRUSTED_XFCC.filter((u) => u.from === 'rogue')) {
-      const res = await send(`${base}/who`, { headers: forwarded(c.header), dispatcher: rogue });
-      assert.equal(res.status, 403, c.header);
-      assert.equal(res.json().code, 'XFCC_UNTRUSTED_PEER', c.header);
-    }
+    const rogue = xfccSender(`${base}/who`, await clientFor('rogue'));
+    await assertXfccRefused(untrustedXfccFrom('rogue'), 'XFCC_UNTRUSTED_PEER', rogue);
   });
 
   test('malformed headers from the trusted proxy are refused', async () => {
-    const proxy = await clientFor('proxy');
-    for (const h of MALFORMED_XFCC) {
-      const res = await send(`${base}/who`, { headers: forwarded(h), dispatcher: proxy });
-      assert.equal(res.status, 403, h);
-      assert.equal(res.json().code, 'XFCC_MALFORMED', h);
-    }
+    await assertXfccRefused(MALFORMED_XFCC, 'XFCC_MALFORMED', xfccSender(`${base}/who`, await clientFor('proxy')));
   });
 });
 
@@ -171,24 +152,11 @@ describe('@spiffe-ts/express trustedProxy as a local sidecar, with tokens bound 
   });
 
   test('plain HTTP from loopback: the sidecar forwards the ID', async () => {
-    const res = await send(`${url}/who`, { headers: forwarded(xfcc(CLIENT)) });
-    assert.equal(res.status, 200);
-    assert.deepEqual(res.json(), { id: CLIENT, source: 'proxy' });
-    const none = await send(`${url}/who`);
-    assert.equal(none.status, 403);
-    assert.equal(none.json().code, 'PEER_NOT_VERIFIED');
+    await assertSidecarForwards(`${url}/who`);
   });
 
   test('bindToPeer: the token subject must be the forwarded peer', async () => {
-    const good = (await jdev.ca.issueJwtSvid(CLIENT, ['orders'])).token;
-    const other = (await jdev.ca.issueJwtSvid('spiffe://example.org/ns/prod/sa/someone-else', ['orders'])).token;
-    const h = forwarded(xfcc(CLIENT));
-    const ok = await send(`${url}/bound`, { headers: { ...h, authorization: `Bearer ${good}` } });
-    assert.equal(ok.status, 200);
-    assert.deepEqual(ok.json(), { sub: CLIENT });
-    const unbound = await send(`${url}/bound`, { headers: { ...h, authorization: `Bearer ${other}` } });
-    assert.equal(unbound.status, 401);
-    assert.equal(unbound.json().code, 'JWTSVID_NOT_BOUND_TO_PEER');
+    await assertSidecarBindsTokens(jdev.ca, `${url}/bound`);
   });
 
   test('bad options fail when the middleware is built', () => {

@@ -1,33 +1,43 @@
 import assert from 'node:assert/strict';
-import { KeyObject } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import {
   isSpiffeAuthError,
   JwtBundleSet,
   JwtSource,
-  matchId,
   matchMemberOf,
   type SpiffeError,
-  StaticX509Source,
-  X509BundleSet,
-  X509Source,
+  type X509Source,
   type X509Svid,
 } from '@spiffe-ts/core';
-import { createSpiffeDispatcher } from '@spiffe-ts/core/undici';
-import { createAuthority, DevCa, DevWorkloadApiServer, KeyUsage } from '@spiffe-ts/dev-server';
-import { type RotationUnderLoadResult, rotationUnderLoad } from '@spiffe-ts/dev-server/testing';
+import { DevWorkloadApiServer } from '@spiffe-ts/dev-server';
 import { fastifySpiffe, type SpiffeDenial, spiffeServerTls } from '@spiffe-ts/fastify';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { Agent, type Dispatcher, request } from 'undici';
+import {
+  type Answer,
+  assertHandshakeRefused,
+  assertOtherRefused,
+  assertReshapedDenials,
+  assertRotationUnderLoad,
+  eventually,
+  handshakeRefusedSvids,
+  INVALID_TOKEN_CHALLENGE,
+  type MtlsFixture,
+  ORDERS,
+  OTHER,
+  PAYMENTS,
+  refusedJwtSvids,
+  selfSignedClientCert,
+  send,
+  sendBearer,
+  spiffeClient,
+  startMtlsFixture,
+  withSvidDispatcher,
+  workloadJwtSvid,
+} from '../../../test/support/adapters.js';
 
-const ORDERS = 'spiffe://example.org/service/orders';
-const PAYMENTS = 'spiffe://example.org/service/payment-processor';
-const OTHER = 'spiffe://example.org/service/other';
-
+let fx: MtlsFixture;
 let dev: DevWorkloadApiServer;
-let partner: DevCa;
-let stranger: DevCa;
 let serverSource: X509Source;
 let app: FastifyInstance;
 let base: string;
@@ -37,47 +47,17 @@ const logLines: Array<Record<string, unknown>> = [];
 const logStream = { write: (line: string) => logLines.push(JSON.parse(line) as Record<string, unknown>) };
 
 /** The first log line with this reason (the server may log just after the client sees the close). */
-async function logLineFor(reason: string): Promise<Record<string, unknown>> {
-  for (let i = 0; i < 100; i++) {
-    const line = logLines.find((l) => l.reason === reason);
-    if (line) return line;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`no log line with reason ${reason}`);
-}
+const logLineFor = (reason: string) =>
+  eventually(() => logLines.find((l) => l.reason === reason), `no log line with reason ${reason}`);
 
-async function clientFor(workload: string): Promise<{ source: X509Source; dispatcher: Dispatcher }> {
-  const source = await X509Source.create({ address: dev.address(workload), timeoutMs: 5000 });
-  return { source, dispatcher: createSpiffeDispatcher({ source, authorize: matchId(ORDERS) }) };
-}
-
-async function call(dispatcher: Dispatcher, path: string, headers: Record<string, string> = {}, reset = false) {
-  const res = await request(`${base}${path}`, { dispatcher, headers, reset });
-  const text = await res.body.text();
-  return { status: res.statusCode, body: text, headers: res.headers };
-}
-
-async function callWithSvid(svid: X509Svid, path = '/orders') {
-  const source = new StaticX509Source(svid, new X509BundleSet([dev.ca.x509Bundle(), partner.x509Bundle()]));
-  Object.defineProperty(source, 'getX509Svid', { value: () => svid }); // present even if expired
-  const dispatcher = createSpiffeDispatcher({ source, authorize: matchId(ORDERS) });
-  try {
-    return await call(dispatcher, path);
-  } finally {
-    await dispatcher.close();
-  }
-}
+const clientFor = (workload: string) => spiffeClient(dev, workload, ORDERS);
+const callWithSvid = (svid: X509Svid, path = '/orders') =>
+  withSvidDispatcher(fx, svid, (dispatcher) => send(`${base}${path}`, { dispatcher }));
 
 describe('@spiffe-ts/fastify over real mTLS sockets', () => {
   before(async () => {
-    partner = await DevCa.create({ trustDomain: 'partner.test' });
-    stranger = await DevCa.create({ trustDomain: 'example.org' });
-    dev = await DevWorkloadApiServer.start({
-      workloads: { orders: ORDERS, payments: PAYMENTS, other: OTHER },
-      federatedWith: [partner],
-      svidTtlSeconds: 3600,
-    });
-    serverSource = await X509Source.create({ address: dev.address('orders'), timeoutMs: 5000 });
+    fx = await startMtlsFixture();
+    ({ dev, serverSource } = fx);
     const spiffe = spiffeServerTls(serverSource);
     app = Fastify({ https: spiffe.options, logger: { level: 'warn', stream: logStream } });
     await app.register(fastifySpiffe, { tls: spiffe, allow: [PAYMENTS], onDenied: (e) => denials.push(e) });
@@ -89,42 +69,24 @@ describe('@spiffe-ts/fastify over real mTLS sockets', () => {
   });
   after(async () => {
     await app.close();
-    await serverSource.close();
-    await dev.stop();
+    await fx.close();
   });
 
   test('allowed peer gets 200 and request.spiffeId', async () => {
     const c = await clientFor('payments');
     try {
-      const res = await call(c.dispatcher, '/orders');
+      const res = await send(`${base}/orders`, c);
       assert.equal(res.status, 200);
-      assert.deepEqual(JSON.parse(res.body), { caller: PAYMENTS });
+      assert.deepEqual(res.json(), { caller: PAYMENTS });
     } finally {
-      await c.dispatcher.close();
-      await c.source.close();
+      await c.close();
     }
   });
 
   test("another verified ID gets Fastify's default 403 with the code, and onDenied gets the peer ID and route", async () => {
     const c = await clientFor('other');
     try {
-      const res = await call(c.dispatcher, '/orders');
-      assert.equal(res.status, 403);
-      assert.deepEqual(JSON.parse(res.body), {
-        statusCode: 403,
-        code: 'UNAUTHORIZED_SPIFFE_ID',
-        error: 'Forbidden',
-        message: 'SPIFFE ID not authorized',
-      });
-      const event = denials.find((e) => e.spiffeId?.toString() === OTHER && e.route === '/orders');
-      assert.deepEqual(event && { ...event, spiffeId: String(event.spiffeId) }, {
-        code: 'UNAUTHORIZED_SPIFFE_ID',
-        message: 'SPIFFE ID not authorized',
-        statusCode: 403,
-        spiffeId: OTHER,
-        route: '/orders',
-        remoteAddress: '127.0.0.1',
-      });
+      assertOtherRefused(await send(`${base}/orders`, c), denials, '/orders');
       // the denial is in the app's log: reason, peer address, verified SPIFFE ID
       const line = await logLineFor('UNAUTHORIZED_SPIFFE_ID');
       assert.equal(line.msg, 'SPIFFE: request denied');
@@ -133,33 +95,21 @@ describe('@spiffe-ts/fastify over real mTLS sockets', () => {
       assert.equal(line.remoteAddress, '127.0.0.1');
       assert.equal(line.route, '/orders');
       // per-route override admits the whole trust domain
-      assert.equal((await call(c.dispatcher, '/health')).status, 200);
+      assert.equal((await send(`${base}/health`, c)).status, 200);
       // deny by default on an empty allowlist, and on unknown routes
-      assert.equal((await call(c.dispatcher, '/nobody')).status, 403);
-      assert.equal((await call(c.dispatcher, '/does-not-exist')).status, 403);
+      assert.equal((await send(`${base}/nobody`, c)).status, 403);
+      assert.equal((await send(`${base}/does-not-exist`, c)).status, 403);
     } finally {
-      await c.dispatcher.close();
-      await c.source.close();
+      await c.close();
     }
   });
 
   test('no client certificate: the handshake is refused', async () => {
-    await assert.rejects(
-      request(`${base}/orders`, {
-        dispatcher: new (await import('undici')).Agent({ connect: { rejectUnauthorized: false } }),
-      }),
-    );
+    await assertHandshakeRefused(`${base}/orders`);
   });
 
   test('a self-signed client shows up in the server log with its reason', async () => {
-    const self = await createAuthority({ isCa: false, keyUsage: KeyUsage.digitalSignature, uri: PAYMENTS });
-    const key = KeyObject.from(self.keyPair.keys.privateKey).export({ type: 'pkcs8', format: 'pem' }) as string;
-    const agent = new Agent({ connect: { rejectUnauthorized: false, cert: self.certificate.toString(), key } });
-    try {
-      await assert.rejects(request(`${base}/orders`, { dispatcher: agent }));
-    } finally {
-      await agent.close();
-    }
+    await assertHandshakeRefused(`${base}/orders`, await selfSignedClientCert(PAYMENTS));
     const line = await logLineFor('TLS_SELF_SIGNED');
     assert.equal(line.msg, 'SPIFFE: TLS handshake refused');
     assert.equal(line.remoteAddress, '127.0.0.1');
@@ -167,16 +117,9 @@ describe('@spiffe-ts/fastify over real mTLS sockets', () => {
   });
 
   test('untrusted CA, cross-trust-domain and expired SVIDs are rejected before any route runs', async () => {
-    await assert.rejects(callWithSvid(await stranger.issueX509Svid(PAYMENTS)));
-    await assert.rejects(callWithSvid(await partner.issueX509Svid(PAYMENTS)));
-    await assert.rejects(
-      callWithSvid(
-        await dev.ca.issueX509Svid(PAYMENTS, {
-          notBefore: new Date(Date.now() - 7200_000),
-          notAfter: new Date(Date.now() - 60_000),
-        }),
-      ),
-    );
+    for (const { name, svid } of await handshakeRefusedSvids(fx)) {
+      await assert.rejects(callWithSvid(svid), Error, name);
+    }
     // sanity: the same path with a good SVID works, so the rejections above are about the certificates
     assert.equal((await callWithSvid(await dev.ca.issueX509Svid(PAYMENTS))).status, 200);
   });
@@ -198,66 +141,39 @@ describe('@spiffe-ts/fastify over real mTLS sockets', () => {
     a.get('/mtls', async () => 'ok');
     a.get('/jwt', { config: { spiffe: { jwt: true } } }, async () => 'ok');
     await a.listen({ port: 0, host: '127.0.0.1' });
-    const secure = { a, port: (a.server.address() as AddressInfo).port };
+    const secureBase = `https://127.0.0.1:${(a.server.address() as AddressInfo).port}`;
     const c = await clientFor('other');
     const p = await clientFor('payments');
-    try {
+    const requestDenied: Record<string, () => Promise<Pick<Answer, 'status' | 'www' | 'json'>>> = {
       // a request with no verified SPIFFE ID (inject: no TLS connection) on a route that needs one
-      const r0 = await a.inject({ url: '/mtls' });
-      assert.equal(r0.statusCode, 403);
-      assert.deepEqual(r0.json(), { problem: 'PEER_NOT_VERIFIED' });
+      PEER_NOT_VERIFIED: async () => {
+        const r = await a.inject({ url: '/mtls' });
+        return { status: r.statusCode, www: r.headers['www-authenticate'] as string | undefined, json: () => r.json() };
+      },
       // a verified ID that is not allowed
-      const r1 = await request(`https://127.0.0.1:${secure.port}/mtls`, { dispatcher: c.dispatcher });
-      assert.equal(r1.statusCode, 403);
-      assert.deepEqual(await r1.body.json(), { problem: 'UNAUTHORIZED_SPIFFE_ID' });
+      UNAUTHORIZED_SPIFFE_ID: () => send(`${secureBase}/mtls`, c),
       // an allowed peer with a bad bearer token
-      const r2 = await request(`https://127.0.0.1:${secure.port}/jwt`, {
-        dispatcher: p.dispatcher,
-        headers: { authorization: 'Bearer not-a-jwt' },
-      });
-      assert.equal(r2.statusCode, 401);
-      assert.equal(r2.headers['www-authenticate'], 'Bearer realm="orders", error="invalid_token"');
-      assert.deepEqual(await r2.body.json(), { problem: 'JWTSVID_MALFORMED' });
-      assert.deepEqual(seen, [
-        { code: 'PEER_NOT_VERIFIED', statusCode: 403, headers: {} },
-        { code: 'UNAUTHORIZED_SPIFFE_ID', statusCode: 403, headers: {} },
-        {
-          code: 'JWTSVID_MALFORMED',
-          statusCode: 401,
-          headers: { 'WWW-Authenticate': 'Bearer realm="orders", error="invalid_token"' },
-        },
-      ]);
+      JWTSVID_MALFORMED: () => send(`${secureBase}/jwt`, { ...p, headers: { authorization: 'Bearer not-a-jwt' } }),
+    };
+    try {
+      await assertReshapedDenials('orders', requestDenied, seen);
     } finally {
-      await Promise.all([c.dispatcher.close(), p.dispatcher.close()]);
-      await Promise.all([c.source.close(), p.source.close()]);
-      await secure.a.close();
+      await Promise.all([c.close(), p.close()]);
+      await a.close();
     }
   });
 
   test('rotation under continuous requests (SVID and CA): zero failed requests', async () => {
     const c = await clientFor('payments');
-    const serial = () => serverSource.getX509Svid().leaf.serialNumber;
-    const s0 = serial();
-    let r: RotationUnderLoadResult;
     try {
-      r = await rotationUnderLoad({
-        dev,
+      await assertRotationUnderLoad(fx, 'Fastify', async (worker) => {
         // worker 0 keeps its connection; workers 1 and 2 open a new one per request (new handshakes)
-        request: async (worker) => {
-          const res = await call(c.dispatcher, '/orders', {}, worker > 0);
-          if (res.status !== 200) throw new Error(`status ${res.status}`);
-        },
-        afterSvidRotation: () => assert.notEqual(serial(), s0, 'server SVID rotated'),
-        afterCaRotation: () =>
-          assert.equal(serverSource.bundles.get('example.org')?.authorities.length, 1, 'old CA dropped'),
+        const res = await send(`${base}/orders`, { ...c, reset: worker > 0 });
+        if (res.status !== 200) throw new Error(`status ${res.status}`);
       });
     } finally {
-      await c.dispatcher.close();
-      await c.source.close();
+      await c.close();
     }
-    console.log(`rotation under load: ${r.ok} requests ok, ${r.failed} failed`);
-    assert.equal(r.failed, 0, r.errors.slice(0, 5).join('; '));
-    assert.ok(r.ok > 20, `enough requests ran (${r.ok})`);
   });
 });
 
@@ -282,23 +198,12 @@ describe('@spiffe-ts/fastify JWT-SVID bearer validation', () => {
     await jwtDev.stop();
   });
 
-  const get = async (token?: string, path = '/orders') => {
-    const res = await request(`${url}${path}`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
-    const body = await res.body.text();
-    const code = res.statusCode === 200 ? undefined : (JSON.parse(body) as { code?: string }).code;
-    return { status: res.statusCode, body, code, www: res.headers['www-authenticate'] };
-  };
+  const get = (token?: string, path = '/orders') => sendBearer(`${url}${path}`, token);
 
   test('valid JWT-SVID from the Workload API: 200 with request.jwtSvid', async () => {
-    const caller = await JwtSource.create({ address: jwtDev.address('caller'), timeoutMs: 5000 });
-    try {
-      const svid = await caller.fetchJwtSvid({ audience: 'orders' });
-      const res = await get(svid.token);
-      assert.equal(res.status, 200);
-      assert.deepEqual(JSON.parse(res.body), { sub: PAYMENTS, aud: ['orders'] });
-    } finally {
-      await caller.close();
-    }
+    const res = await get(await workloadJwtSvid(jwtDev, 'caller', 'orders'));
+    assert.equal(res.status, 200);
+    assert.deepEqual(res.json(), { sub: PAYMENTS, aud: ['orders'] });
   });
 
   test('missing, expired, wrong audience and wrong trust domain: 401 with WWW-Authenticate', async () => {
@@ -306,27 +211,12 @@ describe('@spiffe-ts/fastify JWT-SVID bearer validation', () => {
     assert.equal(missing.status, 401);
     assert.equal(missing.www, 'Bearer realm="spiffe"');
     assert.equal(missing.code, 'JWTSVID_MISSING');
-
-    const expired = await jwtDev.ca.issueJwtSvid(PAYMENTS, 'orders', {
-      issuedAt: new Date(Date.now() - 3600_000),
-      expiresAt: new Date(Date.now() - 600_000),
-    });
-    const r1 = await get(expired.token);
-    assert.equal(r1.status, 401);
-    assert.equal(r1.code, 'JWTSVID_EXPIRED');
-    assert.equal(r1.www, 'Bearer realm="spiffe", error="invalid_token"', 'no validation detail in the challenge');
-
-    const wrongAud = await jwtDev.ca.issueJwtSvid(PAYMENTS, 'billing');
-    const r2 = await get(wrongAud.token);
-    assert.equal(r2.status, 401);
-    assert.equal(r2.code, 'JWTSVID_AUDIENCE_MISMATCH');
-
-    const foreign = await DevCa.create({ trustDomain: 'evil.test' });
-    const wrongTd = await foreign.issueJwtSvid('spiffe://evil.test/x', 'orders');
-    const r3 = await get(wrongTd.token);
-    assert.equal(r3.status, 401);
-    assert.equal(r3.code, 'JWTSVID_UNKNOWN_KID');
-
+    for (const { name, token, code } of await refusedJwtSvids(jwtDev.ca, 'orders')) {
+      const r = await get(token);
+      assert.equal(r.status, 401, name);
+      assert.equal(r.code, code, name);
+      assert.equal(r.www, INVALID_TOKEN_CHALLENGE, `${name}: no validation detail in the challenge`);
+    }
     assert.equal((await get(undefined, '/public')).status, 200, 'opted-out route');
   });
 

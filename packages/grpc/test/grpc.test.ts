@@ -1,22 +1,9 @@
 import assert from 'node:assert/strict';
-import { KeyObject } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import * as tls from 'node:tls';
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
-import {
-  JwtBundleSet,
-  JwtSource,
-  matchId,
-  matchMemberOf,
-  StaticX509Source,
-  X509BundleSet,
-  X509Source,
-  type X509Svid,
-} from '@spiffe-ts/core';
-import { createAuthority, DevCa, DevWorkloadApiServer, KeyUsage } from '@spiffe-ts/dev-server';
-import { type RotationUnderLoadResult, rotationUnderLoad } from '@spiffe-ts/dev-server/testing';
+import { JwtBundleSet, JwtSource, matchId, matchMemberOf, X509Source, type X509Svid } from '@spiffe-ts/core';
+import { DevWorkloadApiServer } from '@spiffe-ts/dev-server';
 import {
   jwtSvidAuthentication,
   jwtSvidCallCredentials,
@@ -30,52 +17,23 @@ import {
   spiffeIdentity,
   spiffeServerTls,
 } from '@spiffe-ts/grpc';
+import {
+  assertRotationUnderLoad,
+  captureLogger,
+  handshakeRefusedSvids,
+  type MtlsFixture,
+  ORDERS,
+  OTHER,
+  PAYMENTS,
+  presentingSvid,
+  refusedJwtSvids,
+  selfSignedClientCert,
+  startMtlsFixture,
+} from '../../../test/support/adapters.js';
+import { type AdminClient, type GreeterClient, type HelloReply, proto, type Unary } from './greeter.js';
 
 // A pino-compatible logger given to the listener and the interceptor.
-const logLines: Array<{ level: string; fields: Record<string, unknown>; message: string }> = [];
-const at = (level: string) => (fields: object, message: string) =>
-  logLines.push({ level, fields: fields as Record<string, unknown>, message });
-const logger = { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') };
-async function logLineFor(reason: string) {
-  for (let i = 0; i < 100; i++) {
-    const line = logLines.find((l) => l.fields.reason === reason);
-    if (line) return line;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`no log line with reason ${reason}`);
-}
-
-const ORDERS = 'spiffe://example.org/service/orders';
-const PAYMENTS = 'spiffe://example.org/service/payment-processor';
-const OTHER = 'spiffe://example.org/service/other';
-
-interface HelloReply {
-  message: string;
-  caller: string;
-  tokenSubject: string;
-}
-type Unary = (
-  req: { name: string },
-  options: grpc.CallOptions,
-  cb: (err: grpc.ServiceError | null, res?: HelloReply) => void,
-) => grpc.ClientUnaryCall;
-interface GreeterClient extends grpc.Client {
-  sayHello: Unary;
-  whoami: Unary;
-}
-interface AdminClient extends grpc.Client {
-  reset: Unary;
-}
-
-const definition = protoLoader.loadSync(fileURLToPath(new URL('./fixtures/greeter.proto', import.meta.url)), {
-  keepCase: false,
-});
-const proto = grpc.loadPackageDefinition(definition) as unknown as {
-  helloworld: {
-    Greeter: grpc.ServiceClientConstructor;
-    Admin: grpc.ServiceClientConstructor;
-  };
-};
+const { logger, lineFor: logLineFor } = captureLogger();
 
 function unary(fn: Unary, req: { name: string }, timeoutMs = 5000): Promise<HelloReply> {
   return new Promise((resolve, reject) => {
@@ -97,9 +55,8 @@ const handlers = {
 };
 
 describe('@spiffe-ts/grpc over real mTLS sockets', () => {
+  let fx: MtlsFixture;
   let dev: DevWorkloadApiServer;
-  let partner: DevCa;
-  let stranger: DevCa;
   let serverSource: X509Source;
   let server: grpc.Server;
   let listener: SpiffeListener;
@@ -120,25 +77,17 @@ describe('@spiffe-ts/grpc over real mTLS sockets', () => {
   };
 
   const greeterWithSvid = (svid: X509Svid) => {
-    const source = new StaticX509Source(svid, new X509BundleSet([dev.ca.x509Bundle(), partner.x509Bundle()]));
-    Object.defineProperty(source, 'getX509Svid', { value: () => svid }); // present even if expired
     const client = new proto.helloworld.Greeter(
       target,
-      spiffeChannelCredentials(source, { authorize: ORDERS }),
+      spiffeChannelCredentials(presentingSvid(fx, svid), { authorize: ORDERS }),
     ) as unknown as GreeterClient;
     clients.push(client);
     return client;
   };
 
   before(async () => {
-    partner = await DevCa.create({ trustDomain: 'partner.test' });
-    stranger = await DevCa.create({ trustDomain: 'example.org' });
-    dev = await DevWorkloadApiServer.start({
-      workloads: { orders: ORDERS, payments: PAYMENTS, other: OTHER },
-      federatedWith: [partner],
-      svidTtlSeconds: 3600,
-    });
-    serverSource = await X509Source.create({ address: dev.address('orders'), timeoutMs: 5000 });
+    fx = await startMtlsFixture();
+    ({ dev, serverSource } = fx);
     server = new grpc.Server({
       interceptors: [
         spiffeAuthorization({
@@ -162,8 +111,7 @@ describe('@spiffe-ts/grpc over real mTLS sockets', () => {
     await listener.close(100);
     server.forceShutdown();
     for (const s of sources) await s.close();
-    await serverSource.close();
-    await dev.stop();
+    await fx.close();
   });
 
   test('allowed caller: OK, and the handler sees its verified SPIFFE ID', async () => {
@@ -209,16 +157,14 @@ describe('@spiffe-ts/grpc over real mTLS sockets', () => {
   });
 
   test('a self-signed client shows up in the listener logger with its reason', async () => {
-    const self = await createAuthority({ isCa: false, keyUsage: KeyUsage.digitalSignature, uri: PAYMENTS });
-    const key = KeyObject.from(self.keyPair.keys.privateKey).export({ type: 'pkcs8', format: 'pem' }) as string;
+    const self = await selfSignedClientCert(PAYMENTS);
     await new Promise<void>((resolve) => {
       const s = tls.connect({
         host: '127.0.0.1',
         port: listener.port,
         ALPNProtocols: ['h2'],
         rejectUnauthorized: false,
-        cert: self.certificate.toString(),
-        key,
+        ...self,
       });
       s.on('error', () => resolve());
       s.on('close', () => resolve());
@@ -229,18 +175,7 @@ describe('@spiffe-ts/grpc over real mTLS sockets', () => {
   });
 
   test('untrusted CA, cross-trust-domain and expired certificates fail the handshake', async () => {
-    const cases: Array<[string, X509Svid]> = [
-      ['untrusted CA', await stranger.issueX509Svid(PAYMENTS)],
-      ['cross-trust-domain', await partner.issueX509Svid(PAYMENTS)],
-      [
-        'expired',
-        await dev.ca.issueX509Svid(PAYMENTS, {
-          notBefore: new Date(Date.now() - 7200_000),
-          notAfter: new Date(Date.now() - 60_000),
-        }),
-      ],
-    ];
-    for (const [name, svid] of cases) {
+    for (const { name, svid } of await handshakeRefusedSvids(fx)) {
       const client = greeterWithSvid(svid);
       await assert.rejects(
         unary(client.sayHello.bind(client), { name }, 2000),
@@ -268,14 +203,12 @@ describe('@spiffe-ts/grpc over real mTLS sockets', () => {
       return c;
     };
     const longLived = newClient();
-    const serial = () => serverSource.getX509Svid().leaf.serialNumber;
-    const s0 = serial();
-    let r: RotationUnderLoadResult;
     try {
-      r = await rotationUnderLoad({
-        dev,
-        // workers 0 and 1 share a long-lived client; worker 2 makes a new client (and connection) per call
-        request: async (worker) => {
+      // workers 0 and 1 share a long-lived client; worker 2 makes a new client (and connection) per call
+      await assertRotationUnderLoad(
+        fx,
+        'gRPC',
+        async (worker) => {
           const fresh = worker === 2;
           const c = fresh ? newClient() : longLived;
           try {
@@ -285,21 +218,16 @@ describe('@spiffe-ts/grpc over real mTLS sockets', () => {
             if (fresh) c.close();
           }
         },
-        afterSvidRotation: () => assert.notEqual(serial(), s0, 'server SVID rotated'),
-        afterCaRotation: async () => {
-          assert.equal(serverSource.bundles.get('example.org')?.authorities.length, 1, 'old CA dropped');
+        async () => {
           // new connections now chain to the new CA only
           const fresh = newClient();
           assert.equal((await unary(fresh.sayHello.bind(fresh), { name: 'after' })).caller, PAYMENTS);
           fresh.close();
         },
-      });
+      );
     } finally {
       longLived.close();
     }
-    console.log(`gRPC rotation under load: ${r.ok} calls ok, ${r.failed} failed`);
-    assert.equal(r.failed, 0, r.errors.slice(0, 5).join('; '));
-    assert.ok(r.ok > 20, `enough calls ran (${r.ok})`);
   });
 });
 
@@ -376,23 +304,13 @@ describe('@spiffe-ts/grpc JWT-SVID call credentials and validation', () => {
     await assert.rejects(unary(none.sayHello.bind(none), { name: 'x' }), { code: grpc.status.UNAUTHENTICATED });
     assert.equal((await unary(none.whoami.bind(none), { name: 'x' })).caller, PAYMENTS, 'skipped method');
 
-    const expired = await dev.ca.issueJwtSvid(PAYMENTS, 'greeter', {
-      issuedAt: new Date(Date.now() - 3600_000),
-      expiresAt: new Date(Date.now() - 600_000),
-    });
-    const wrongAud = await dev.ca.issueJwtSvid(PAYMENTS, 'billing');
-    const foreign = await (await DevCa.create({ trustDomain: 'example.org' })).issueJwtSvid(PAYMENTS, 'greeter');
-    for (const [name, token] of [
-      ['expired', expired.token],
-      ['wrong audience', wrongAud.token],
-      ['unknown signing key', foreign.token],
-      ['garbage', 'not.a.jwt'],
-    ] as const) {
+    for (const { name, token, code } of await refusedJwtSvids(dev.ca, 'greeter')) {
       const client = await clientWith(staticToken(token));
       await assert.rejects(
         unary(client.sayHello.bind(client), { name }),
         (err: grpc.ServiceError) => {
           assert.equal(err.code, grpc.status.UNAUTHENTICATED, name);
+          assert.deepEqual(err.metadata.get('spiffe-error-code'), [code], name);
           return true;
         },
         name,

@@ -22,9 +22,8 @@ import {
   spiffeChannelCredentials,
   spiffeIdentity,
 } from '@spiffe-ts/grpc';
+import { ORDERS, PAYMENTS } from '../../../test/support/adapters.js';
 
-const ORDERS = 'spiffe://example.org/service/orders';
-const PAYMENTS = 'spiffe://example.org/service/payment-processor';
 const AUDIENCE = 'probe';
 
 // A one-method service with raw byte messages: the reply is JSON of what the handler saw.

@@ -1,6 +1,5 @@
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
-import { KeyObject } from 'node:crypto';
 import type * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
@@ -20,19 +19,15 @@ import {
 import { APP_GUARD, HttpAdapterHost, NestFactory } from '@nestjs/core';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import {
-  JwtSource,
   type JwtSvid as JwtSvidT,
   matchId,
   type SpiffeId as SpiffeIdT,
-  StaticX509Source,
   toSpiffeId,
-  X509BundleSet,
   X509Source,
   type X509Svid,
 } from '@spiffe-ts/core';
 import { createSpiffeDispatcher } from '@spiffe-ts/core/undici';
-import { createAuthority, DevCa, DevWorkloadApiServer, KeyUsage } from '@spiffe-ts/dev-server';
-import { type RotationUnderLoadResult, rotationUnderLoad } from '@spiffe-ts/dev-server/testing';
+import { DevWorkloadApiServer } from '@spiffe-ts/dev-server';
 import {
   AllowSpiffeIds,
   BearerJwtSvid,
@@ -49,11 +44,28 @@ import {
   SpiffeService,
   spiffeServerTls,
 } from '@spiffe-ts/nestjs';
-import { Agent, type Dispatcher, request } from 'undici';
-
-const ORDERS = 'spiffe://example.org/service/orders';
-const PAYMENTS = 'spiffe://example.org/service/payment-processor';
-const OTHER = 'spiffe://example.org/service/other';
+import { type Dispatcher, request } from 'undici';
+import {
+  type Answer,
+  assertHandshakeRefused,
+  assertOtherRefused,
+  assertReshapedDenials,
+  assertRotationUnderLoad,
+  captureLogger,
+  handshakeRefusedSvids,
+  INVALID_TOKEN_CHALLENGE,
+  type MtlsFixture,
+  ORDERS,
+  OTHER,
+  PAYMENTS,
+  refusedJwtSvids,
+  selfSignedClientCert,
+  send,
+  spiffeClient,
+  startMtlsFixture,
+  withSvidDispatcher,
+  workloadJwtSvid,
+} from '../../../test/support/adapters.js';
 
 @Controller('orders')
 @AllowSpiffeIds(PAYMENTS)
@@ -100,55 +112,24 @@ const logger: LoggerService = { log: () => undefined, error: () => undefined, wa
 
 for (const platform of ['express', 'fastify'] as const) {
   describe(`@spiffe-ts/nestjs on platform-${platform} over real mTLS sockets`, () => {
+    let fx: MtlsFixture;
     let dev: DevWorkloadApiServer;
-    let partner: DevCa;
-    let stranger: DevCa;
     let serverSource: X509Source;
     let app: INestApplication;
     let base: string;
     const denials: SpiffeDenial[] = [];
     // The module's logger option (pino-compatible): denials and refused handshakes land here.
-    const logLines: Array<{ level: string; fields: Record<string, unknown>; message: string }> = [];
-    const at = (level: string) => (fields: object, message: string) =>
-      logLines.push({ level, fields: fields as Record<string, unknown>, message });
-    const spiffeLogger = { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') };
-    const logLineFor = async (reason: string) => {
-      for (let i = 0; i < 100; i++) {
-        const line = logLines.find((l) => l.fields.reason === reason);
-        if (line) return line;
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      throw new Error(`no log line with reason ${reason}`);
-    };
+    const { logger: spiffeLogger, lineFor: logLineFor } = captureLogger();
 
-    const clientFor = async (workload: string) => {
-      const source = await X509Source.create({ address: dev.address(workload), timeoutMs: 5000 });
-      return { source, dispatcher: createSpiffeDispatcher({ source, authorize: matchId(ORDERS) }) };
-    };
-    const call = async (dispatcher: Dispatcher, path: string, headers: Record<string, string> = {}, reset = false) => {
-      const res = await request(`${base}${path}`, { dispatcher, headers, reset });
-      return { status: res.statusCode, body: await res.body.text(), www: res.headers['www-authenticate'] };
-    };
-    const callWithSvid = async (svid: X509Svid, path = '/orders') => {
-      const source = new StaticX509Source(svid, new X509BundleSet([dev.ca.x509Bundle(), partner.x509Bundle()]));
-      Object.defineProperty(source, 'getX509Svid', { value: () => svid });
-      const dispatcher = createSpiffeDispatcher({ source, authorize: matchId(ORDERS) });
-      try {
-        return await call(dispatcher, path);
-      } finally {
-        await dispatcher.close();
-      }
-    };
+    const clientFor = (workload: string) => spiffeClient(dev, workload, ORDERS);
+    const call = (dispatcher: Dispatcher, path: string, headers: Record<string, string> = {}, reset = false) =>
+      send(`${base}${path}`, { dispatcher, headers, reset });
+    const callWithSvid = (svid: X509Svid, path = '/orders') =>
+      withSvidDispatcher(fx, svid, (dispatcher) => call(dispatcher, path));
 
     before(async () => {
-      partner = await DevCa.create({ trustDomain: 'partner.test' });
-      stranger = await DevCa.create({ trustDomain: 'example.org' });
-      dev = await DevWorkloadApiServer.start({
-        workloads: { orders: ORDERS, payments: PAYMENTS, other: OTHER },
-        federatedWith: [partner],
-        svidTtlSeconds: 3600,
-      });
-      serverSource = await X509Source.create({ address: dev.address('orders'), timeoutMs: 5000 });
+      fx = await startMtlsFixture();
+      ({ dev, serverSource } = fx);
       const spiffe = spiffeServerTls(serverSource);
 
       @Module({
@@ -177,8 +158,7 @@ for (const platform of ['express', 'fastify'] as const) {
 
     after(async () => {
       await app.close();
-      await serverSource.close();
-      await dev.stop();
+      await fx.close();
     });
 
     test('allowed peer: 200 with @SpiffeId()', async () => {
@@ -188,26 +168,14 @@ for (const platform of ['express', 'fastify'] as const) {
         assert.equal(res.status, 200, res.body);
         assert.deepEqual(JSON.parse(res.body), { caller: PAYMENTS });
       } finally {
-        await c.dispatcher.close();
-        await c.source.close();
+        await c.close();
       }
     });
 
     test('another verified ID: 403 SpiffeAuthException body, onDenied told; handler-level rule overrides; empty list denies', async () => {
       const c = await clientFor('other');
       try {
-        const res = await call(c.dispatcher, '/orders');
-        assert.equal(res.status, 403);
-        assert.deepEqual(JSON.parse(res.body), {
-          statusCode: 403,
-          error: 'Forbidden',
-          code: 'UNAUTHORIZED_SPIFFE_ID',
-          message: 'SPIFFE ID not authorized',
-        });
-        const event = denials.find((e) => String(e.spiffeId) === OTHER && e.route === 'GET /orders');
-        assert.equal(event?.code, 'UNAUTHORIZED_SPIFFE_ID', JSON.stringify(denials));
-        assert.equal(event?.statusCode, 403);
-        assert.equal(event?.remoteAddress, '127.0.0.1');
+        assertOtherRefused(await call(c.dispatcher, '/orders'), denials, 'GET /orders');
         const line = await logLineFor('UNAUTHORIZED_SPIFFE_ID');
         assert.equal(line.level, 'warn');
         assert.equal(line.fields.spiffeId, OTHER);
@@ -216,18 +184,17 @@ for (const platform of ['express', 'fastify'] as const) {
         assert.equal((await call(c.dispatcher, '/orders/nobody')).status, 403);
         assert.deepEqual(JSON.parse((await call(c.dispatcher, '/reports/open')).body), { peer: OTHER });
       } finally {
-        await c.dispatcher.close();
-        await c.source.close();
+        await c.close();
       }
     });
 
     test('an app exception filter receives every kind of denial (code, status, headers) and reshapes it', async () => {
-      const seen: Array<{ code: string; status: number; headers: Record<string, string> }> = [];
+      const seen: Array<{ code: string; statusCode: number; headers: Record<string, string> }> = [];
       @Catch(SpiffeAuthException)
       class ProblemFilter implements ExceptionFilter {
         constructor(private readonly host: HttpAdapterHost) {}
         catch(exception: SpiffeAuthException, argumentsHost: ArgumentsHost) {
-          seen.push({ code: exception.code, status: exception.getStatus(), headers: { ...exception.headers } });
+          seen.push({ code: exception.code, statusCode: exception.getStatus(), headers: { ...exception.headers } });
           const res = argumentsHost.switchToHttp().getResponse();
           for (const [name, value] of Object.entries(exception.headers)) {
             this.host.httpAdapter.setHeader(res, name, value);
@@ -264,98 +231,59 @@ for (const platform of ['express', 'fastify'] as const) {
       const plain = await build(false);
       const c = await clientFor('other');
       const p = await clientFor('payments');
-      try {
+      const secureBase = `https://127.0.0.1:${secure.port}`;
+      const requestDenied: Record<string, () => Promise<Answer>> = {
         // a real connection with no verified SPIFFE ID (plain HTTP) on a route that needs one
-        const r0 = await request(`http://127.0.0.1:${plain.port}/orders`);
-        assert.equal(r0.statusCode, 403);
-        assert.deepEqual(await r0.body.json(), { problem: 'PEER_NOT_VERIFIED' });
+        PEER_NOT_VERIFIED: () => send(`http://127.0.0.1:${plain.port}/orders`),
         // a verified ID that is not allowed
-        const r1 = await request(`https://127.0.0.1:${secure.port}/orders`, { dispatcher: c.dispatcher });
-        assert.equal(r1.statusCode, 403);
-        assert.deepEqual(await r1.body.json(), { problem: 'UNAUTHORIZED_SPIFFE_ID' });
+        UNAUTHORIZED_SPIFFE_ID: () => send(`${secureBase}/orders`, c),
         // a bad bearer token
-        const r2 = await request(`https://127.0.0.1:${secure.port}/reports`, {
-          dispatcher: p.dispatcher,
-          headers: { authorization: 'Bearer not-a-jwt' },
-        });
-        assert.equal(r2.statusCode, 401);
-        assert.equal(r2.headers['www-authenticate'], 'Bearer realm="reports", error="invalid_token"');
-        assert.deepEqual(await r2.body.json(), { problem: 'JWTSVID_MALFORMED' });
-        assert.deepEqual(seen, [
-          { code: 'PEER_NOT_VERIFIED', status: 403, headers: {} },
-          { code: 'UNAUTHORIZED_SPIFFE_ID', status: 403, headers: {} },
-          {
-            code: 'JWTSVID_MALFORMED',
-            status: 401,
-            headers: { 'WWW-Authenticate': 'Bearer realm="reports", error="invalid_token"' },
-          },
-        ]);
+        JWTSVID_MALFORMED: () =>
+          send(`${secureBase}/reports`, { ...p, headers: { authorization: 'Bearer not-a-jwt' } }),
+      };
+      try {
+        await assertReshapedDenials('reports', requestDenied, seen);
       } finally {
-        await Promise.all([c.dispatcher.close(), p.dispatcher.close()]);
-        await Promise.all([c.source.close(), p.source.close()]);
+        await Promise.all([c.close(), p.close()]);
         await Promise.all([secure.a.close(), plain.a.close()]);
       }
     });
 
     test('a self-signed client shows up in the module logger with its reason', async () => {
-      const self = await createAuthority({ isCa: false, keyUsage: KeyUsage.digitalSignature, uri: PAYMENTS });
-      const key = KeyObject.from(self.keyPair.keys.privateKey).export({ type: 'pkcs8', format: 'pem' }) as string;
-      const agent = new Agent({ connect: { rejectUnauthorized: false, cert: self.certificate.toString(), key } });
-      try {
-        await assert.rejects(request(`${base}/orders`, { dispatcher: agent }));
-      } finally {
-        await agent.close();
-      }
+      await assertHandshakeRefused(`${base}/orders`, await selfSignedClientCert(PAYMENTS));
       const line = await logLineFor('TLS_SELF_SIGNED');
       assert.equal(line.message, 'SPIFFE: TLS handshake refused');
       assert.equal(line.fields.remoteAddress, '127.0.0.1');
     });
 
     test('no client certificate: the handshake is refused', async () => {
-      const agent = new Agent({ connect: { rejectUnauthorized: false } });
-      try {
-        await assert.rejects(request(`${base}/reports/open`, { dispatcher: agent }));
-      } finally {
-        await agent.close();
-      }
+      await assertHandshakeRefused(`${base}/reports/open`);
     });
 
     test('untrusted CA, cross-trust-domain and expired SVIDs are rejected before any guard runs', async () => {
-      await assert.rejects(callWithSvid(await stranger.issueX509Svid(PAYMENTS)));
-      await assert.rejects(callWithSvid(await partner.issueX509Svid(PAYMENTS)));
-      await assert.rejects(
-        callWithSvid(
-          await dev.ca.issueX509Svid(PAYMENTS, {
-            notBefore: new Date(Date.now() - 7200_000),
-            notAfter: new Date(Date.now() - 60_000),
-          }),
-        ),
-      );
+      for (const { name, svid } of await handshakeRefusedSvids(fx)) {
+        await assert.rejects(callWithSvid(svid), Error, name);
+      }
       assert.equal((await callWithSvid(await dev.ca.issueX509Svid(PAYMENTS))).status, 200, 'control');
     });
 
     test('JWT-SVID: valid 200 with @JwtSvid(); missing/expired/wrong audience 401 + WWW-Authenticate; subject allowlist 403', async () => {
       const c = await clientFor('payments');
-      const jwt = await JwtSource.create({ address: dev.address('payments'), timeoutMs: 5000 });
       try {
-        const token = (await jwt.fetchJwtSvid({ audience: 'reports' })).token;
+        const token = await workloadJwtSvid(dev, 'payments', 'reports');
         const ok = await call(c.dispatcher, '/reports', { authorization: `Bearer ${token}` });
         assert.equal(ok.status, 200, ok.body);
-        assert.deepEqual(JSON.parse(ok.body), { sub: PAYMENTS, aud: ['reports'], peer: PAYMENTS });
+        assert.deepEqual(ok.json(), { sub: PAYMENTS, aud: ['reports'], peer: PAYMENTS });
 
         const missing = await call(c.dispatcher, '/reports');
         assert.equal(missing.status, 401);
         assert.equal(missing.www, 'Bearer realm="spiffe"');
-        const expired = await dev.ca.issueJwtSvid(PAYMENTS, 'reports', {
-          issuedAt: new Date(Date.now() - 3600_000),
-          expiresAt: new Date(Date.now() - 600_000),
-        });
-        const r1 = await call(c.dispatcher, '/reports', { authorization: `Bearer ${expired.token}` });
-        assert.equal(r1.status, 401);
-        assert.equal(r1.www, 'Bearer realm="spiffe", error="invalid_token"');
-        assert.equal(JSON.parse(r1.body).code, 'JWTSVID_EXPIRED');
-        const wrongAud = await dev.ca.issueJwtSvid(PAYMENTS, 'billing');
-        assert.equal((await call(c.dispatcher, '/reports', { authorization: `Bearer ${wrongAud.token}` })).status, 401);
+        for (const { name, token: bad, code } of await refusedJwtSvids(dev.ca, 'reports')) {
+          const r = await call(c.dispatcher, '/reports', { authorization: `Bearer ${bad}` });
+          assert.equal(r.status, 401, name);
+          assert.equal(r.www, INVALID_TOKEN_CHALLENGE, name);
+          assert.equal(r.json().code, code, name);
+        }
 
         // payments-only takes the module's default audience and allows one subject
         const other = await dev.ca.issueJwtSvid(OTHER, 'reports');
@@ -363,36 +291,23 @@ for (const platform of ['express', 'fastify'] as const) {
         assert.equal(r2.status, 403);
         assert.match(String(r2.www), /insufficient_scope/);
         const r3 = await call(c.dispatcher, '/reports/payments-only', { authorization: `Bearer ${token}` });
-        assert.deepEqual(JSON.parse(r3.body), { sub: PAYMENTS });
+        assert.deepEqual(r3.json(), { sub: PAYMENTS });
       } finally {
-        await jwt.close();
-        await c.dispatcher.close();
-        await c.source.close();
+        await c.close();
       }
     });
 
     test('rotation under continuous requests (SVID and CA): zero failed requests', async () => {
       const c = await clientFor('payments');
-      const serial = () => serverSource.getX509Svid().leaf.serialNumber;
-      const s0 = serial();
-      let r: RotationUnderLoadResult;
       try {
-        r = await rotationUnderLoad({
-          dev,
+        await assertRotationUnderLoad(fx, `Nest ${platform}`, async (worker) => {
           // worker 0 keeps its connection; workers 1 and 2 open a new one per request (new handshakes)
-          request: async (worker) => {
-            const res = await call(c.dispatcher, '/orders', {}, worker > 0);
-            if (res.status !== 200) throw new Error(`status ${res.status}`);
-          },
-          afterSvidRotation: () => assert.notEqual(serial(), s0, 'server SVID rotated'),
+          const res = await call(c.dispatcher, '/orders', {}, worker > 0);
+          if (res.status !== 200) throw new Error(`status ${res.status}`);
         });
       } finally {
-        await c.dispatcher.close();
-        await c.source.close();
+        await c.close();
       }
-      console.log(`Nest ${platform} rotation under load: ${r.ok} requests ok, ${r.failed} failed`);
-      assert.equal(r.failed, 0, r.errors.slice(0, 5).join('; '));
-      assert.ok(r.ok > 20, `enough requests ran (${r.ok})`);
     });
 
     test('the module exposes its sources and closes the JwtSource it opened on shutdown', async () => {

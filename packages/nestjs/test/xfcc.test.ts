@@ -23,7 +23,10 @@ import {
   spiffeServerTls,
 } from '@spiffe-ts/nestjs';
 import {
-  assertXfccAnswer,
+  assertProxyForwards,
+  assertSidecarForwards,
+  assertXfccCases,
+  assertXfccRefused,
   CLIENT,
   forwarded,
   MALFORMED_XFCC,
@@ -33,9 +36,10 @@ import {
   SERVER,
   send,
   spiffeClients,
-  UNTRUSTED_XFCC,
+  untrustedXfccFrom,
   XFCC_WORKLOADS,
   xfcc,
+  xfccSender,
 } from '../../../test/support/adapters.js';
 
 @Controller()
@@ -107,43 +111,26 @@ for (const platform of ['express', 'fastify'] as const) {
     });
 
     test('the trusted proxy forwards the client ID; @PeerSpiffeIdSource says proxy', async () => {
-      const proxy = await clientFor('proxy');
-      const res = await send(`${base}/who`, { headers: forwarded(xfcc(CLIENT)), dispatcher: proxy });
-      assert.equal(res.status, 200);
-      assert.deepEqual(res.json(), { id: CLIENT, source: 'proxy' });
-      assert.deepEqual((await send(`${base}/who`, { dispatcher: proxy })).json(), { id: PROXY, source: 'connection' });
+      await assertProxyForwards(`${base}/who`, await clientFor('proxy'));
     });
 
     test('multi-hop: only the last element counts; path allowlists apply to forwarded IDs', async () => {
       const proxy = await clientFor('proxy');
-      for (const c of MULTI_HOP_XFCC) {
-        const res = await send(`${base}/who`, { headers: forwarded(c.header), dispatcher: proxy });
-        assertXfccAnswer(res, c, (id) => ({ id, source: 'proxy' }), c.header);
-      }
-      for (const c of PROD_PREFIX_XFCC) {
-        const res = await send(`${base}/prod`, { headers: forwarded(c.header), dispatcher: proxy });
-        assertXfccAnswer(res, c, (id) => ({ id }), c.header);
-      }
+      await assertXfccCases(MULTI_HOP_XFCC, xfccSender(`${base}/who`, proxy), (id) => ({ id, source: 'proxy' }));
+      await assertXfccCases(PROD_PREFIX_XFCC, xfccSender(`${base}/prod`, proxy), (id) => ({ id }));
     });
 
     test('spoofing: a direct client, or a proxy not on the list, sending XFCC is refused', async () => {
       denials.length = 0;
-      const senders = { client: await clientFor('client'), rogue: await clientFor('rogue') };
-      for (const c of UNTRUSTED_XFCC) {
-        const res = await send(`${base}/who`, { headers: forwarded(c.header), dispatcher: senders[c.from] });
-        assert.equal(res.status, 403, `${c.from} ${c.header}`);
-        assert.equal(res.json().code, 'XFCC_UNTRUSTED_PEER', `${c.from} ${c.header}`);
+      for (const from of ['client', 'rogue'] as const) {
+        const sender = xfccSender(`${base}/who`, await clientFor(from));
+        await assertXfccRefused(untrustedXfccFrom(from), 'XFCC_UNTRUSTED_PEER', sender);
       }
       assert.equal(denials[0]?.spiffeId?.toString(), CLIENT, 'the denial names the verified connection');
     });
 
     test('malformed headers from the trusted proxy are refused', async () => {
-      const proxy = await clientFor('proxy');
-      for (const h of MALFORMED_XFCC) {
-        const res = await send(`${base}/who`, { headers: forwarded(h), dispatcher: proxy });
-        assert.equal(res.status, 403, h);
-        assert.equal(res.json().code, 'XFCC_MALFORMED', h);
-      }
+      await assertXfccRefused(MALFORMED_XFCC, 'XFCC_MALFORMED', xfccSender(`${base}/who`, await clientFor('proxy')));
     });
 
     test('bindToPeer: the token subject must be the (forwarded) peer', async () => {
@@ -179,12 +166,7 @@ describe('@spiffe-ts/nestjs trustedProxy as a local sidecar (plain HTTP on loopb
   });
 
   test('the sidecar forwards the ID; without it there is none', async () => {
-    const res = await send(`${url}/who`, { headers: forwarded(xfcc(CLIENT)) });
-    assert.equal(res.status, 200);
-    assert.deepEqual(res.json(), { id: CLIENT, source: 'proxy' });
-    const none = await send(`${url}/who`);
-    assert.equal(none.status, 403);
-    assert.equal(none.json().code, 'PEER_NOT_VERIFIED');
+    await assertSidecarForwards(`${url}/who`);
   });
 
   test('bad trustedProxy options fail when the module is created', async () => {
