@@ -8,6 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { runCli } from '@spiffe-ts/cli';
 import { FileX509Source, fetchBundle, X509Bundle, X509Source, X509Svid } from '@spiffe-ts/core';
+import { cli } from './run-cli.js';
 
 const BIN = fileURLToPath(new URL('../src/bin.ts', import.meta.url));
 
@@ -55,17 +56,6 @@ async function startDevServer(dir: string, extra: string[] = []): Promise<DevPro
   return { child, workloads: ready.workloads, ready };
 }
 
-async function cli(args: string[], stdin?: string): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await runCli(args, {
-    out: (s) => (out += `${s}\n`),
-    err: (s) => (err += `${s}\n`),
-    stdin: () => stdin ?? '',
-  });
-  return { code, out, err };
-}
-
 describe('spiffe-ts CLI against the dev-server command (separate process, real unix sockets)', () => {
   let dir: string;
   let dev: DevProc;
@@ -101,7 +91,7 @@ describe('spiffe-ts CLI against the dev-server command (separate process, real u
     assert.equal(token.split('.').length, 3);
     const v = await cli(
       ['validate', 'jwt', '--socket', dev.workloads.orders as string, '--audience', 'orders', '--json'],
-      token,
+      { stdin: token },
     );
     assert.equal(v.code, 0, v.err);
     assert.equal(JSON.parse(v.out).spiffeId, 'spiffe://example.org/service/payment-processor');

@@ -1,5 +1,5 @@
-// Runs the CLI in this process with captured output, as the command-line tests need it (init.test.ts,
-// usage.test.ts).
+// Runs the CLI in this process with captured output, as the command-line tests need it (cli.test.ts,
+// init.test.ts, usage.test.ts).
 import { runCli } from '@spiffe-ts/cli';
 
 /** What one in-process CLI run gave: exit code and everything written to stdout and stderr. */
@@ -9,8 +9,8 @@ export interface CliResult {
   err: string;
 }
 
-/** Runs `spiffe-ts <args>` in process; stdin is empty, and `signal` stops long-running commands. */
-export async function cli(args: string[], signal?: AbortSignal): Promise<CliResult> {
+/** Runs `spiffe-ts <args>` in process, with `stdin` as standard input (default empty); `signal` stops long-running commands. */
+export async function cli(args: string[], options: { stdin?: string; signal?: AbortSignal } = {}): Promise<CliResult> {
   let out = '';
   let err = '';
   const code = await runCli(args, {
@@ -20,8 +20,8 @@ export async function cli(args: string[], signal?: AbortSignal): Promise<CliResu
     err: (s) => {
       err += `${s}\n`;
     },
-    stdin: () => '',
-    signal,
+    stdin: () => options.stdin ?? '',
+    signal: options.signal,
   });
   return { code, out, err };
 }
