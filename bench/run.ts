@@ -508,10 +508,8 @@ async function benchWorkloadApi(): Promise<void> {
   }
   const spire = await harness.Spire.startServer('example.org');
   try {
-    const work = mkdtempSync(join(tmpdir(), 'bench-go-'));
-    const goFetch = harness.workloadBinary(harness.bin.fetch, work, 'go-fetch');
     await spire.createEntry({ spiffeId: 'spiffe://example.org/node', selectors: [harness.nodeSelector()] });
-    await spire.createEntry({ spiffeId: 'spiffe://example.org/go', selectors: [`unix:path:${goFetch}`] });
+    const goFetch = await spire.registerProgram(harness.bin.fetch, 'go-fetch', { spiffeId: 'spiffe://example.org/go' });
     await spire.startAgent();
     const src = await X509Source.create({ address: spire.workloadApiAddress, timeoutMs: 60_000 });
     await src.close();
@@ -525,7 +523,6 @@ async function benchWorkloadApi(): Promise<void> {
       n,
     );
     latencyRows(`SPIRE ${harness.SPIRE_VERSION} agent`, onSpire);
-    rmSync(work, { recursive: true, force: true });
   } finally {
     await spire.stop();
   }
