@@ -103,8 +103,11 @@ export function reportHandshakeRefusal(refusal: HandshakeRefusal, logger: Spiffe
 
 /** Counts an accepted handshake. */
 export function reportHandshakeAccepted(): void {
-  countHandshake({ result: 'accepted' });
+  countHandshake(ACCEPTED);
 }
+
+// Every accepted handshake carries the same attributes: one object, not one per handshake.
+const ACCEPTED = Object.freeze({ result: 'accepted' });
 
 /** The reason code for a client certificate node:tls did not verify (`socket.authorizationError`). */
 export function certificateRefusalReason(authorizationError: string | Error | undefined): HandshakeRefusalReason {

@@ -68,7 +68,7 @@ export function spiffeCheckServerIdentity(
       if (!leaf || leaf.length === 0) {
         throw new TlsVerificationError('TLS_NO_PEER_CERTIFICATE', 'peer presented no certificate');
       }
-      const id = verifyTlsPeer(leaf, () => derChain(cert as tls.DetailedPeerCertificate), bundles, authorizer);
+      const id = verifyTlsPeer(leaf, derChain, cert as tls.DetailedPeerCertificate, bundles, authorizer);
       onVerified?.(id, leaf);
       return undefined;
     } catch (err) {

@@ -64,10 +64,7 @@ export function derChain<C extends LinkedCertificate<C>>(leaf: C | undefined): B
  */
 export function verifyPeer(chain: readonly Buffer[], bundles: X509BundleSource, authorizer: SpiffeIdMatcher): SpiffeId {
   if (chain.length === 0) throw new TlsVerificationError('TLS_NO_PEER_CERTIFICATE', 'peer presented no certificate');
-  return authorized(
-    verifyCached(chainCache, partsKey(chain), () => chain, bundles),
-    authorizer,
-  );
+  return authorized(verifyCached(chainCache, partsKey(chain), chain, bundles), authorizer);
 }
 
 /** `id` if the authorizer accepts it; else throws AuthorizationError. Runs on every verification, cached or not. */
@@ -101,43 +98,60 @@ function remember(cache: Map<string, ReusableVerification>, key: string, kept: R
   cache.set(key, kept);
 }
 
-/** The kept verification under `key` while it still holds, else a full verification of `readChain()`, kept. */
+/** The kept verification under `key` while it still holds, else undefined. */
+function reused(cache: Map<string, ReusableVerification>, key: string, bundles: X509BundleSource, now: number) {
+  const hit = cache.get(key);
+  return hit && stillVerified(hit, bundles, now) ? hit.id : undefined;
+}
+
+/** The kept verification under `key` while it still holds, else a full verification of `chain`, kept. */
 function verifyCached(
   cache: Map<string, ReusableVerification>,
   key: string,
-  readChain: () => readonly Buffer[],
+  chain: readonly Buffer[],
   bundles: X509BundleSource,
 ): SpiffeId {
   const now = Date.now();
-  const hit = cache.get(key);
-  if (hit && stillVerified(hit, bundles, now)) return hit.id;
-  const { id, kept } = verifyForReuse(readChain(), bundles, now);
+  return reused(cache, key, bundles, now) ?? verifyAndKeep(cache, key, chain, bundles, now);
+}
+
+function verifyAndKeep(
+  cache: Map<string, ReusableVerification>,
+  key: string,
+  chain: readonly Buffer[],
+  bundles: X509BundleSource,
+  now: number,
+): SpiffeId {
+  const { id, kept } = verifyForReuse(chain, bundles, now);
   if (kept) remember(cache, key, kept);
   return id;
 }
 
 /**
  * verifyPeer for a peer whose handshake OpenSSL verified (chain to a CA of its store, CertificateVerify):
- * `leaf` is the DER of the certificate the peer presented, `readChain` gives the whole chain (leaf first) and
- * is called only when this leaf has no verification to reuse (reading it costs more than the rest; see
- * bench/README.md). Throws as verifyPeer does.
+ * `leaf` is the DER of the certificate the peer presented, and `readChain(from)` gives the whole chain (leaf
+ * first); it is called only when this leaf has no verification to reuse (reading it costs more than the rest;
+ * see bench/README.md). A function and its argument rather than a closure: this runs on every handshake, and
+ * the build's keepNames turns each closure created into a property definition. Throws as verifyPeer does.
  */
-export function verifyTlsPeer(
+export function verifyTlsPeer<T>(
   leaf: Buffer,
-  readChain: () => readonly Buffer[],
+  readChain: (from: T) => readonly Buffer[],
+  from: T,
   bundles: X509BundleSource,
   authorizer: SpiffeIdMatcher,
 ): SpiffeId {
-  const chainFromLeaf = (): readonly Buffer[] => {
-    const chain = readChain();
-    if (chain.length === 0) throw new TlsVerificationError('TLS_NO_PEER_CERTIFICATE', 'peer presented no certificate');
-    if (!leaf.equals(chain[0] as Buffer)) {
-      throw new TlsVerificationError('TLS_PEER_UNVERIFIED', 'the peer chain does not start with the peer certificate');
-    }
-    return chain;
-  };
   // The exact DER as the key: no digest to compute, and equal keys are equal certificates.
-  return authorized(verifyCached(leafCache, leaf.toString('latin1'), chainFromLeaf, bundles), authorizer);
+  const key = leaf.toString('latin1');
+  const now = Date.now();
+  const hit = reused(leafCache, key, bundles, now);
+  if (hit) return authorized(hit, authorizer);
+  const chain = readChain(from);
+  if (chain.length === 0) throw new TlsVerificationError('TLS_NO_PEER_CERTIFICATE', 'peer presented no certificate');
+  if (!leaf.equals(chain[0] as Buffer)) {
+    throw new TlsVerificationError('TLS_PEER_UNVERIFIED', 'the peer chain does not start with the peer certificate');
+  }
+  return authorized(verifyAndKeep(leafCache, key, chain, bundles, now), authorizer);
 }
 
 /**
@@ -157,16 +171,23 @@ export function peerLeaf(socket: tls.TLSSocket): Buffer | undefined {
  * the one that was verified.
  */
 export function pinPeerCertificate(socket: tls.TLSSocket, leaf: Buffer): void {
-  socket.on('secure', () => {
-    let now: Buffer | undefined;
-    try {
-      now = peerLeaf(socket);
-    } catch {
-      now = undefined;
-    }
-    if (now?.equals(leaf)) return;
-    verifiedPeers.delete(socket);
-    debug('peer certificate changed on a verified connection from %s: closing it', socket.remoteAddress);
-    socket.destroy(new TlsVerificationError('TLS_PEER_UNVERIFIED', 'the peer certificate changed after verification'));
-  });
+  pinnedLeaf.set(socket, leaf);
+  socket.on('secure', checkPinnedLeaf);
+}
+
+// The leaf each verified connection was verified with, read by one shared 'secure' listener (called with the
+// socket as `this`): no closure per connection.
+const pinnedLeaf = new WeakMap<tls.TLSSocket, Buffer>();
+
+function checkPinnedLeaf(this: tls.TLSSocket): void {
+  let now: Buffer | undefined;
+  try {
+    now = peerLeaf(this);
+  } catch {
+    now = undefined;
+  }
+  if (now?.equals(pinnedLeaf.get(this) as Buffer)) return;
+  verifiedPeers.delete(this);
+  debug('peer certificate changed on a verified connection from %s: closing it', this.remoteAddress);
+  this.destroy(new TlsVerificationError('TLS_PEER_UNVERIFIED', 'the peer certificate changed after verification'));
 }

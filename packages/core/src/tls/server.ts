@@ -195,7 +195,7 @@ export function createSpiffeTlsServer(options: SpiffeTlsServerOptions): SpiffeTl
     }
     try {
       // OpenSSL verified this handshake: the verification of this very leaf may be reused (see verifyTlsPeer).
-      const id = verifyTlsPeer(leaf, () => readChain(socket), source, authorizer);
+      const id = verifyTlsPeer(leaf, readChain, socket, source, authorizer);
       verifiedPeers.set(socket, id);
       pinPeerCertificate(socket, leaf);
       reportHandshakeAccepted();
