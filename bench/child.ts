@@ -2,6 +2,7 @@
 // Usage: child.ts <role> <materialDir>; prints one JSON line when ready, then serves until killed.
 //   tls-spiffe | tls-plain                     mTLS echo server (handshake benchmark)
 //   fastify-spiffe | fastify-bare | express-spiffe | express-bare   HTTPS apps (requests/s benchmark)
+//   express-bare-layer                         express-bare with one no-op middleware
 //   tls-spiffe-fed                             tls-spiffe trusting 1,000 federated trust domains besides its own
 //   fastify-spiffe-big                         fastify-spiffe with an allowlist of 10,000 IDs + 1,000 trust domains
 //   devserver [federated]                      dev Workload API (serving `federated` federated bundles, default 0);
@@ -110,9 +111,11 @@ async function main(): Promise<void> {
       break;
     }
     case 'express-spiffe':
-    case 'express-bare': {
+    case 'express-bare':
+    case 'express-bare-layer': {
       const app = express();
       if (role === 'express-spiffe') app.use(allowSpiffeIds(CLIENT_ID));
+      if (role === 'express-bare-layer') app.use((_req, _res, next) => next());
       app.get('/', (_req, res) => {
         res.json({ hello: 'world' });
       });

@@ -294,15 +294,20 @@ async function benchHttp(framework: 'fastify' | 'express'): Promise<void> {
   const spiffe = await startChild(`${framework}-spiffe`);
   const bare = await startChild(`${framework}-bare`);
   const big = framework === 'fastify' ? await startChild('fastify-spiffe-big') : undefined;
+  // Express: bare Express with one no-op middleware, to tell Express's cost of a middleware layer from ours.
+  const layer = framework === 'express' ? await startChild('express-bare-layer') : undefined;
   const ours: number[] = [];
   const base: number[] = [];
   const bigs: number[] = [];
+  const layers: number[] = [];
   await requestsPerSecond(spiffe.info.port as number, 2000, 8);
   await requestsPerSecond(bare.info.port as number, 2000, 8);
   if (big) await requestsPerSecond(big.info.port as number, 2000, 8);
+  if (layer) await requestsPerSecond(layer.info.port as number, 2000, 8);
   const oursCpu: number[] = [];
   const baseCpu: number[] = [];
   const bigCpu: number[] = [];
+  const layerCpu: number[] = [];
   for (let r = 0; r < rounds; r++) {
     // Every other round the bare server goes first, so that load from elsewhere on a shared machine that
     // drifts during a round does not always favour the same side.
@@ -310,15 +315,21 @@ async function benchHttp(framework: 'fastify' | 'express'): Promise<void> {
     ours.push(await measuredRound(spiffe.child, spiffe.info.port as number, count, oursCpu));
     if (r % 2 === 0) base.push(await measuredRound(bare.child, bare.info.port as number, count, baseCpu));
     if (big) bigs.push(await measuredRound(big.child, big.info.port as number, count, bigCpu));
+    if (layer) layers.push(await measuredRound(layer.child, layer.info.port as number, count, layerCpu));
   }
   // Server CPU per request is steadier than req/s on a shared machine (other load mostly shows as wall time).
   note(
     `${framework}: server CPU per request ours ${median(oursCpu).toFixed(1)} µs, bare ${median(baseCpu).toFixed(1)} µs` +
-      (big ? `, big allowlist ${median(bigCpu).toFixed(1)} µs` : ''),
+      (big ? `, big allowlist ${median(bigCpu).toFixed(1)} µs` : '') +
+      (layer
+        ? `, bare with a no-op middleware ${median(layerCpu).toFixed(1)} µs ` +
+          `(${((median(layers) / median(base)) * 100).toFixed(1)}% of bare's req/s)`
+        : ''),
   );
   await stopChild(spiffe.child);
   await stopChild(bare.child);
   if (big) await stopChild(big.child);
+  if (layer) await stopChild(layer.child);
   const ratio = median(ours) / median(base);
   const name =
     framework === 'fastify' ? 'Fastify + plugin vs bare Fastify HTTPS' : 'Express + middleware vs bare Express';
