@@ -64,7 +64,12 @@ export function derChain<C extends LinkedCertificate<C>>(leaf: C | undefined): B
  */
 export function verifyPeer(chain: readonly Buffer[], bundles: X509BundleSource, authorizer: SpiffeIdMatcher): SpiffeId {
   if (chain.length === 0) throw new TlsVerificationError('TLS_NO_PEER_CERTIFICATE', 'peer presented no certificate');
-  return authorized(verifyCached(chainCache, partsKey(chain), chain, bundles), authorizer);
+  const key = partsKey(chain);
+  const now = Date.now();
+  return authorized(
+    reused(chainCache, key, bundles, now) ?? verifyAndKeep(chainCache, key, chain, bundles, now),
+    authorizer,
+  );
 }
 
 /** `id` if the authorizer accepts it; else throws AuthorizationError. Runs on every verification, cached or not. */
@@ -99,22 +104,17 @@ function remember(cache: Map<string, ReusableVerification>, key: string, kept: R
 }
 
 /** The kept verification under `key` while it still holds, else undefined. */
-function reused(cache: Map<string, ReusableVerification>, key: string, bundles: X509BundleSource, now: number) {
+function reused(
+  cache: Map<string, ReusableVerification>,
+  key: string,
+  bundles: X509BundleSource,
+  now: number,
+): SpiffeId | undefined {
   const hit = cache.get(key);
   return hit && stillVerified(hit, bundles, now) ? hit.id : undefined;
 }
 
-/** The kept verification under `key` while it still holds, else a full verification of `chain`, kept. */
-function verifyCached(
-  cache: Map<string, ReusableVerification>,
-  key: string,
-  chain: readonly Buffer[],
-  bundles: X509BundleSource,
-): SpiffeId {
-  const now = Date.now();
-  return reused(cache, key, bundles, now) ?? verifyAndKeep(cache, key, chain, bundles, now);
-}
-
+/** A full verification of `chain`, kept under `key` when it may be reused. */
 function verifyAndKeep(
   cache: Map<string, ReusableVerification>,
   key: string,
