@@ -58,6 +58,19 @@ function report(row: Row): void {
   );
 }
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+
+/**
+ * Runs `batches` for `rounds` rounds, each batch after a collection (the garbage of the one before is not
+ * collected in the next) and the order turning every round, so that no side always follows the same batch.
+ */
+async function inTurns(batches: ReadonlyArray<() => Promise<void>>, rounds: number): Promise<void> {
+  for (let r = 0; r < rounds; r++) {
+    for (let b = 0; b < batches.length; b++) {
+      (globalThis as { gc?: () => void }).gc?.();
+      await (batches[(b + r) % batches.length] as () => Promise<void>)();
+    }
+  }
+}
 const pct = (xs: number[], p: number) =>
   [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))] as number;
 
@@ -172,18 +185,13 @@ async function benchHandshakes(): Promise<void> {
   await handshakes(port(fed), 'spiffe', 100, 4, fedSource);
   await handshakes(port(plain), 'plain', 100, 4);
   await handshakes(port(plain), 'plain-shared', 100, 4);
-  // Each batch starts after a collection (the garbage of the one before, e.g. the 1,001-trust-domain batch,
-  // is not collected in the next) and the order turns every round, so no side always follows the same batch.
   // CPU per handshake of each batch, server (its child) and client (this process), beside the rates: on this
   // shared VM the rates of equal code swing between runs, and the CPU split shows whether a ratio below 1 is
   // work we added or the machine.
   const cpu = { ours: [] as number[][], shared: [] as number[][], many: [] as number[][] };
   const timed = async (server: ChildProcess, into: number[][], run: () => Promise<number>): Promise<number> => {
-    const s0 = await childCpu(server);
-    const c0 = process.cpuUsage();
-    const rate = await run();
-    const c = process.cpuUsage(c0);
-    into.push([((await childCpu(server)) - s0) / count, (c.user + c.system) / count]);
+    const { rate, server: s, client } = await withCpu(server, count, run);
+    into.push([s, client]);
     return rate;
   };
   const batches: Array<() => Promise<void>> = [
@@ -194,12 +202,7 @@ async function benchHandshakes(): Promise<void> {
     async () =>
       void many.push(await timed(fed.child, cpu.many, () => handshakes(port(fed), 'spiffe', count, 4, fedSource))),
   ];
-  for (let r = 0; r < rounds; r++) {
-    for (let b = 0; b < batches.length; b++) {
-      (globalThis as { gc?: () => void }).gc?.();
-      await (batches[(b + r) % batches.length] as () => Promise<void>)();
-    }
-  }
+  await inTurns(batches, rounds);
   await stopChild(spiffe.child);
   await stopChild(fed.child);
   await stopChild(plain.child);
@@ -275,6 +278,19 @@ function childCpu(child: ChildProcess): Promise<number> {
   });
 }
 
+/** `run`'s rate, with the CPU µs per operation (`count` of them) of the server child and of this process. */
+async function withCpu(
+  child: ChildProcess,
+  count: number,
+  run: () => Promise<number>,
+): Promise<{ rate: number; server: number; client: number }> {
+  const before = await childCpu(child);
+  const c0 = process.cpuUsage();
+  const rate = await run();
+  const c = process.cpuUsage(c0);
+  return { rate, server: ((await childCpu(child)) - before) / count, client: (c.user + c.system) / count };
+}
+
 /** Requests/s, and the server child's CPU µs per request over the same round. */
 async function measuredRound(
   child: ChildProcess,
@@ -282,9 +298,8 @@ async function measuredRound(
   count: number,
   cpuPerRequest: number[],
 ): Promise<number> {
-  const before = await childCpu(child);
-  const rate = await requestsPerSecond(port, count, 8);
-  cpuPerRequest.push(((await childCpu(child)) - before) / count);
+  const { rate, server } = await withCpu(child, count, () => requestsPerSecond(port, count, 8));
+  cpuPerRequest.push(server);
   return rate;
 }
 
@@ -373,18 +388,9 @@ async function benchJwt(): Promise<void> {
     for (let i = 0; i < n; i++) await jwtVerify(token, key, { audience: 'bench', algorithms: ['ES256'] });
     return (n * 1000) / (performance.now() - t0);
   };
-  // Batches as in the handshake section: each after a collection, the order turning every round (ours
-  // always first had it collect jose's garbage, and the reverse).
-  const alternate = async (a: () => Promise<number>, b: () => Promise<number>, outA: number[], outB: number[]) => {
-    const gc = (globalThis as { gc?: () => void }).gc;
-    for (let r = 0; r < rounds; r++) {
-      for (const first of r % 2 === 0 ? [true, false] : [false, true]) {
-        gc?.();
-        if (first) outA.push(await a());
-        else outB.push(await b());
-      }
-    }
-  };
+  // Batches in turns as in the handshake section (ours always first had it collect jose's garbage).
+  const alternate = (a: () => Promise<number>, b: () => Promise<number>, outA: number[], outB: number[]) =>
+    inTurns([async () => void outA.push(await a()), async () => void outB.push(await b())], rounds);
   await runOurs();
   await runJose();
   const ours: number[] = [];
