@@ -17,6 +17,7 @@ import {
   X509Bundle,
 } from '@spiffe-ts/core';
 import { tlsMaterial } from './material.js';
+import { StepTimes } from './steps.js';
 
 const N = Number(process.argv[2] ?? 3000);
 const SERVER_ID = 'spiffe://example.org/server';
@@ -27,21 +28,8 @@ const clientSource = new StaticX509Source(clientSvid, X509Bundle.parse('example.
 const sp = serverSvid.toPem();
 const cp = clientSvid.toPem();
 
-const samples = new Map<string, bigint[]>();
-const record = (k: string, d: bigint) => {
-  let a = samples.get(k);
-  if (!a) {
-    a = [];
-    samples.set(k, a);
-  }
-  a.push(d);
-};
-function time<T>(k: string, f: () => T): T {
-  const a = process.hrtime.bigint();
-  const r = f();
-  record(k, process.hrtime.bigint() - a);
-  return r;
-}
+const steps = new StepTimes();
+const time = <T>(k: string, f: () => T): T => steps.time(k, f);
 
 /** DER of a linked certificate and its issuers, leaf first (as peer.ts's derChain). */
 function walk(x: tls.DetailedPeerCertificate | import('node:crypto').X509Certificate | undefined): Buffer[] {
@@ -111,9 +99,7 @@ let t0 = 0n;
 spiffeServer.prependListener('secureConnection', () => {
   t0 = process.hrtime.bigint();
 });
-spiffeServer.on('secureConnection', () =>
-  record('server: attached SPIFFE server, whole verification', process.hrtime.bigint() - t0),
-);
+spiffeServer.on('secureConnection', () => steps.since('server: attached SPIFFE server, whole verification', t0));
 
 await new Promise<void>((r) => plainServer.listen(0, '127.0.0.1', r));
 await new Promise<void>((r) => spiffeServer.listen(0, '127.0.0.1', r));
@@ -142,7 +128,7 @@ function connect(kind: 'plain' | 'spiffe' | 'check'): Promise<void> {
         host: '127.0.0.1',
         port: spiffePort,
       });
-      record('client: createSpiffeTlsSocket(), synchronous part', process.hrtime.bigint() - a);
+      steps.since('client: createSpiffeTlsSocket(), synchronous part', a);
     } else {
       socket = tls.connect({
         ...plainOptions,
@@ -154,8 +140,7 @@ function connect(kind: 'plain' | 'spiffe' | 'check'): Promise<void> {
             ? (host, cert) => time('client: spiffeCheckServerIdentity, cached', () => check(host, cert))
             : () => undefined,
       });
-      if (kind === 'plain')
-        record('client: tls.connect() with the shared context, synchronous part', process.hrtime.bigint() - a);
+      if (kind === 'plain') steps.since('client: tls.connect() with the shared context, synchronous part', a);
       else {
         socket.once('secureConnect', () =>
           time('client: getPeerCertificate(true) (node:tls, before checkServerIdentity)', () =>
@@ -184,18 +169,15 @@ async function run(n: number, kind: 'plain' | 'spiffe' | 'check'): Promise<void>
 
 await run(200, 'plain');
 await run(200, 'spiffe');
-samples.clear();
+steps.samples.clear();
 seen = 0;
 for (let r = 0; r < 3; r++) {
   await run(N / 3, 'plain');
   await run(N / 3, 'spiffe');
   await run(N / 6, 'check');
 }
-const median = (xs: bigint[]) => {
-  const s = [...xs].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  return Number(s[s.length >> 1]) / 1000;
-};
-for (const [k, v] of [...samples].sort(([a], [b]) => (a < b ? -1 : 1))) {
+const median = (xs: number[]) => ([...xs].sort((a, b) => a - b)[xs.length >> 1] as number) * 1000; // µs
+for (const [k, v] of [...steps.samples].sort(([a], [b]) => (a < b ? -1 : 1))) {
   console.log(`${k.padEnd(78)} n=${String(v.length).padStart(5)}  median ${median(v).toFixed(1).padStart(7)} µs`);
 }
 plainServer.close();

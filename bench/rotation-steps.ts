@@ -20,6 +20,7 @@ import {
   X509Svid,
 } from '@spiffe-ts/core';
 import { DevCa } from '@spiffe-ts/dev-server';
+import { StepTimes } from './steps.js';
 
 const N = Number(process.argv[2] ?? 200);
 const ID = 'spiffe://example.org/server';
@@ -37,16 +38,8 @@ for (let i = 0; i < N; i++) {
   });
 }
 
-const samples = new Map<string, number[]>();
-function time<T>(step: string, f: () => T): T {
-  const t0 = process.hrtime.bigint();
-  const out = f();
-  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-  const list = samples.get(step) ?? [];
-  list.push(ms);
-  samples.set(step, list);
-  return out;
-}
+const steps = new StepTimes();
+const time = <T>(step: string, f: () => T): T => steps.time(step, f);
 
 for (const { chain, key } of wire) {
   // The parts of X509Svid.parse, timed alone (on their own copies, so the next line starts cold).
@@ -78,10 +71,7 @@ for (const { chain, key } of wire.slice(0, Math.min(N, 100))) {
   await new Promise<void>((resolve, reject) => {
     const socket = createSpiffeTlsSocket({ source: clientSource, authorize: [ID], host: '127.0.0.1', port });
     socket.once('secureConnect', () => {
-      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-      const list = samples.get('handshake: one whole, new server leaf (wall)') ?? [];
-      list.push(ms);
-      samples.set('handshake: one whole, new server leaf (wall)', list);
+      steps.since('handshake: one whole, new server leaf (wall)', t0);
       socket.destroy();
       resolve();
     });
@@ -95,7 +85,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1] a
 const warm = Math.min(20, N >> 2); // the first SVIDs also pay JIT compilation
 console.log(`rotation steps, ${N - warm} fresh SVIDs (after ${warm} warm-up), CPU ms: min / median`);
 let serverTotal = 0;
-for (const [step, xs] of samples) {
+for (const [step, xs] of steps.samples) {
   const kept = xs.length > warm * 2 ? xs.slice(warm) : xs.slice(Math.min(5, xs.length - 1));
   const min = Math.min(...kept);
   const med = median(kept);
