@@ -239,9 +239,12 @@ export const KEY_USAGE = {
 interface Decoded {
   /** The facts, or why they cannot be read (a fresh CertificateError is thrown from it on each call). */
   readonly facts: CertificateFacts | { readonly message: string; readonly cause: unknown };
-  /** The parsed subject and issuer Names; null when the certificate does not parse. */
-  readonly names: { readonly subject: Name; readonly issuer: Name } | null;
+  /** The parsed subject and issuer Names, until `namesDer` is built from them; null when it does not parse. */
+  names: { readonly subject: Name; readonly issuer: Name } | null;
+  /** The Names as DER, built on first use (most certificates' names are compared once per path step). */
+  namesDer?: NamesDer | null;
 }
+type NamesDer = { readonly subject: Buffer; readonly issuer: Buffer };
 const decodedCache = new WeakMap<X509Certificate, Decoded>();
 
 function decoded(cert: X509Certificate): Decoded {
@@ -340,9 +343,6 @@ function factsOf(parsed: Certificate): CertificateFacts {
   });
 }
 
-// Names as DER, built on first use: most certificates' names are compared once per path step.
-const namesDerCache = new WeakMap<X509Certificate, { subject: Buffer; issuer: Buffer } | null>();
-
 function nameDer(name: Name): Buffer {
   return Buffer.from(AsnConvert.serialize(name));
 }
@@ -358,20 +358,21 @@ export function issuerNameMatches(child: X509Certificate, issuer: X509Certificat
   return c !== null && i !== null && c.issuer.equals(i.subject);
 }
 
-function certificateNames(cert: X509Certificate): { subject: Buffer; issuer: Buffer } | null {
-  const cached = namesDerCache.get(cert);
-  if (cached !== undefined) return cached;
-  const parsed = decoded(cert).names;
-  let names: { subject: Buffer; issuer: Buffer } | null = null;
-  if (parsed) {
-    try {
-      names = { subject: nameDer(parsed.subject), issuer: nameDer(parsed.issuer) };
-    } catch {
-      names = null;
-    }
+function certificateNames(cert: X509Certificate): NamesDer | null {
+  const d = decoded(cert);
+  if (d.namesDer === undefined) {
+    d.namesDer = d.names ? namesAsDer(d.names) : null;
+    d.names = null; // the parsed trees are not needed once serialized
   }
-  namesDerCache.set(cert, names);
-  return names;
+  return d.namesDer;
+}
+
+function namesAsDer(names: { readonly subject: Name; readonly issuer: Name }): NamesDer | null {
+  try {
+    return { subject: nameDer(names.subject), issuer: nameDer(names.issuer) };
+  } catch {
+    return null;
+  }
 }
 
 /**
