@@ -19,6 +19,7 @@ import { createSpiffeDispatcher } from '@spiffe-ts/core/undici';
 import { createAuthority, DevCa, DevWorkloadApiServer, KeyUsage } from '@spiffe-ts/dev-server';
 import { type RotationUnderLoadResult, rotationUnderLoad } from '@spiffe-ts/dev-server/testing';
 import { Agent, type Dispatcher, request } from 'undici';
+import { recordingLogger } from './logger.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // The main adapter suites: a server, the caller it allows, and another verified workload.
@@ -109,11 +110,6 @@ export async function assertHandshakeRefused(url: string, client: { cert?: strin
 }
 
 /** A log line kept by {@link captureLogger}. */
-export interface LogLine {
-  level: string;
-  fields: Record<string, unknown>;
-  message: string;
-}
 
 /** Polls `find` (100 times, 20 ms apart) until it returns a value: servers may log just after a client sees a close. */
 export async function eventually<T>(find: () => T | undefined, failure: string): Promise<T> {
@@ -127,11 +123,8 @@ export async function eventually<T>(find: () => T | undefined, failure: string):
 
 /** A pino-compatible logger that keeps its lines, and `lineFor(reason)`: the first line with that reason. */
 export function captureLogger() {
-  const lines: LogLine[] = [];
-  const at = (level: string) => (fields: object, message: string) => {
-    lines.push({ level, fields: fields as Record<string, unknown>, message });
-  };
-  const logger = { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') };
+  const logger = recordingLogger();
+  const { lines } = logger;
   const lineFor = (reason: string) =>
     eventually(() => lines.find((l) => l.fields.reason === reason), `no log line with reason ${reason}`);
   return { logger, lines, lineFor };

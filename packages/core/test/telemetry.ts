@@ -1,22 +1,8 @@
-// What the observability tests read our logs and metrics through: a logger that keeps its lines and a metric
-// reader pulled on demand (observability.test.ts, rejections.test.ts).
+// What the observability tests read our logs and metrics through: a logger that keeps its lines (shared with
+// the adapters' tests) and a metric reader pulled on demand (observability.test.ts, rejections.test.ts).
 import { AggregationTemporality, MetricReader } from '@opentelemetry/sdk-metrics';
-import type { SpiffeLogger } from '@spiffe-ts/core';
 
-/** One call on the recording logger. */
-export interface LogLine {
-  level: string;
-  fields: Record<string, unknown>;
-  message: string;
-}
-
-/** A logger that records every call, pino-style (fields, message). */
-export function recordingLogger(): SpiffeLogger & { lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const at = (level: string) => (fields: object, message: string) =>
-    lines.push({ level, fields: fields as Record<string, unknown>, message });
-  return { lines, error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') };
-}
+export { type LogLine, recordingLogger } from '../../../test/support/logger.js';
 
 /** A metric reader the test pulls from (cumulative, so each read sees every count so far). */
 export class TestReader extends MetricReader {
